@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from openbatch.cli.main import app
+
+app()

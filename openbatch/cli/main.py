@@ -1,0 +1,59 @@
+"""The ``openbatch`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openbatch.config import DEFAULT_BATCH_PORT, DEFAULT_BLOB_PORT, ConfigError, Settings, accounts_from
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.")
+
+
+@app.callback()
+def main() -> None:
+    """Self-hosted Azure Batch and Azure Blob Storage, wire-compatible with the official SDKs."""
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where pools, jobs, tasks, blobs and nodes live.")] = Path(
+        os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch"))
+    ),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    blob_port: Annotated[int, typer.Option("--blob-port", help="Blob endpoint port.")] = DEFAULT_BLOB_PORT,
+    batch_port: Annotated[int, typer.Option("--batch-port", help="Batch endpoint port.")] = DEFAULT_BATCH_PORT,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", help="NAME:KEY (base64), repeatable; also OPENBATCH_ACCOUNTS.")
+    ] = None,
+) -> None:
+    """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
+    from openbatch.server import Runtime, run
+
+    try:
+        accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
+        settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    def ready(runtime: Runtime) -> None:
+        names = ", ".join(runtime.settings.accounts)
+        typer.echo(f"blob  endpoint {settings.blob_url}/{{account}}  accounts: {names}")
+        typer.echo(f"batch endpoint {settings.batch_url}  accounts: {names}")
+        typer.echo(f"data dir {settings.data_dir}")
+        sys.stdout.flush()
+
+    try:
+        run(settings, ready)
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,127 @@
+"""Builds the ASGI apps, runs uvicorn on both endpoints, startup recovery, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import uvicorn
+
+from openbatch.config import Settings
+
+log = logging.getLogger("openbatch")
+
+ASGIApp = Callable[..., Any]
+
+
+class Service(Protocol):
+    """One endpoint: an ASGI app with a start (recovery) and a stop (flush, kill children)."""
+
+    app: ASGIApp
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """Everything one running server owns."""
+
+    settings: Settings
+    services: dict[str, Service] = field(default_factory=dict)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Open the stores in the data dir and build both services."""
+    from openbatch.batch.api import build_batch_service
+    from openbatch.blob.api import build_blob_service
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    blob = build_blob_service(settings)
+    batch = build_batch_service(settings, blob)
+    return Runtime(settings=settings, services={"blob": blob, "batch": batch})
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server whose signals are handled by us, for both endpoints at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None = None,
+                stop_event: asyncio.Event | None = None) -> None:
+    """Run both endpoints until SIGINT/SIGTERM (or ``stop_event``), then stop cleanly."""
+    runtime = build_runtime(settings)
+    sockets = {
+        "blob": _bind(settings.host, settings.blob_port),
+        "batch": _bind(settings.host, settings.batch_port),
+    }
+    for service in runtime.services.values():
+        await service.start()
+    servers = []
+    for name, service in runtime.services.items():
+        config = uvicorn.Config(
+            service.app,
+            lifespan="off",
+            interface="asgi3",
+            proxy_headers=False,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            timeout_keep_alive=120,
+            h11_max_incomplete_event_size=1 << 20,
+        )
+        servers.append((_Server(config), sockets[name]))
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    while not all(server.started for server, _ in servers):
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.01)
+    if on_ready is not None:
+        on_ready(runtime)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    for service in reversed(list(runtime.services.values())):
+        await service.stop()
+    for sock in sockets.values():
+        sock.close()
+
+
+def run(settings: Settings, on_ready: Callable[[Runtime], None] | None = None) -> None:
+    """Blocking entry point: uvloop when available."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        runner = asyncio.run
+    runner(serve(settings, on_ready))
