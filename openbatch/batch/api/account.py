@@ -1,0 +1,7 @@
+"""Batch account routes (being written)."""
+
+from __future__ import annotations
+
+from openbatch.batch.api.routing import Route
+
+ROUTES: list[Route] = []

@@ -1,0 +1,62 @@
+"""What a transition asks the engine to do after the state has changed (data, no behaviour)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """Base class of everything a transition can ask for."""
+
+
+@dataclass(frozen=True)
+class KillTask(Instruction):
+    job_id: str
+    task_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class StopJobTasks(Instruction):
+    """Complete every active task and kill every running task of the job."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DisableJobTasks(Instruction):
+    """requeue | terminate | wait — what happens to the job's running tasks."""
+
+    job_id: str
+    option: str
+
+
+@dataclass(frozen=True)
+class RunJobRelease(Instruction):
+    job_id: str
+
+
+@dataclass(frozen=True)
+class PurgeJob(Instruction):
+    job_id: str
+
+
+@dataclass(frozen=True)
+class RemovePoolNodes(Instruction):
+    pool_id: str
+
+
+@dataclass(frozen=True)
+class RemoveNode(Instruction):
+    pool_id: str
+    node_id: str
+    requeue: str  # nodeDeallocationOption: requeue | terminate | taskcompletion | retaineddata
+
+
+@dataclass(frozen=True)
+class RestartNode(Instruction):
+    pool_id: str
+    node_id: str
+    reimage: bool
