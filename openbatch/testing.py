@@ -1,0 +1,104 @@
+"""Run a live ``openbatch serve`` on free ports with a temp data dir: for tests (ours and users'), benchmarks and the quickstart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from openbatch.config import DEV_ACCOUNT, DEV_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """A server subprocess; ``restart()`` keeps the data dir, ``kill()`` is SIGKILL."""
+
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.blob_port = free_port()
+        self.batch_port = free_port()
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.account = DEV_ACCOUNT
+        self.key = DEV_KEY
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def blob_url(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{self.account}"
+
+    @property
+    def batch_url(self) -> str:
+        return f"http://127.0.0.1:{self.batch_port}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"BlobEndpoint={self.blob_url};"
+        )
+
+    def start(self, timeout: float = 20.0) -> LiveServer:
+        cmd = [
+            sys.executable, "-m", "openbatch", "serve",
+            "--data-dir", str(self.data_dir),
+            "--blob-port", str(self.blob_port),
+            "--batch-port", str(self.batch_port),
+            *self.extra_args,
+        ]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            if all(_listening(p) for p in (self.blob_port, self.batch_port)):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        return self.start()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
