@@ -259,13 +259,15 @@ def check_conditions(req: BatchRequest, doc: Doc, *, read: bool) -> BatchRespons
     copy is current; raises ConditionNotMet (412) when a precondition fails; None to go on.
     """
     from openbatch.batch.domain.common import parse_iso
-    from openbatch.common.conditions import Outcome, evaluate
+    from openbatch.common import conditions
 
-    outcome = evaluate(
-        req.headers, etag=str(doc.get("eTag", "")), last_modified=parse_iso(str(doc["lastModified"])), read=read
-    ) if doc.get("lastModified") else Outcome.OK
-    if outcome is Outcome.NOT_MODIFIED:
+    cond = conditions.Conditions.from_headers(req.headers.get)
+    if cond.empty:
+        return None
+    last = parse_iso(str(doc["lastModified"])) if doc.get("lastModified") else None
+    outcome = conditions.evaluate(cond, str(doc.get("eTag") or ""), last, read=read)
+    if outcome == conditions.NOT_MODIFIED:
         return BatchResponse(304, b"", entity_headers(doc))
-    if outcome is Outcome.PRECONDITION_FAILED:
+    if outcome == conditions.PRECONDITION_FAILED:
         raise e.ConditionNotMet("The condition specified using HTTP conditional header(s) is not met.")
     return None
