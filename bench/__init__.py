@@ -1,0 +1,1 @@
+"""openbatch benchmarks: ``python -m bench <name>`` (see docs/benchmarks.md)."""

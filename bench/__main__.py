@@ -1,0 +1,47 @@
+"""``python -m bench {spawn,tasks,blob,scale,quickstart,all} [--smoke] [--out DIR] [--no-azurite]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import blob, quickstart, scale, spawn, tasks
+from bench.common import Report, console
+
+
+def _spawn(smoke: bool) -> Report:
+    rates = spawn.spawn_rate(100 if smoke else 3000)
+    report = Report("spawn", ["loop", "spawns/s (/bin/true, 8 at a time)"])
+    for loop, rate in rates.items():
+        report.add(loop, rate)
+    report.details = rates
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=["spawn", "tasks", "blob", "scale", "quickstart", "all"])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark works")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
+    parser.add_argument("--no-azurite", action="store_true", help="blob: measure openbatch only")
+    args = parser.parse_args(argv)
+    names = ["spawn", "tasks", "blob", "scale", "quickstart"] if args.name == "all" else [args.name]
+    for name in names:
+        if name == "spawn":
+            report = _spawn(args.smoke)
+        elif name == "tasks":
+            report = tasks.run(tasks.SMOKE if args.smoke else tasks.Sizes())
+        elif name == "blob":
+            report = blob.run(blob.SMOKE if args.smoke else blob.Sizes(), with_azurite=not args.no_azurite)
+        elif name == "scale":
+            report = scale.run(scale.SMOKE if args.smoke else scale.Sizes())
+        else:
+            report = quickstart.run(1 if args.smoke else 5)
+        report.show()
+        path = report.save(args.out)
+        console.print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Blob throughput, openbatch vs Azurite, through azure-storage-blob 12, side by side in one run.
+
+Both servers run at once and the repeats alternate between them, so machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from bench import azurite
+from bench.common import Report, median, openbatch_server
+
+MIB = 1024 * 1024
+FIGURES = ("upload_mb_s", "download_mb_s", "put_4k_s", "get_4k_s")
+
+
+@dataclass
+class Sizes:
+    big_mib: int = 256
+    small_count: int = 500
+    repeats: int = 3
+
+
+SMOKE = Sizes(big_mib=4, small_count=20, repeats=1)
+
+
+def _container(conn: str) -> ContainerClient:
+    client = BlobServiceClient.from_connection_string(
+        conn, max_block_size=4 * MIB, max_single_put_size=4 * MIB, max_chunk_get_size=4 * MIB,
+        max_single_get_size=4 * MIB,
+    )
+    return client.create_container(f"bench{uuid.uuid4().hex[:12]}")
+
+
+def measure_once(container: ContainerClient, payload: bytes, small_count: int, tag: str) -> dict[str, float]:
+    """MB/s for a big upload and download (4 MiB blocks, concurrency 4); ops/s for 4 KiB puts and gets."""
+    blob = container.get_blob_client(f"big-{tag}")
+    t = time.perf_counter()
+    blob.upload_blob(payload, overwrite=True, max_concurrency=4)
+    up = len(payload) / MIB / (time.perf_counter() - t)
+    t = time.perf_counter()
+    data = blob.download_blob(max_concurrency=4).readall()
+    down = len(data) / MIB / (time.perf_counter() - t)
+    if data != payload:
+        raise AssertionError("downloaded bytes differ from the upload")
+    small = payload[:4096]
+    names = [f"small-{tag}-{n}" for n in range(small_count)]
+    t = time.perf_counter()
+    for name in names:
+        container.upload_blob(name, small, overwrite=True)
+    puts = len(names) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for name in names:
+        container.get_blob_client(name).download_blob().readall()
+    gets = len(names) / (time.perf_counter() - t)
+    return dict(zip(FIGURES, (up, down, puts, gets), strict=True))
+
+
+@contextlib.contextmanager
+def _targets(with_azurite: bool) -> Iterator[dict[str, str]]:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(openbatch_server())
+        targets = {"openbatch": server.connection_string}
+        if with_azurite and azurite.available():
+            conn, _url = stack.enter_context(azurite.azurite_blob())
+            targets["azurite"] = conn
+        yield targets
+
+
+def run(sizes: Sizes, with_azurite: bool = True) -> Report:
+    payload = os.urandom(sizes.big_mib * MIB)
+    samples: dict[str, dict[str, list[float]]] = {}
+    with _targets(with_azurite) as targets:
+        containers = {name: _container(conn) for name, conn in targets.items()}
+        for i in range(sizes.repeats):
+            for name, container in containers.items():
+                result = measure_once(container, payload, sizes.small_count, str(i))
+                for key, value in result.items():
+                    samples.setdefault(name, {}).setdefault(key, []).append(value)
+        for container in containers.values():
+            container.delete_container()
+    medians = {name: {k: median(v) for k, v in figs.items()} for name, figs in samples.items()}
+    ours, theirs = medians["openbatch"], medians.get("azurite", {})
+    report = Report("blob", ["figure", "openbatch", "azurite", "ratio"])
+    labels = dict(zip(FIGURES, (f"upload {sizes.big_mib} MiB (MB/s)", f"download {sizes.big_mib} MiB (MB/s)",
+                                "4 KiB puts/s", "4 KiB gets/s"), strict=True))
+    for key, label in labels.items():
+        other = theirs.get(key)
+        report.add(label, ours[key], other if other else "-", ours[key] / other if other else "-")
+    report.details = {"samples": samples, "medians": medians, "azurite_version": azurite.AZURITE_VERSION,
+                      "sizes": sizes.__dict__}
+    return report
