@@ -60,3 +60,13 @@ class RestartNode(Instruction):
     pool_id: str
     node_id: str
     reimage: bool
+    option: str = "requeue"  # nodeRebootOption / nodeReimageOption: requeue | terminate | taskcompletion | retaineddata
+
+
+@dataclass(frozen=True)
+class StopNodeTasks(Instruction):
+    """Scheduling was disabled on a running node: requeue or terminate the tasks running there."""
+
+    pool_id: str
+    node_id: str
+    option: str  # nodeDisableSchedulingOption: requeue | terminate

@@ -206,9 +206,17 @@ _NODE_UP = [_N.IDLE, _N.RUNNING, _N.OFFLINE, _N.START_TASK_FAILED, _N.UNUSABLE, 
 
 def _node_restart(kind: str) -> Handler:
     def handler(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
-        return [ins.RestartNode(pool_id=doc["poolId"], node_id=doc["id"], reimage=kind == "reimage")]
+        return [ins.RestartNode(pool_id=doc["poolId"], node_id=doc["id"], reimage=kind == "reimage",
+                                option=ctx.reason or "requeue")]
 
     return handler
+
+
+def _node_offline(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
+    # Disable scheduling with requeue / terminate stops what runs there; taskcompletion lets it finish.
+    if ctx.reason in ("requeue", "terminate"):
+        return [ins.StopNodeTasks(pool_id=doc["poolId"], node_id=doc["id"], option=ctx.reason)]
+    return []
 
 
 def _node_leaving(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
@@ -243,6 +251,7 @@ NODE = StateMachine(
             *[(s, _N.LEAVING_POOL) for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING]],
         ],
         {
+            (_N.RUNNING, _N.OFFLINE): _node_offline,
             **{(s, _N.REBOOTING): _node_restart("reboot") for s in _NODE_UP},
             **{(s, _N.REIMAGING): _node_restart("reimage") for s in _NODE_UP},
             **{(s, _N.LEAVING_POOL): _node_leaving for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING]},
