@@ -34,6 +34,11 @@ UnsupportedApiVersion = _error("InvalidApiVersionParameter", "An api-version the
 TooManyRequests = _error("TooManyRequests", "Request rejected to protect the service.")
 InvalidAutoScalingSettings = _error("InvalidAutoScalingSettings", "Autoscale settings invalid for the pool.")
 AutoScalingFormulaSyntaxError = _error("AutoScalingFormulaSyntaxError", "The autoscale formula cannot be parsed.")
+TaskDependenciesNotSpecifiedOnJob = _error("TaskDependenciesNotSpecifiedOnJob", "dependsOn without usesTaskDependencies.")
+TaskDependencyListTooLong = _error("TaskDependencyListTooLong", "dependsOn.taskIds longer than 64000 characters.")
+TaskIdSameAsJobPreparationTask = _error("TaskIdSameAsJobPreparationTask", "A task id equal to the job prep task's.")
+TaskIdSameAsJobReleaseTask = _error("TaskIdSameAsJobReleaseTask", "A task id equal to the job release task's.")
+JobPreparationTaskNotSpecified = _error("JobPreparationTaskNotSpecified", "Prep/release status of a job without one.")
 # 403
 AuthenticationFailed = _error("AuthenticationFailed", "Missing or wrong SharedKey signature.")
 # 404
