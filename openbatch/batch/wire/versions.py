@@ -13,6 +13,8 @@ azure-batch 15.1.0 (and 14.2.0, which only adds/removes fields); the version eac
 landed in comes from the azure-batch changelog:
 
 ==================  ==========================================================================
+2016-07-01.3.1      job ``onAllTasksComplete`` / ``onTaskFailure`` spelt ``noAction``,
+                    ``terminateJob``, ``performExitOptionsJobAction`` (later all lower-case)
 2017-01-01.4.0      ``runElevated`` (bool) on every task kind -> ``userIdentity.autoUser.
                     elevationLevel`` (admin / nonadmin)                        [azure-batch 2.0]
 2017-05-01.5.0      pool ``targetDedicated`` / ``currentDedicated`` -> ``targetDedicatedNodes`` /
@@ -32,6 +34,13 @@ Nested objects are translated wherever they occur (start tasks in pools, pool sp
 nodes; job manager / preparation / release tasks in jobs and job schedules; resource files;
 execution infos ...), driven by the small schema ``_TYPES`` below.  Sub-objects a translation
 does not touch are shared with the input rather than copied.
+
+Order of work in an api module: ``parse_api_version``; ``to_internal`` the body; for lists
+``filter_to_internal`` the ``$filter`` text (then ``odata.parse_filter``) and evaluate it on the
+internal documents; ``from_internal`` each document; ``$select`` can then be applied to the
+translated document with the client's own names (or, after ``filter_to_internal``, to the
+internal one before translating).  Versions before 2019-06-01.9.0 list images through
+``GET /nodeagentskus``: serve ``node_agent_skus(supported_images)`` there.
 """
 
 from __future__ import annotations
