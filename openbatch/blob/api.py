@@ -1,25 +1,501 @@
-"""Blob routes (placeholder until the Blob service lands)."""
+"""Blob routes: parse the request, authorize it, call one ``Blobs`` operation, render the result.
+
+Path style ``/{account}/{container}/{blob}`` as Azurite serves it; any ``x-ms-version`` is
+served (the response echoes it). Nothing here decides a rule or touches storage.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+from openbatch.blob import wire
+from openbatch.blob.auth import Authorizer, Grant, Rule
+from openbatch.blob.errors import BlobError, bad_header, bad_query
+from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, parse_query, send_response
+from openbatch.blob.models import Blob, ContentSettings
+from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
+from openbatch.common.clock import now_us, rfc1123_us
+from openbatch.common.conditions import Conditions
 from openbatch.config import Settings
+
+log = logging.getLogger("openbatch.blob")
+
+Handler = Callable[[Request, Grant], Awaitable[Response]]
+
+# SAS permission letters / public-access levels per kind of operation (see auth.Rule).
+READ_BLOB = Rule(service_sas="r", account_sas="r", public="blob")
+WRITE_NEW = Rule(service_sas="cw", account_sas="cw")
+WRITE = Rule(service_sas="w", account_sas="w")
+DELETE = Rule(service_sas="d", account_sas="d")
+LIST_BLOBS = Rule(service_sas="l", account_sas="l", public="container")
+READ_CONTAINER = Rule(service_sas="r", account_sas="r", public="container")
+CREATE_CONTAINER = Rule(service_sas=None, account_sas="cw")
+WRITE_CONTAINER = Rule(service_sas=None, account_sas="w")
+DELETE_CONTAINER = Rule(service_sas=None, account_sas="d")
+READ_ACL = Rule(service_sas=None, account_sas="r")
+LIST_CONTAINERS = Rule(service_sas=None, account_sas="l")
+READ_SERVICE = Rule(service_sas=None, account_sas="r")
+WRITE_SERVICE = Rule(service_sas=None, account_sas="w")
+ACCOUNT_INFO = Rule(service_sas="racwdl", account_sas="racwdlup")
+
+# (level, method, restype, comp) -> (handler name, rule)
+ROUTES: dict[tuple[str, str, str, str], tuple[str, Rule]] = {
+    ("service", "GET", "", "list"): ("list_containers", LIST_CONTAINERS),
+    ("service", "GET", "service", "properties"): ("get_service_properties", READ_SERVICE),
+    ("service", "PUT", "service", "properties"): ("set_service_properties", WRITE_SERVICE),
+    ("container", "PUT", "container", ""): ("create_container", CREATE_CONTAINER),
+    ("container", "GET", "container", ""): ("container_properties", READ_CONTAINER),
+    ("container", "HEAD", "container", ""): ("container_properties", READ_CONTAINER),
+    ("container", "DELETE", "container", ""): ("delete_container", DELETE_CONTAINER),
+    ("container", "GET", "container", "metadata"): ("container_properties", READ_CONTAINER),
+    ("container", "HEAD", "container", "metadata"): ("container_properties", READ_CONTAINER),
+    ("container", "PUT", "container", "metadata"): ("set_container_metadata", WRITE_CONTAINER),
+    ("container", "GET", "container", "acl"): ("get_container_acl", READ_ACL),
+    ("container", "HEAD", "container", "acl"): ("get_container_acl", READ_ACL),
+    ("container", "PUT", "container", "acl"): ("set_container_acl", WRITE_CONTAINER),
+    ("container", "GET", "container", "list"): ("list_blobs", LIST_BLOBS),
+    ("blob", "PUT", "", ""): ("put_blob", WRITE_NEW),
+    ("blob", "PUT", "", "block"): ("put_block", WRITE_NEW),
+    ("blob", "PUT", "", "blocklist"): ("put_block_list", WRITE_NEW),
+    ("blob", "GET", "", "blocklist"): ("get_block_list", READ_BLOB),
+    ("blob", "GET", "", ""): ("get_blob", READ_BLOB),
+    ("blob", "HEAD", "", ""): ("blob_properties", READ_BLOB),
+    ("blob", "GET", "", "metadata"): ("blob_metadata", READ_BLOB),
+    ("blob", "HEAD", "", "metadata"): ("blob_metadata", READ_BLOB),
+    ("blob", "PUT", "", "metadata"): ("set_blob_metadata", WRITE),
+    ("blob", "PUT", "", "properties"): ("set_blob_properties", WRITE),
+    ("blob", "DELETE", "", ""): ("delete_blob", DELETE),
+    ("blob", "PUT", "", "tier"): ("set_blob_tier", WRITE),
+}
+_LIST_INCLUDES = {"metadata", "uncommittedblobs", "copy", "snapshots", "deleted", "tags", "versions",
+                  "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
+_ENCRYPTED = ("x-ms-request-server-encrypted", "true")
+
+
+def _level(req: Request) -> str:
+    if not req.container:
+        return "service"
+    return "container" if req.blob is None else "blob"
+
+
+def _conditions(req: Request) -> Conditions:
+    return Conditions.from_headers(req.headers.get)
+
+
+def _metadata(req: Request) -> dict[str, str]:
+    return {k[10:]: v.strip() for k, v in req.headers.items() if k.startswith("x-ms-meta-")}
+
+
+def _b64_header(req: Request, name: str) -> bytes | None:
+    value = req.headers.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise bad_header(name, value[:64]) from exc
+
+
+def _content_settings(req: Request, *, put_blob: bool) -> ContentSettings:
+    """Content headers to store: ``x-ms-blob-*`` (Put Blob also takes the plain ones)."""
+    h = req.headers
+
+    def pick(name: str, default: str = "") -> str:
+        value = h.get(f"x-ms-blob-{name}")
+        if value is None and put_blob:
+            value = h.get(name)
+        return value if value is not None else default
+
+    return ContentSettings(
+        content_type=pick("content-type", "application/octet-stream") or "application/octet-stream",
+        content_encoding=pick("content-encoding"),
+        content_language=pick("content-language"),
+        content_md5=_b64_header(req, "x-ms-blob-content-md5"),
+        cache_control=pick("cache-control"),
+        content_disposition=pick("content-disposition"),
+    )
+
+
+def _declared_length(req: Request, limit: int) -> None:
+    value = req.headers.get("content-length")
+    if value is None:
+        return
+    if not value.isdigit():
+        raise bad_header("Content-Length", value[:32])
+    if int(value) > limit:
+        raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
+
+
+def _range(req: Request) -> tuple[int, int | None] | None:
+    """``bytes=a-b`` / ``bytes=a-`` from x-ms-range or Range; anything else means the whole blob."""
+    value = req.headers.get("x-ms-range") or req.headers.get("range")
+    if not value:
+        return None
+    unit, _, spec = value.strip().partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or not first.isdigit() or not (last.isdigit() or last == ""):
+        return None
+    start, end = int(first), (int(last) if last else None)
+    if end is not None and end < start:
+        return None
+    return start, end
+
+
+def _int_query(req: Request, name: str, lo: int, hi: int) -> int | None:
+    value = req.query.get(name)
+    if value is None or value == "":
+        return None
+    if not value.lstrip("-").isdigit():
+        raise bad_query(name, value[:64])
+    number = int(value)
+    if number < lo:
+        raise BlobError("OutOfRangeInput", QueryParameterName=name, QueryParameterValue=value[:64])
+    return min(number, hi)
+
+
+def _endpoint(req: Request) -> str:
+    return f"{req.scheme}://{req.host}/{req.account}/"
+
+
+def _etag_headers(etag: str, modified_us: int) -> list[tuple[str, str]]:
+    return [("etag", wire.quoted(etag)), ("last-modified", rfc1123_us(modified_us))]
+
+
+class BlobApi:
+    """The request handlers; each one translates and calls one domain operation."""
+
+    def __init__(self, blobs: Blobs, auth: Authorizer, settings: Settings) -> None:
+        self.blobs = blobs
+        self.auth = auth
+        self.settings = settings
+        self.routes: dict[tuple[str, str, str, str], tuple[Handler, Rule]] = {
+            key: (getattr(self, name), rule) for key, (name, rule) in ROUTES.items()
+        }
+
+    def route(self, req: Request) -> tuple[Handler, Rule]:
+        level = _level(req)
+        comp = req.query.get("comp", "")
+        restype = req.query.get("restype", "")
+        if restype == "account" and comp == "properties" and req.method in ("GET", "HEAD"):
+            return self.account_info, ACCOUNT_INFO
+        key = (level, req.method, restype if level != "blob" else "", comp)
+        found = self.routes.get(key)
+        if found is not None:
+            return found
+        if any(k[0] == level and k[2:] == key[2:] for k in self.routes):
+            raise BlobError("UnsupportedHttpVerb", status=405)
+        if level == "container" and restype != "container":
+            raise bad_query("restype", restype[:64])
+        raise bad_query("comp", comp[:64])
+
+    # --- service ------------------------------------------------------------------------------
+
+    async def list_containers(self, req: Request, grant: Grant) -> Response:
+        prefix = req.query.get("prefix", "")
+        marker = req.query.get("marker", "")
+        limit = _int_query(req, "maxresults", 1, MAX_LIST_RESULTS) or MAX_LIST_RESULTS
+        include = set(filter(None, req.query.get("include", "").split(",")))
+        if not include <= {"metadata", "deleted", "system"}:
+            raise bad_query("include", req.query.get("include", "")[:64])
+        items, nxt = self.blobs.list_containers(req.account, prefix, wire.decode_marker(marker), limit)
+        body = wire.list_containers_xml(_endpoint(req), prefix, marker, req.query.get("maxresults", ""), items,
+                                        wire.encode_marker(nxt) if nxt else "", "metadata" in include)
+        return Response(200, [("content-type", wire.XML_TYPE)], body)
+
+    async def get_service_properties(self, req: Request, grant: Grant) -> Response:
+        stored = self.blobs.get_service_properties(req.account)
+        body = (stored or wire.DEFAULT_SERVICE_PROPERTIES).encode("utf-8")
+        return Response(200, [("content-type", wire.XML_TYPE)], body)
+
+    async def set_service_properties(self, req: Request, grant: Grant) -> Response:
+        body = await req.read_body(wire.MAX_XML_BODY)
+        self.blobs.set_service_properties(req.account, wire.parse_service_properties(body))
+        return Response(202)
+
+    async def account_info(self, req: Request, grant: Grant) -> Response:
+        return Response(200, [("x-ms-sku-name", "Standard_LRS"), ("x-ms-account-kind", "StorageV2"),
+                              ("x-ms-is-hns-enabled", "false")])
+
+    # --- containers ---------------------------------------------------------------------------
+
+    async def create_container(self, req: Request, grant: Grant) -> Response:
+        c = self.blobs.create_container(req.account, req.container, _metadata(req),
+                                        req.headers.get("x-ms-blob-public-access"))
+        return Response(201, _etag_headers(c.etag, c.modified_us))
+
+    async def container_properties(self, req: Request, grant: Grant) -> Response:
+        c = self.blobs.container(req.account, req.container)
+        return Response(200, wire.container_headers(c))
+
+    async def delete_container(self, req: Request, grant: Grant) -> Response:
+        self.blobs.delete_container(req.account, req.container, _conditions(req))
+        return Response(202)
+
+    async def set_container_metadata(self, req: Request, grant: Grant) -> Response:
+        c = self.blobs.set_container_metadata(req.account, req.container, _metadata(req), _conditions(req))
+        return Response(200, _etag_headers(c.etag, c.modified_us))
+
+    async def get_container_acl(self, req: Request, grant: Grant) -> Response:
+        c = self.blobs.container(req.account, req.container)
+        headers = [*_etag_headers(c.etag, c.modified_us), ("content-type", wire.XML_TYPE)]
+        if c.public_access:
+            headers.append(("x-ms-blob-public-access", c.public_access))
+        return Response(200, headers, wire.signed_identifiers_xml(c.acl))
+
+    async def set_container_acl(self, req: Request, grant: Grant) -> Response:
+        acl = wire.parse_signed_identifiers(await req.read_body(wire.MAX_XML_BODY))
+        c = self.blobs.set_container_acl(req.account, req.container, req.headers.get("x-ms-blob-public-access"),
+                                         acl, _conditions(req))
+        return Response(200, _etag_headers(c.etag, c.modified_us))
+
+    async def list_blobs(self, req: Request, grant: Grant) -> Response:
+        q = req.query
+        prefix, delimiter, marker = q.get("prefix", ""), q.get("delimiter", ""), q.get("marker", "")
+        limit = _int_query(req, "maxresults", 1, MAX_LIST_RESULTS) or MAX_LIST_RESULTS
+        include = {v for _, value in req.pairs if _ == "include" for v in value.split(",") if v}
+        if not include <= _LIST_INCLUDES:
+            raise bad_query("include", ",".join(sorted(include - _LIST_INCLUDES))[:64])
+        items, nxt = self.blobs.list_blobs(req.account, req.container, prefix, delimiter, wire.decode_marker(marker),
+                                           limit, "uncommittedblobs" in include)
+        body = wire.list_blobs_xml(_endpoint(req), req.container, prefix, marker, q.get("maxresults", ""),
+                                   delimiter, items, wire.encode_marker(nxt) if nxt else "", "metadata" in include)
+        return Response(200, [("content-type", wire.XML_TYPE)], body)
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    async def put_blob(self, req: Request, grant: Grant) -> Response:
+        if req.headers.get("x-ms-copy-source"):
+            return await self.copy_blob(req, grant)
+        blob_type = req.headers.get("x-ms-blob-type", "BlockBlob")
+        if blob_type.lower() != "blockblob":
+            raise bad_header("x-ms-blob-type", blob_type[:32], "Only block blobs are supported.")
+        _declared_length(req, MAX_PUT_BLOB_SIZE)
+        assert req.blob is not None
+        blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(),
+                                              _content_settings(req, put_blob=True), _metadata(req),
+                                              _conditions(req), _b64_header(req, "content-md5"))
+        headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED]
+        if md5 is not None:
+            headers.append(("content-md5", base64.b64encode(md5).decode()))
+        return Response(201, headers)
+
+    async def copy_blob(self, req: Request, grant: Grant) -> Response:
+        source_url = req.headers["x-ms-copy-source"]
+        source, source_query = self._copy_source(source_url)
+        self.auth.authorize_copy_source(grant, req.account, source, source_query, req.client_ip, req.scheme)
+        metadata = _metadata(req)
+        assert req.blob is not None
+        blob = self.blobs.copy_blob(req.account, req.container, req.blob, source, source_url.split("?", 1)[0],
+                                    metadata or None, _conditions(req),
+                                    Conditions.from_headers(req.headers.get, "x-ms-source-"))
+        assert blob.copy is not None
+        headers = [*_etag_headers(blob.etag, blob.modified_us), ("x-ms-copy-id", blob.copy.copy_id),
+                   ("x-ms-copy-status", "success")]
+        return Response(201 if "x-ms-blob-type" in req.headers else 202, headers)
+
+    def _copy_source(self, url: str) -> tuple[tuple[str, str, str], dict[str, str]]:
+        parts = urlsplit(url)
+        segments = parts.path.split("/", 3)
+        if parts.scheme not in ("http", "https") or len(segments) < 4 or not segments[3]:
+            raise bad_header("x-ms-copy-source", url.split("?", 1)[0][:256])
+        probe = Request({"method": "GET", "raw_path": parts.path.encode("latin-1", "replace"), "headers": []},
+                        _no_body)
+        probe.parse_target(b"")
+        if probe.account not in self.settings.accounts or probe.blob is None:
+            raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
+        query: dict[str, str] = {}
+        for name, value in parse_query(parts.query):
+            query.setdefault(name, value)
+        return (probe.account, probe.container, probe.blob), query
+
+    async def put_block(self, req: Request, grant: Grant) -> Response:
+        if req.headers.get("x-ms-copy-source"):
+            raise BlobError("UnsupportedHeader", "Put Block From URL is not supported.", HeaderName="x-ms-copy-source")
+        block_id = req.query.get("blockid")
+        if not block_id:
+            raise BlobError("MissingRequiredQueryParameter", QueryParameterName="blockid")
+        _declared_length(req, MAX_BLOCK_SIZE)
+        assert req.blob is not None
+        md5 = await self.blobs.put_block(req.account, req.container, req.blob, block_id, req.body(),
+                                         _b64_header(req, "content-md5"))
+        headers = [_ENCRYPTED]
+        if md5 is not None:
+            headers.append(("content-md5", base64.b64encode(md5).decode()))
+        return Response(201, headers)
+
+    async def put_block_list(self, req: Request, grant: Grant) -> Response:
+        body = await req.read_body(wire.MAX_XML_BODY)
+        self.blobs.check_transactional_md5(body, _b64_header(req, "content-md5"))
+        assert req.blob is not None
+        blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
+                                         _content_settings(req, put_blob=False), _metadata(req), _conditions(req))
+        return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
+
+    async def get_block_list(self, req: Request, grant: Grant) -> Response:
+        list_type = req.query.get("blocklisttype", "committed").lower()
+        if list_type not in ("committed", "uncommitted", "all"):
+            raise bad_query("blocklisttype", list_type[:32])
+        assert req.blob is not None
+        listing = self.blobs.get_block_list(req.account, req.container, req.blob, list_type)
+        headers = [("content-type", wire.XML_TYPE), ("x-ms-blob-content-length", str(listing.blob.size))]
+        if listing.blob.committed:
+            headers += _etag_headers(listing.blob.etag, listing.blob.modified_us)
+        return Response(200, headers, wire.block_list_xml(listing.committed, listing.uncommitted))
+
+    def _blob_response(self, blob: Blob, grant: Grant, *, full_md5: bool) -> list[tuple[str, str]]:
+        headers = wire.blob_headers(blob, full_md5=full_md5)
+        if grant.overrides:
+            names = {k.lower() for k in grant.overrides}
+            headers = [h for h in headers if h[0] not in names] + list(grant.overrides.items())
+        return headers
+
+    async def get_blob(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        plan = self.blobs.open_read(req.account, req.container, req.blob, _range(req), _conditions(req))
+        headers = self._blob_response(plan.blob, grant, full_md5=not plan.partial)
+        status = 200
+        if plan.partial:
+            status = 206
+            headers.append(("content-range", f"bytes {plan.start}-{plan.end - 1}/{plan.blob.size}"))
+        if plan.partial and req.headers.get("x-ms-range-get-content-md5", "").lower() == "true":
+            data, md5 = await self.blobs.read_with_md5(plan)
+            headers.append(("content-md5", base64.b64encode(md5).decode()))
+            return Response(status, headers, data)
+        if plan.length == 0:
+            return Response(status, headers)
+        return Response(status, headers, stream=self.blobs.stream(plan), length=plan.length)
+
+    async def blob_properties(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req))
+        headers = self._blob_response(blob, grant, full_md5=True)
+        headers += [("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true")]
+        return Response(200, headers, length=blob.size)
+
+    async def blob_metadata(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req))
+        return Response(200, [*_etag_headers(blob.etag, blob.modified_us), *wire.metadata_headers(blob.metadata)])
+
+    async def set_blob_metadata(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        blob = self.blobs.set_blob_metadata(req.account, req.container, req.blob, _metadata(req), _conditions(req))
+        return Response(200, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
+
+    async def set_blob_properties(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        blob = self.blobs.set_blob_properties(req.account, req.container, req.blob,
+                                              _content_settings(req, put_blob=False), _conditions(req))
+        return Response(200, _etag_headers(blob.etag, blob.modified_us))
+
+    async def delete_blob(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        self.blobs.delete_blob(req.account, req.container, req.blob, _conditions(req))
+        return Response(202, [("x-ms-delete-type-permanent", "true")])
+
+    async def set_blob_tier(self, req: Request, grant: Grant) -> Response:
+        # Tiers do not exist here: every blob is Hot. Accept the call for existing blobs.
+        assert req.blob is not None
+        self.blobs.blob(req.account, req.container, req.blob, Conditions())
+        return Response(200)
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 class BlobService:
+    """The Blob endpoint: ASGI app plus start (recovery) and stop."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.root = settings.data_dir / "blob"
+        self._api: BlobApi | None = None
+        self._blobs: Blobs | None = None
+        self._expiry: asyncio.Task[None] | None = None
 
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 501, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+    @property
+    def blobs(self) -> Blobs:
+        if self._blobs is None:
+            raise RuntimeError("the blob service is not started")
+        return self._blobs
 
     async def start(self) -> None:
-        return None
+        blobs = Blobs(self.root)
+        removed = blobs.recover()
+        if removed:
+            log.info("blob recovery: removed %d unreferenced data files", removed)
+        self._blobs = blobs
+        auth = Authorizer(self.settings.accounts, self._public_access)
+        self._api = BlobApi(blobs, auth, self.settings)
+        self._expiry = asyncio.get_running_loop().create_task(self._expire_loop())
 
     async def stop(self) -> None:
-        return None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        if self._blobs is not None:
+            self._blobs.close()
+            self._blobs = None
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                self.blobs.expire_uncommitted()
+            except Exception:  # keep serving; the next round retries
+                log.exception("expiring uncommitted blocks failed")
+
+    def _public_access(self, account: str, container: str) -> str | None:
+        c = self.blobs.find_container(account, container)
+        return c.public_access if c is not None else None
+
+    async def app(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        req = Request(scope, receive)
+        try:
+            resp = await self._handle(req, scope)
+        except BlobError as err:
+            resp = _error_response(err, req)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("blob request failed: %s %s", req.method, req.raw_path[:200])
+            resp = _error_response(BlobError("InternalError", "The server encountered an internal error.",
+                                             status=500), req)
+        try:
+            await send_response(send, req, resp)
+        except ClientGone:
+            return
+
+    async def _handle(self, req: Request, scope: dict[str, Any]) -> Response:
+        if self._api is None:
+            raise BlobError("ServerBusy", "The server is starting.", status=503)
+        req.parse_target(scope.get("query_string", b""))
+        if not req.account:
+            raise BlobError("InvalidUri")
+        handler, rule = self._api.route(req)
+        grant = self._api.auth.authorize(req, rule)
+        return await handler(req, grant)
+
+
+def _error_response(err: BlobError, req: Request) -> Response:
+    status = wire.status_of(err)
+    headers = wire.error_headers(err)
+    if status == 304 or req.method == "HEAD":
+        return Response(status, headers)
+    headers.append(("content-type", wire.XML_TYPE))
+    close = err.code == "RequestBodyTooLarge" and not req.body_done
+    return Response(status, headers, wire.error_body(err, req.request_id, now_us()), close=close)
 
 
 def build_blob_service(settings: Settings) -> BlobService:

@@ -1,0 +1,555 @@
+"""Blob domain rules: containers, blobs, blocks, listings, copies. Raises BlobError; knows no HTTP.
+
+Runs on the event loop thread; metadata statements are short and synchronous, so each
+operation's check-then-commit is atomic with respect to other requests. Request bodies are
+streamed into new extents first and only then committed, so a failed or cut-off upload
+leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from openbatch.blob.errors import BlobError
+from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
+from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
+from openbatch.blob.store import MetaStore
+from openbatch.common.clock import from_us, now_us
+from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
+from openbatch.common.ids import etag_value, opaque_id
+
+MIB = 1 << 20
+MAX_BLOCK_SIZE = 4000 * MIB
+MAX_PUT_BLOB_SIZE = 5000 * MIB
+MAX_COMMITTED_BLOCKS = 50_000
+MAX_UNCOMMITTED_BLOCKS = 100_000
+MAX_BLOCK_ID_BYTES = 64
+MAX_BLOB_NAME = 1024
+MAX_METADATA_BYTES = 8 * 1024
+MAX_LIST_RESULTS = 5000
+MAX_RANGE_MD5 = 4 * MIB
+UNCOMMITTED_TTL_US = 7 * 24 * 3600 * 1_000_000
+
+_CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+_SPECIAL_CONTAINERS = {"$root", "$logs", "$web"}
+_METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PUBLIC_ACCESS = {"blob", "container"}
+
+
+@dataclass
+class ReadPlan:
+    """What a Get Blob returns: the blob and the byte range ``[start, end)`` as extent pieces."""
+
+    blob: Blob
+    start: int
+    end: int
+    partial: bool
+    pieces: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class BlockListing:
+    blob: Blob
+    committed: list[tuple[str, int]] | None
+    uncommitted: list[tuple[str, int]] | None
+
+
+def check_container_name(name: str) -> None:
+    if name in _SPECIAL_CONTAINERS:
+        return
+    if not _CONTAINER_NAME.match(name):
+        raise BlobError("InvalidResourceName", "The specifed resource name contains invalid characters.")
+
+
+def check_blob_name(name: str) -> None:
+    if not name or len(name) > MAX_BLOB_NAME:
+        raise BlobError("InvalidResourceName", "The specified resource name length is not within the permissible limits.")
+    if "\x00" in name:
+        raise BlobError("InvalidResourceName")
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    total = 0
+    for name, value in metadata.items():
+        if not _METADATA_NAME.match(name):
+            raise BlobError("InvalidMetadata", MetadataName=name[:256])
+        total += len(name) + len(value.encode("utf-8"))
+    if total > MAX_METADATA_BYTES:
+        raise BlobError("MetadataTooLarge")
+
+
+def check_public_access(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value.lower() not in _PUBLIC_ACCESS:
+        raise BlobError("InvalidHeaderValue", HeaderName="x-ms-blob-public-access", HeaderValue=value[:64])
+    return value.lower()
+
+
+def decode_block_id(block_id: str, *, code: str = "InvalidBlockId") -> int:
+    """The decoded length of a block id; raise ``code`` unless it is base64 of 1..64 bytes."""
+    try:
+        raw = base64.b64decode(block_id.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeError) as exc:
+        raise BlobError(code, BlockId=block_id[:100]) from exc
+    if not 0 < len(raw) <= MAX_BLOCK_ID_BYTES:
+        raise BlobError(code, BlockId=block_id[:100])
+    return len(raw)
+
+
+def check_md5(expected: bytes | None, actual: bytes | None) -> None:
+    if expected is not None and actual is not None and expected != actual:
+        raise BlobError("Md5Mismatch", UserSpecifiedMd5=base64.b64encode(expected).decode(),
+                        ServerCalculatedMd5=base64.b64encode(actual).decode())
+
+
+def successor(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code <= 0x10FFFF:
+            chars[-1] = chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+class Blobs:
+    """The Blob service's domain: every operation of the REST API minus the wire."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.meta = MetaStore(root / "meta.db")
+        self.extents = ExtentStore(root / "data")
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Startup: expire old uncommitted blocks, delete data files no record references."""
+        with self.meta.tx():
+            expired = self.meta.expire_staged(now_us() - UNCOMMITTED_TTL_US)
+        self.release(expired)
+        return self.extents.sweep(self.meta.all_extents())
+
+    def expire_uncommitted(self) -> None:
+        with self.meta.tx():
+            expired = self.meta.expire_staged(now_us() - UNCOMMITTED_TTL_US)
+        self.release(expired)
+
+    def close(self) -> None:
+        self.meta.close()
+
+    def release(self, extents: list[str]) -> None:
+        if extents:
+            self.extents.release(extents, self.meta.is_referenced)
+
+    # --- service ------------------------------------------------------------------------------
+
+    def get_service_properties(self, account: str) -> str | None:
+        return self.meta.get_service_properties(account)
+
+    def set_service_properties(self, account: str, body: str) -> None:
+        with self.meta.tx():
+            self.meta.set_service_properties(account, body)
+
+    def list_containers(self, account: str, prefix: str, marker: str, limit: int) -> tuple[list[Container], str]:
+        start = max(prefix, marker)
+        items = self.meta.list_containers(account, start, successor(prefix) if prefix else None, limit + 1)
+        if len(items) > limit:
+            return items[:limit], items[limit].name
+        return items, ""
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def container(self, account: str, name: str) -> Container:
+        c = self.meta.get_container(account, name)
+        if c is None:
+            raise BlobError("ContainerNotFound")
+        return c
+
+    def find_container(self, account: str, name: str) -> Container | None:
+        return self.meta.get_container(account, name)
+
+    def create_container(self, account: str, name: str, metadata: dict[str, str], public_access: str | None) -> Container:
+        check_container_name(name)
+        check_metadata(metadata)
+        public = check_public_access(public_access)
+        with self.meta.tx():
+            if self.meta.get_container(account, name) is not None:
+                raise BlobError("ContainerAlreadyExists")
+            c = Container(id=0, account=account, name=name, etag=etag_value(), modified_us=now_us(),
+                          metadata=metadata, public_access=public)
+            return self.meta.insert_container(c)
+
+    def delete_container(self, account: str, name: str, cond: Conditions) -> None:
+        with self.meta.tx():
+            c = self.container(account, name)
+            _check_write(cond, c.etag, c.modified_us)
+            extents = self.meta.delete_container(c.id)
+        self.release(extents)
+
+    def set_container_metadata(self, account: str, name: str, metadata: dict[str, str], cond: Conditions) -> Container:
+        check_metadata(metadata)
+        with self.meta.tx():
+            c = self.container(account, name)
+            _check_write(cond, c.etag, c.modified_us)
+            c.metadata, c.etag, c.modified_us = metadata, etag_value(), now_us()
+            self.meta.update_container(c)
+        return c
+
+    def set_container_acl(self, account: str, name: str, public_access: str | None, acl: str,
+                          cond: Conditions) -> Container:
+        public = check_public_access(public_access)
+        with self.meta.tx():
+            c = self.container(account, name)
+            _check_write(cond, c.etag, c.modified_us)
+            c.public_access, c.acl, c.etag, c.modified_us = public, acl, etag_value(), now_us()
+            self.meta.update_container(c)
+        return c
+
+    def list_blobs(self, account: str, container: str, prefix: str, delimiter: str, marker: str, limit: int,
+                   uncommitted: bool) -> tuple[list[Blob | str], str]:
+        """A page of blobs (and, with a delimiter, of blob-name prefixes) and the next marker."""
+        c = self.container(account, container)
+        end = successor(prefix) if prefix else None
+        cursor = max(prefix, marker)
+        items: list[Blob | str] = []
+        while True:
+            want = min(limit - len(items) + 1, 1000)
+            batch = self.meta.list_blobs(c.id, cursor, end, not uncommitted, want)
+            skip: str | None = None
+            for blob in batch:
+                item: Blob | str = blob
+                if delimiter:
+                    cut = blob.name.find(delimiter, len(prefix))
+                    if cut >= 0:
+                        item = blob.name[: cut + len(delimiter)]
+                if len(items) == limit:
+                    return items, item if isinstance(item, str) else item.name
+                items.append(item)
+                if isinstance(item, str):
+                    skip = item
+                    break
+            if skip is not None:
+                # Skip every name under this prefix and go on after it.
+                after = successor(skip)
+                if after is None or (end is not None and after >= end):
+                    return items, ""
+                cursor = after
+            elif len(batch) < want:
+                return items, ""
+            else:
+                cursor = batch[-1].name + "\x00"
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    def _committed_blob(self, container_id: int, name: str) -> Blob:
+        blob = self.meta.get_blob(container_id, name)
+        if blob is None or not blob.committed:
+            raise BlobError("BlobNotFound")
+        return blob
+
+    def blob(self, account: str, container: str, name: str, cond: Conditions, *, read: bool = True) -> Blob:
+        """A committed blob whose conditions hold (Get Blob Properties / Get Metadata)."""
+        c = self.container(account, container)
+        blob = self._committed_blob(c.id, name)
+        if read:
+            _check_read(cond, blob)
+        else:
+            _check_write(cond, blob.etag, blob.modified_us)
+        return blob
+
+    async def _ingest(self, body: AsyncIterator[bytes], limit: int, md5: bool) -> ExtentWriter:
+        writer = self.extents.create(md5=md5)
+        try:
+            await self.extents.ingest(body, writer, limit)
+        except BodyTooLarge as exc:
+            writer.discard()
+            raise BlobError("RequestBodyTooLarge") from exc
+        except BaseException:
+            writer.discard()
+            raise
+        return writer
+
+    async def put_blob(self, account: str, container: str, name: str, body: AsyncIterator[bytes],
+                       content: ContentSettings, metadata: dict[str, str], cond: Conditions,
+                       transactional_md5: bytes | None) -> tuple[Blob, bytes | None]:
+        """Put Blob: stream the body into a new extent, then make it the blob's whole content."""
+        check_blob_name(name)
+        check_metadata(metadata)
+        c = self.container(account, container)
+        _check_overwrite(cond, self.meta.get_blob(c.id, name))
+        writer = await self._ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
+        try:
+            check_md5(transactional_md5, writer.md5)
+            check_md5(content.content_md5, writer.md5)
+            blob = self._commit_put(account, container, name, writer, content, metadata, cond)
+        except BaseException:
+            writer.discard()
+            raise
+        if writer.size == 0:
+            writer.discard()
+        return blob, writer.md5
+
+    def _commit_put(self, account: str, container: str, name: str, writer: ExtentWriter,
+                    content: ContentSettings, metadata: dict[str, str], cond: Conditions) -> Blob:
+        now = now_us()
+        content = replace(content, content_md5=content.content_md5 or writer.md5)
+        parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
+        with self.meta.tx():
+            c = self.container(account, container)
+            old = self.meta.get_blob(c.id, name)
+            _check_overwrite(cond, old)
+            blob = _fresh_blob(c.id, name, old, now)
+            blob.size, blob.content, blob.metadata = writer.size, content, metadata
+            self.meta.save_blob(blob)
+            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+        self.release(released)
+        return blob
+
+    def set_blob_properties(self, account: str, container: str, name: str, content: ContentSettings,
+                            cond: Conditions) -> Blob:
+        with self.meta.tx():
+            blob = self.blob(account, container, name, cond, read=False)
+            blob.content, blob.etag, blob.modified_us = content, etag_value(), now_us()
+            self.meta.save_blob(blob)
+        return blob
+
+    def set_blob_metadata(self, account: str, container: str, name: str, metadata: dict[str, str],
+                          cond: Conditions) -> Blob:
+        check_metadata(metadata)
+        with self.meta.tx():
+            blob = self.blob(account, container, name, cond, read=False)
+            blob.metadata, blob.etag, blob.modified_us = metadata, etag_value(), now_us()
+            self.meta.save_blob(blob)
+        return blob
+
+    def delete_blob(self, account: str, container: str, name: str, cond: Conditions) -> None:
+        with self.meta.tx():
+            blob = self.blob(account, container, name, cond, read=False)
+            extents = self.meta.delete_blob(blob.id)
+        self.release(extents)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def open_read(self, account: str, container: str, name: str, byte_range: tuple[int, int | None] | None,
+                  cond: Conditions) -> ReadPlan:
+        """Resolve a Get Blob: conditions, range (416 past the end) and the pieces to send."""
+        blob = self.blob(account, container, name, cond)
+        start, end, partial = 0, blob.size, False
+        if byte_range is not None:
+            first, last = byte_range
+            if first >= blob.size:
+                raise BlobError("InvalidRange", RangeRequested=f"bytes={first}-{'' if last is None else last}",
+                                ContentLength=str(blob.size))
+            start, partial = first, True
+            end = blob.size if last is None else min(last + 1, blob.size)
+        pieces = []
+        if end > start:
+            for p in self.meta.parts(blob.id, start, end):
+                lo, hi = max(start, p.pos), min(end, p.pos + p.length)
+                pieces.append((p.extent, p.offset + lo - p.pos, hi - lo))
+        return ReadPlan(blob=blob, start=start, end=end, partial=partial, pieces=pieces)
+
+    async def stream(self, plan: ReadPlan) -> AsyncIterator[bytes]:
+        """The bytes of a read plan; its extents stay on disk until the stream ends."""
+        extents = [p[0] for p in plan.pieces]
+        self.extents.pin(extents)
+        try:
+            async for chunk in self.extents.read(plan.pieces):
+                yield chunk
+        finally:
+            self.extents.unpin(extents, self.meta.is_referenced)
+
+    async def read_with_md5(self, plan: ReadPlan) -> tuple[bytes, bytes]:
+        """A (small) range read in full with its MD5 (x-ms-range-get-content-md5)."""
+        if plan.length > MAX_RANGE_MD5:
+            raise BlobError("OutOfRangeInput", "The range must be at most 4 MiB to request its MD5.")
+        chunks = [chunk async for chunk in self.stream(plan)]
+        data = b"".join(chunks)
+        return data, hashlib.md5(data).digest()
+
+    def check_transactional_md5(self, body: bytes, md5: bytes | None) -> None:
+        """A small request body (a block list) against its Content-MD5."""
+        if md5 is not None:
+            check_md5(md5, hashlib.md5(body).digest())
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    async def put_block(self, account: str, container: str, name: str, block_id: str,
+                        body: AsyncIterator[bytes], transactional_md5: bytes | None) -> bytes | None:
+        """Put Block: stream the body into a new extent and stage it under ``block_id``."""
+        check_blob_name(name)
+        id_len = decode_block_id(block_id)
+        c = self.container(account, container)
+        self._check_stage(self.meta.get_blob(c.id, name), block_id, id_len)
+        writer = await self._ingest(body, MAX_BLOCK_SIZE, md5=transactional_md5 is not None)
+        try:
+            check_md5(transactional_md5, writer.md5)
+            replaced = self._commit_stage(account, container, name, block_id, id_len, writer)
+        except BaseException:
+            writer.discard()
+            raise
+        self.release([replaced] if replaced else [])
+        return writer.md5
+
+    def _check_stage(self, blob: Blob | None, block_id: str, id_len: int) -> None:
+        if blob is None:
+            return
+        if blob.block_id_len is not None and blob.block_id_len != id_len:
+            raise BlobError("InvalidBlobOrBlock", "All block ids of a blob must have the same length.")
+        if blob.staged_count >= MAX_UNCOMMITTED_BLOCKS and self.meta.get_staged(blob.id, block_id) is None:
+            raise BlobError("BlockCountExceedsLimit")
+
+    def _commit_stage(self, account: str, container: str, name: str, block_id: str, id_len: int,
+                      writer: ExtentWriter) -> str | None:
+        now = now_us()
+        with self.meta.tx():
+            c = self.container(account, container)
+            blob = self.meta.get_blob(c.id, name)
+            self._check_stage(blob, block_id, id_len)
+            if blob is None:
+                blob = self.meta.save_blob(Blob(id=0, container_id=c.id, name=name, committed=False,
+                                                etag=etag_value(), created_us=now, modified_us=now, size=0))
+            replaced = self.meta.put_staged(blob.id, StagedBlock(block_id, writer.extent, writer.size), now)
+            if replaced is None:
+                blob.staged_count += 1
+            blob.block_id_len = id_len
+            self.meta.save_blob(blob)
+        return replaced
+
+    def put_block_list(self, account: str, container: str, name: str, entries: list[tuple[str, str]],
+                       content: ContentSettings, metadata: dict[str, str], cond: Conditions) -> Blob:
+        """Put Block List: the listed staged/committed blocks become the blob's content."""
+        check_blob_name(name)
+        check_metadata(metadata)
+        if len(entries) > MAX_COMMITTED_BLOCKS:
+            raise BlobError("BlockListTooLong")
+        now = now_us()
+        with self.meta.tx():
+            c = self.container(account, container)
+            old = self.meta.get_blob(c.id, name)
+            _check_overwrite(cond, old)
+            parts, id_len = self._resolve_blocks(old, entries)
+            blob = _fresh_blob(c.id, name, old, now)
+            blob.size = parts[-1].pos + parts[-1].length if parts else 0
+            blob.content, blob.metadata, blob.block_id_len = content, metadata, id_len
+            self.meta.save_blob(blob)
+            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+        self.release(released)
+        return blob
+
+    def _resolve_blocks(self, blob: Blob | None, entries: list[tuple[str, str]]) -> tuple[list[Part], int | None]:
+        committed: dict[str, Part] = {}
+        staged: dict[str, StagedBlock] = {}
+        if blob is not None:
+            if blob.committed:
+                committed = {p.block_id: p for p in self.meta.parts(blob.id) if p.block_id is not None}
+            staged = {s.block_id: s for s in self.meta.staged(blob.id)}
+        parts: list[Part] = []
+        lengths: set[int] = set()
+        pos = 0
+        for kind, block_id in entries:
+            lengths.add(decode_block_id(block_id, code="InvalidBlockList"))
+            s = staged.get(block_id) if kind != "Committed" else None
+            if s is not None:
+                parts.append(Part(pos=pos, length=s.size, extent=s.extent, offset=0, block_id=block_id))
+            else:
+                p = committed.get(block_id) if kind != "Uncommitted" else None
+                if p is None:
+                    raise BlobError("InvalidBlockList")
+                parts.append(replace(p, pos=pos))
+            pos += parts[-1].length
+        if len(lengths) > 1:
+            raise BlobError("InvalidBlockList", "All block ids of a blob must have the same length.")
+        return parts, (lengths.pop() if lengths else None)
+
+    def get_block_list(self, account: str, container: str, name: str, list_type: str) -> BlockListing:
+        c = self.container(account, container)
+        blob = self.meta.get_blob(c.id, name)
+        if blob is None:
+            raise BlobError("BlobNotFound")
+        committed = uncommitted = None
+        if list_type in ("committed", "all"):
+            parts = self.meta.parts(blob.id) if blob.committed else []
+            committed = [(p.block_id, p.length) for p in parts if p.block_id is not None]
+        if list_type in ("uncommitted", "all"):
+            uncommitted = [(s.block_id, s.size) for s in self.meta.staged(blob.id)]
+        return BlockListing(blob=blob, committed=committed, uncommitted=uncommitted)
+
+    # --- copy ---------------------------------------------------------------------------------
+
+    def copy_blob(self, account: str, container: str, name: str, source: tuple[str, str, str], source_url: str,
+                  metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions) -> Blob:
+        """Copy a blob of this server: the copy shares the source's extents (no bytes move)."""
+        check_blob_name(name)
+        if metadata is not None:
+            check_metadata(metadata)
+        now = now_us()
+        with self.meta.tx():
+            src_container = self.container(source[0], source[1])
+            src = self._committed_blob(src_container.id, source[2])
+            if evaluate(source_cond, src.etag, from_us(src.modified_us), read=False) != OK:
+                raise BlobError("SourceConditionNotMet", "The source condition specified using HTTP conditional "
+                                "header(s) is not met.")
+            parts = self.meta.parts(src.id)
+            c = self.container(account, container)
+            old = self.meta.get_blob(c.id, name)
+            _check_overwrite(cond, old)
+            blob = _fresh_blob(c.id, name, old, now)
+            blob.size, blob.content, blob.block_id_len = src.size, replace(src.content), src.block_id_len
+            blob.metadata = dict(src.metadata) if metadata is None else metadata
+            blob.copy = CopyInfo(copy_id=_uuid(), source=source_url, status="success",
+                                 progress=f"{src.size}/{src.size}", completed_us=now)
+            self.meta.save_blob(blob)
+            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+        self.release(released)
+        return blob
+
+
+def _uuid() -> str:
+    h = opaque_id()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int) -> Blob:
+    """The record of a blob about to receive new committed content (keeps id and creation time)."""
+    created = old.created_us if old is not None and old.committed else now
+    return Blob(id=old.id if old else 0, container_id=container_id, name=name, committed=True,
+                etag=etag_value(), created_us=created, modified_us=now, size=0)
+
+
+def _check_read(cond: Conditions, blob: Blob) -> None:
+    outcome = evaluate(cond, blob.etag, from_us(blob.modified_us), read=True)
+    if outcome == NOT_MODIFIED:
+        raise BlobError("ConditionNotMet", status=304)
+    if outcome != OK:
+        raise BlobError("ConditionNotMet")
+
+
+def _check_write(cond: Conditions, etag: str, modified_us: int) -> None:
+    if evaluate(cond, etag, from_us(modified_us), read=False) != OK:
+        raise BlobError("ConditionNotMet")
+
+
+def _check_overwrite(cond: Conditions, blob: Blob | None) -> None:
+    """Conditions of a write that creates or replaces a blob (If-None-Match: * -> 409)."""
+    exists = blob is not None and blob.committed
+    if exists and cond.none_match_any:
+        raise BlobError("BlobAlreadyExists")
+    if cond.empty:
+        return
+    if evaluate(cond, blob.etag if blob and exists else None,
+                from_us(blob.modified_us) if blob and exists else None, read=False) != OK:
+        raise BlobError("ConditionNotMet")

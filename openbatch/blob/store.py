@@ -1,0 +1,349 @@
+"""Blob metadata in SQLite: containers, blobs, the parts of committed blobs, staged blocks.
+
+Knows no HTTP and no rules: it stores and returns records. One connection, used from the
+event loop thread; every acknowledged write is one transaction (``with store.tx(): ...``).
+
+Durability: WAL mode with ``synchronous=NORMAL``. A commit has been written to the OS when
+it returns, so it survives the server process being killed (SIGKILL); only an OS crash or
+power loss could lose the last commits, which is not what we promise, so there is no fsync
+per request. The SQL is plain (no SQLite-only syntax beyond the pragmas) so another
+database could hold the same schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    modified_us BIGINT NOT NULL,
+    metadata TEXT NOT NULL,
+    public_access TEXT,
+    acl TEXT NOT NULL,
+    UNIQUE (account, name)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY,
+    container_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    committed INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    created_us BIGINT NOT NULL,
+    modified_us BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    content_type TEXT NOT NULL,
+    content_encoding TEXT NOT NULL,
+    content_language TEXT NOT NULL,
+    content_md5 BLOB,
+    cache_control TEXT NOT NULL,
+    content_disposition TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    block_id_len INTEGER,
+    staged_count INTEGER NOT NULL,
+    copy_id TEXT,
+    copy_source TEXT,
+    copy_status TEXT,
+    copy_progress TEXT,
+    copy_completed_us BIGINT,
+    UNIQUE (container_id, name)
+);
+CREATE TABLE IF NOT EXISTS parts (
+    blob_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    pos BIGINT NOT NULL,
+    length BIGINT NOT NULL,
+    extent TEXT NOT NULL,
+    ext_offset BIGINT NOT NULL,
+    block_id TEXT,
+    PRIMARY KEY (blob_id, seq)
+);
+CREATE INDEX IF NOT EXISTS parts_pos ON parts (blob_id, pos);
+CREATE INDEX IF NOT EXISTS parts_extent ON parts (extent);
+CREATE TABLE IF NOT EXISTS staged (
+    blob_id INTEGER NOT NULL,
+    block_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    extent TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_us BIGINT NOT NULL,
+    PRIMARY KEY (blob_id, block_id)
+);
+CREATE INDEX IF NOT EXISTS staged_extent ON staged (extent);
+CREATE INDEX IF NOT EXISTS staged_created ON staged (created_us);
+CREATE TABLE IF NOT EXISTS service_properties (
+    account TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+"""
+
+_BLOB_COLUMNS = (
+    "id, container_id, name, committed, etag, created_us, modified_us, size, content_type, "
+    "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
+    "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us"
+)
+_CONTAINER_COLUMNS = "id, account, name, etag, modified_us, metadata, public_access, acl"
+_PART_COLUMNS = "pos, length, extent, ext_offset, block_id"
+
+
+def _container(row: tuple[Any, ...]) -> Container:
+    return Container(id=row[0], account=row[1], name=row[2], etag=row[3], modified_us=row[4],
+                     metadata=json.loads(row[5]), public_access=row[6], acl=row[7])
+
+
+def _blob(row: tuple[Any, ...]) -> Blob:
+    content = ContentSettings(content_type=row[8], content_encoding=row[9], content_language=row[10],
+                              content_md5=row[11], cache_control=row[12], content_disposition=row[13])
+    copy = None
+    if row[17] is not None:
+        copy = CopyInfo(copy_id=row[17], source=row[18], status=row[19], progress=row[20], completed_us=row[21])
+    return Blob(id=row[0], container_id=row[1], name=row[2], committed=bool(row[3]), etag=row[4],
+                created_us=row[5], modified_us=row[6], size=row[7], content=content,
+                metadata=json.loads(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy)
+
+
+def _blob_values(b: Blob) -> tuple[Any, ...]:
+    c, cp = b.content, b.copy
+    return (b.container_id, b.name, int(b.committed), b.etag, b.created_us, b.modified_us, b.size,
+            c.content_type, c.content_encoding, c.content_language, c.content_md5, c.cache_control,
+            c.content_disposition, json.dumps(b.metadata), b.block_id_len, b.staged_count,
+            cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
+            cp.progress if cp else None, cp.completed_us if cp else None)
+
+
+def _part(row: tuple[Any, ...]) -> Part:
+    return Part(pos=row[0], length=row[1], extent=row[2], offset=row[3], block_id=row[4])
+
+
+class MetaStore:
+    """SQLite persistence of containers, blobs, parts and staged blocks."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=OFF")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        """One transaction: committed when the block exits normally, rolled back otherwise."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- containers ---------------------------------------------------------------------------
+
+    def get_container(self, account: str, name: str) -> Container | None:
+        row = self.db.execute(
+            f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name = ?", (account, name)
+        ).fetchone()
+        return _container(row) if row else None
+
+    def insert_container(self, c: Container) -> Container:
+        cur = self.db.execute(
+            "INSERT INTO containers (account, name, etag, modified_us, metadata, public_access, acl) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (c.account, c.name, c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl),
+        )
+        c.id = int(cur.lastrowid or 0)
+        return c
+
+    def update_container(self, c: Container) -> None:
+        self.db.execute(
+            "UPDATE containers SET etag = ?, modified_us = ?, metadata = ?, public_access = ?, acl = ? WHERE id = ?",
+            (c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl, c.id),
+        )
+
+    def delete_container(self, container_id: int) -> list[str]:
+        """Delete a container with all its blobs; return the extents its blobs referenced."""
+        blob_ids = "SELECT id FROM blobs WHERE container_id = ?"
+        extents = [r[0] for r in self.db.execute(
+            f"SELECT DISTINCT extent FROM parts WHERE blob_id IN ({blob_ids}) "
+            f"UNION SELECT DISTINCT extent FROM staged WHERE blob_id IN ({blob_ids})",
+            (container_id, container_id),
+        )]
+        self.db.execute(f"DELETE FROM parts WHERE blob_id IN ({blob_ids})", (container_id,))
+        self.db.execute(f"DELETE FROM staged WHERE blob_id IN ({blob_ids})", (container_id,))
+        self.db.execute("DELETE FROM blobs WHERE container_id = ?", (container_id,))
+        self.db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+        return extents
+
+    def list_containers(self, account: str, start: str, end: str | None, limit: int) -> list[Container]:
+        """Containers of ``account`` with ``start <= name < end``, by name."""
+        sql = f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name >= ?"
+        args: list[object] = [account, start]
+        if end is not None:
+            sql += " AND name < ?"
+            args.append(end)
+        sql += " ORDER BY name LIMIT ?"
+        args.append(limit)
+        return [_container(r) for r in self.db.execute(sql, args)]
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    def get_blob(self, container_id: int, name: str) -> Blob | None:
+        row = self.db.execute(
+            f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name = ?", (container_id, name)
+        ).fetchone()
+        return _blob(row) if row else None
+
+    def save_blob(self, b: Blob) -> Blob:
+        """Insert (``b.id == 0``) or update a blob row."""
+        values = _blob_values(b)
+        if b.id:
+            self.db.execute(
+                "UPDATE blobs SET container_id = ?, name = ?, committed = ?, etag = ?, created_us = ?, "
+                "modified_us = ?, size = ?, content_type = ?, content_encoding = ?, content_language = ?, "
+                "content_md5 = ?, cache_control = ?, content_disposition = ?, metadata = ?, block_id_len = ?, "
+                "staged_count = ?, copy_id = ?, copy_source = ?, copy_status = ?, copy_progress = ?, "
+                "copy_completed_us = ? WHERE id = ?",
+                (*values, b.id),
+            )
+        else:
+            cur = self.db.execute(
+                f"INSERT INTO blobs ({_BLOB_COLUMNS.partition(', ')[2]}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                values,
+            )
+            b.id = int(cur.lastrowid or 0)
+        return b
+
+    def delete_blob(self, blob_id: int) -> list[str]:
+        """Delete a blob with its parts and staged blocks; return the extents they referenced."""
+        extents = self.part_extents(blob_id) + self.clear_staged(blob_id)
+        self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
+        self.db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+        return extents
+
+    def list_blobs(self, container_id: int, start: str, end: str | None, committed_only: bool,
+                   limit: int) -> list[Blob]:
+        """Blobs of a container with ``start <= name < end``, by name."""
+        sql = f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name >= ?"
+        args: list[object] = [container_id, start]
+        if end is not None:
+            sql += " AND name < ?"
+            args.append(end)
+        if committed_only:
+            sql += " AND committed = 1"
+        sql += " ORDER BY name LIMIT ?"
+        args.append(limit)
+        return [_blob(r) for r in self.db.execute(sql, args)]
+
+    # --- parts of committed blobs -------------------------------------------------------------
+
+    def part_extents(self, blob_id: int) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT extent FROM parts WHERE blob_id = ?", (blob_id,))]
+
+    def replace_parts(self, blob_id: int, parts: Iterable[Part]) -> list[str]:
+        """Make ``parts`` the content of the blob; return the extents the old content used."""
+        old = self.part_extents(blob_id)
+        self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
+        self.db.executemany(
+            "INSERT INTO parts (blob_id, seq, pos, length, extent, ext_offset, block_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((blob_id, i, p.pos, p.length, p.extent, p.offset, p.block_id) for i, p in enumerate(parts)),
+        )
+        return old
+
+    def parts(self, blob_id: int, start: int = 0, end: int | None = None) -> list[Part]:
+        """The parts of a blob overlapping bytes ``[start, end)``, in order."""
+        first = start
+        if start > 0:
+            row = self.db.execute(
+                "SELECT MAX(pos) FROM parts WHERE blob_id = ? AND pos <= ?", (blob_id, start)
+            ).fetchone()
+            first = row[0] if row and row[0] is not None else 0
+        sql = f"SELECT {_PART_COLUMNS} FROM parts WHERE blob_id = ? AND pos >= ?"
+        args: list[object] = [blob_id, first]
+        if end is not None:
+            sql += " AND pos < ?"
+            args.append(end)
+        sql += " ORDER BY seq"
+        return [p for p in map(_part, self.db.execute(sql, args)) if p.pos + p.length > start]
+
+    # --- staged (uncommitted) blocks ----------------------------------------------------------
+
+    def staged(self, blob_id: int) -> list[StagedBlock]:
+        return [StagedBlock(*r) for r in self.db.execute(
+            "SELECT block_id, extent, size FROM staged WHERE blob_id = ? ORDER BY seq", (blob_id,)
+        )]
+
+    def get_staged(self, blob_id: int, block_id: str) -> StagedBlock | None:
+        row = self.db.execute(
+            "SELECT block_id, extent, size FROM staged WHERE blob_id = ? AND block_id = ?", (blob_id, block_id)
+        ).fetchone()
+        return StagedBlock(*row) if row else None
+
+    def put_staged(self, blob_id: int, block: StagedBlock, now_us: int) -> str | None:
+        """Stage a block (replacing one with the same id); return the replaced block's extent."""
+        old = self.get_staged(blob_id, block.block_id)
+        if old is not None:
+            self.db.execute("DELETE FROM staged WHERE blob_id = ? AND block_id = ?", (blob_id, block.block_id))
+        row = self.db.execute("SELECT MAX(seq) FROM staged WHERE blob_id = ?", (blob_id,)).fetchone()
+        seq = (row[0] if row and row[0] is not None else 0) + 1
+        self.db.execute(
+            "INSERT INTO staged (blob_id, block_id, seq, extent, size, created_us) VALUES (?, ?, ?, ?, ?, ?)",
+            (blob_id, block.block_id, seq, block.extent, block.size, now_us),
+        )
+        return old.extent if old else None
+
+    def clear_staged(self, blob_id: int) -> list[str]:
+        extents = [r[0] for r in self.db.execute("SELECT extent FROM staged WHERE blob_id = ?", (blob_id,))]
+        if extents:
+            self.db.execute("DELETE FROM staged WHERE blob_id = ?", (blob_id,))
+        return extents
+
+    def expire_staged(self, before_us: int) -> list[str]:
+        """Drop blocks staged before ``before_us`` and blobs left with nothing; return their extents."""
+        rows = self.db.execute("SELECT blob_id, extent FROM staged WHERE created_us < ?", (before_us,)).fetchall()
+        if not rows:
+            return []
+        self.db.execute("DELETE FROM staged WHERE created_us < ?", (before_us,))
+        for blob_id in {r[0] for r in rows}:
+            (count,) = self.db.execute("SELECT COUNT(*) FROM staged WHERE blob_id = ?", (blob_id,)).fetchone()
+            self.db.execute("UPDATE blobs SET staged_count = ? WHERE id = ?", (count, blob_id))
+            if count == 0:
+                self.db.execute("UPDATE blobs SET block_id_len = NULL WHERE id = ? AND committed = 1 "
+                                "AND NOT EXISTS (SELECT 1 FROM parts WHERE blob_id = ? AND block_id IS NOT NULL)",
+                                (blob_id, blob_id))
+                self.db.execute("DELETE FROM blobs WHERE id = ? AND committed = 0", (blob_id,))
+        return [r[1] for r in rows]
+
+    # --- extents ------------------------------------------------------------------------------
+
+    def is_referenced(self, extent: str) -> bool:
+        return bool(
+            self.db.execute("SELECT 1 FROM parts WHERE extent = ? LIMIT 1", (extent,)).fetchone()
+            or self.db.execute("SELECT 1 FROM staged WHERE extent = ? LIMIT 1", (extent,)).fetchone()
+        )
+
+    def all_extents(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT extent FROM parts UNION SELECT extent FROM staged")}
+
+    # --- service properties -------------------------------------------------------------------
+
+    def get_service_properties(self, account: str) -> str | None:
+        row = self.db.execute("SELECT body FROM service_properties WHERE account = ?", (account,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_service_properties(self, account: str, body: str) -> None:
+        self.db.execute("DELETE FROM service_properties WHERE account = ?", (account,))
+        self.db.execute("INSERT INTO service_properties (account, body) VALUES (?, ?)", (account, body))

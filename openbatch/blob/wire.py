@@ -1,0 +1,311 @@
+"""Blob wire format: XML bodies in and out, the headers of blobs and containers, the error renderer.
+
+Pure translation: records in, bytes/headers out (and XML bytes in, plain values out). XML from
+clients is parsed with defusedxml; anything malformed or hostile is ``InvalidXmlDocument``.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import escape
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from openbatch.blob.errors import BlobError
+from openbatch.blob.models import Blob, Container
+from openbatch.common.clock import from_us, iso8601, rfc1123_us
+
+XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
+XML_TYPE = "application/xml"
+MAX_XML_BODY = 8 << 20  # 50,000 block ids of 64 bytes fit comfortably
+
+_STATUS = {
+    "AuthenticationFailed": 403,
+    "AuthorizationFailure": 403,
+    "AuthorizationPermissionMismatch": 403,
+    "AuthorizationProtocolMismatch": 403,
+    "AuthorizationResourceTypeMismatch": 403,
+    "AuthorizationServiceMismatch": 403,
+    "AuthorizationSourceIPMismatch": 403,
+    "NoAuthenticationInformation": 403,
+    "AccountNotFound": 404,
+    "BlobNotFound": 404,
+    "CannotVerifyCopySource": 404,
+    "ContainerNotFound": 404,
+    "ResourceNotFound": 404,
+    "UnsupportedHttpVerb": 405,
+    "BlobAlreadyExists": 409,
+    "BlockCountExceedsLimit": 409,
+    "ContainerAlreadyExists": 409,
+    "ContainerBeingDeleted": 409,
+    "InvalidBlobType": 409,
+    "MissingContentLengthHeader": 411,
+    "ConditionNotMet": 412,
+    "SourceConditionNotMet": 412,
+    "RequestBodyTooLarge": 413,
+    "InvalidRange": 416,
+}
+
+# Characters XML 1.0 cannot carry; names holding them are sent percent-encoded (Encoded="true").
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def status_of(err: BlobError) -> int:
+    return err.status or _STATUS.get(err.code, 400)
+
+
+def x(text: str) -> str:
+    """Escape text for an XML element (names that XML cannot carry are handled by :func:`name_element`)."""
+    return escape(_XML_INVALID.sub("\ufffd", text))
+
+
+def name_element(name: str) -> str:
+    if _XML_INVALID.search(name):
+        return f'<Name Encoded="true">{escape(quote(name, safe=""))}</Name>'
+    return f"<Name>{escape(name)}</Name>"
+
+
+def error_body(err: BlobError, request_id: str, now_us: int) -> bytes:
+    message = f"{err.message}\nRequestId:{request_id}\nTime:{iso8601(from_us(now_us))}"
+    extra = "".join(f"<{k}>{x(v)}</{k}>" for k, v in err.details.items())
+    return f"{XML_DECL}<Error><Code>{x(err.code)}</Code><Message>{x(message)}</Message>{extra}</Error>".encode()
+
+
+def error_headers(err: BlobError) -> list[tuple[str, str]]:
+    headers = [("x-ms-error-code", err.code)]
+    if err.code in ("AuthenticationFailed", "NoAuthenticationInformation"):
+        headers.append(("www-authenticate", "SharedKey"))
+    return headers
+
+
+# --- markers ----------------------------------------------------------------------------------
+
+
+def encode_marker(name: str) -> str:
+    """NextMarker values are opaque to clients: ``2!`` + base64url of the UTF-8 name."""
+    return "2!" + base64.urlsafe_b64encode(name.encode("utf-8")).decode("ascii")
+
+
+def decode_marker(marker: str) -> str:
+    if not marker:
+        return ""
+    if not marker.startswith("2!"):
+        raise BlobError("OutOfRangeInput", QueryParameterName="marker", QueryParameterValue=marker[:100])
+    try:
+        return base64.urlsafe_b64decode(marker[2:].encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError) as exc:
+        raise BlobError("OutOfRangeInput", QueryParameterName="marker",
+                        QueryParameterValue=marker[:100]) from exc
+
+
+# --- headers of records -----------------------------------------------------------------------
+
+
+def quoted(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def metadata_headers(metadata: dict[str, str]) -> list[tuple[str, str]]:
+    return [(f"x-ms-meta-{k}", v) for k, v in metadata.items()]
+
+
+def container_headers(c: Container) -> list[tuple[str, str]]:
+    headers = [
+        ("etag", quoted(c.etag)),
+        ("last-modified", rfc1123_us(c.modified_us)),
+        ("x-ms-lease-status", "unlocked"),
+        ("x-ms-lease-state", "available"),
+        ("x-ms-has-immutability-policy", "false"),
+        ("x-ms-has-legal-hold", "false"),
+        ("x-ms-default-encryption-scope", "$account-encryption-key"),
+        ("x-ms-deny-encryption-scope-override", "false"),
+        *metadata_headers(c.metadata),
+    ]
+    if c.public_access:
+        headers.append(("x-ms-blob-public-access", c.public_access))
+    return headers
+
+
+def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
+    """Headers of Get Blob / Get Blob Properties (without Content-Length / Content-Range)."""
+    c = b.content
+    headers = [
+        ("last-modified", rfc1123_us(b.modified_us)),
+        ("x-ms-creation-time", rfc1123_us(b.created_us)),
+        ("etag", quoted(b.etag)),
+        ("content-type", c.content_type or "application/octet-stream"),
+        ("x-ms-blob-type", "BlockBlob"),
+        ("x-ms-lease-status", "unlocked"),
+        ("x-ms-lease-state", "available"),
+        ("x-ms-server-encrypted", "true"),
+        ("accept-ranges", "bytes"),
+        *metadata_headers(b.metadata),
+    ]
+    for name, value in (("content-encoding", c.content_encoding), ("content-language", c.content_language),
+                        ("cache-control", c.cache_control), ("content-disposition", c.content_disposition)):
+        if value:
+            headers.append((name, value))
+    if c.content_md5 is not None:
+        md5 = base64.b64encode(c.content_md5).decode("ascii")
+        headers.append(("content-md5" if full_md5 else "x-ms-blob-content-md5", md5))
+    if b.copy is not None:
+        headers += [
+            ("x-ms-copy-id", b.copy.copy_id),
+            ("x-ms-copy-source", b.copy.source),
+            ("x-ms-copy-status", b.copy.status),
+            ("x-ms-copy-progress", b.copy.progress),
+            ("x-ms-copy-completion-time", rfc1123_us(b.copy.completed_us)),
+        ]
+    return headers
+
+
+# --- listings ---------------------------------------------------------------------------------
+
+
+def _opt(tag: str, value: str | None) -> str:
+    return f"<{tag}>{x(value)}</{tag}>" if value else ""
+
+
+def _metadata_xml(metadata: dict[str, str]) -> str:
+    return "<Metadata>" + "".join(f"<{k}>{x(v)}</{k}>" for k, v in metadata.items()) + "</Metadata>"
+
+
+def list_containers_xml(endpoint: str, prefix: str, marker: str, maxresults: str, items: Iterable[Container],
+                        next_marker: str, include_metadata: bool) -> bytes:
+    out = [XML_DECL, f'<EnumerationResults ServiceEndpoint="{x(endpoint)}">',
+           _opt("Prefix", prefix), _opt("Marker", marker), _opt("MaxResults", maxresults), "<Containers>"]
+    for c in items:
+        out.append(f"<Container><Name>{x(c.name)}</Name><Properties>"
+                   f"<Last-Modified>{rfc1123_us(c.modified_us)}</Last-Modified><Etag>{quoted(c.etag)}</Etag>"
+                   "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>")
+        if c.public_access:
+            out.append(f"<PublicAccess>{c.public_access}</PublicAccess>")
+        out.append("<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
+                   "</Properties>")
+        if include_metadata:
+            out.append(_metadata_xml(c.metadata))
+        out.append("</Container>")
+    out.append(f"</Containers><NextMarker>{x(next_marker)}</NextMarker></EnumerationResults>")
+    return "".join(out).encode("utf-8")
+
+
+def _blob_xml(b: Blob, include_metadata: bool) -> str:
+    c = b.content
+    md5 = base64.b64encode(c.content_md5).decode("ascii") if c.content_md5 is not None else ""
+    props = (
+        f"<Creation-Time>{rfc1123_us(b.created_us)}</Creation-Time>"
+        f"<Last-Modified>{rfc1123_us(b.modified_us)}</Last-Modified><Etag>{b.etag}</Etag>"
+        f"<Content-Length>{b.size}</Content-Length><Content-Type>{x(c.content_type)}</Content-Type>"
+        f"<Content-Encoding>{x(c.content_encoding)}</Content-Encoding>"
+        f"<Content-Language>{x(c.content_language)}</Content-Language><Content-CRC64 />"
+        f"<Content-MD5>{md5}</Content-MD5><Cache-Control>{x(c.cache_control)}</Cache-Control>"
+        f"<Content-Disposition>{x(c.content_disposition)}</Content-Disposition>"
+        "<BlobType>BlockBlob</BlobType>"
+    )
+    if b.committed:
+        props += "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
+    props += "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted>"
+    if b.copy is not None:
+        props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"
+                  f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>"
+                  f"<CopyCompletionTime>{rfc1123_us(b.copy.completed_us)}</CopyCompletionTime>")
+    meta = _metadata_xml(b.metadata) if include_metadata else ""
+    return f"<Blob>{name_element(b.name)}<Properties>{props}</Properties>{meta}</Blob>"
+
+
+def list_blobs_xml(endpoint: str, container: str, prefix: str, marker: str, maxresults: str, delimiter: str,
+                   items: Iterable[Blob | str], next_marker: str, include_metadata: bool) -> bytes:
+    out = [XML_DECL, f'<EnumerationResults ServiceEndpoint="{x(endpoint)}" ContainerName="{x(container)}">',
+           _opt("Prefix", prefix), _opt("Marker", marker), _opt("MaxResults", maxresults),
+           _opt("Delimiter", delimiter), "<Blobs>"]
+    for item in items:
+        if isinstance(item, str):
+            out.append(f"<BlobPrefix>{name_element(item)}</BlobPrefix>")
+        else:
+            out.append(_blob_xml(item, include_metadata))
+    out.append(f"</Blobs><NextMarker>{x(next_marker)}</NextMarker></EnumerationResults>")
+    return "".join(out).encode("utf-8")
+
+
+def block_list_xml(committed: Iterable[tuple[str, int]] | None, uncommitted: Iterable[tuple[str, int]] | None) -> bytes:
+    out = [XML_DECL, "<BlockList>"]
+    for tag, blocks in (("CommittedBlocks", committed), ("UncommittedBlocks", uncommitted)):
+        if blocks is None:
+            continue
+        out.append(f"<{tag}>")
+        out.extend(f"<Block><Name>{x(i)}</Name><Size>{s}</Size></Block>" for i, s in blocks)
+        out.append(f"</{tag}>")
+    out.append("</BlockList>")
+    return "".join(out).encode("utf-8")
+
+
+DEFAULT_SERVICE_PROPERTIES = (
+    XML_DECL + "<StorageServiceProperties>"
+    "<Logging><Version>1.0</Version><Delete>false</Delete><Read>false</Read><Write>false</Write>"
+    "<RetentionPolicy><Enabled>false</Enabled></RetentionPolicy></Logging>"
+    "<HourMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled>"
+    "</RetentionPolicy></HourMetrics>"
+    "<MinuteMetrics><Version>1.0</Version><Enabled>false</Enabled><RetentionPolicy><Enabled>false</Enabled>"
+    "</RetentionPolicy></MinuteMetrics>"
+    "<Cors />"
+    "<DeleteRetentionPolicy><Enabled>false</Enabled></DeleteRetentionPolicy>"
+    "<StaticWebsite><Enabled>false</Enabled></StaticWebsite>"
+    "</StorageServiceProperties>"
+)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_xml(body: bytes, root: str) -> Element:
+    """Parse a client XML body safely; its root element must be ``root``."""
+    try:
+        element = fromstring(body)
+    except (ParseError, DefusedXmlException, ValueError, UnicodeError) as exc:
+        raise BlobError("InvalidXmlDocument", f"XML specified is not syntactically valid: {type(exc).__name__}.") from exc
+    if element.tag != root:
+        raise BlobError("InvalidXmlDocument", f"XML root element must be <{root}>.")
+    return element
+
+
+def parse_block_list(body: bytes) -> list[tuple[str, str]]:
+    """``<BlockList><Latest>id</Latest>...`` -> ``[("Latest", id), ...]`` in document order."""
+    root = parse_xml(body, "BlockList")
+    entries = []
+    for child in root:
+        if child.tag not in ("Committed", "Uncommitted", "Latest"):
+            raise BlobError("InvalidXmlDocument", f"Unexpected element <{str(child.tag)[:64]}> in the block list.")
+        entries.append((str(child.tag), (child.text or "").strip()))
+    return entries
+
+
+def parse_service_properties(body: bytes) -> str:
+    """Validate a Set Service Properties body; return it as text to store."""
+    parse_xml(body, "StorageServiceProperties")
+    return body.decode("utf-8")
+
+
+def parse_signed_identifiers(body: bytes) -> str:
+    """Validate a Set Container ACL body (at most 5 identifiers); return it as text to store."""
+    if not body.strip():
+        return ""
+    root = parse_xml(body, "SignedIdentifiers")
+    identifiers = [c for c in root if c.tag == "SignedIdentifier"]
+    if len(identifiers) > 5:
+        raise BlobError("InvalidXmlDocument", "At most 5 signed identifiers are allowed.")
+    for ident in identifiers:
+        ident_id = ident.findtext("Id") or ""
+        if not ident_id or len(ident_id) > 64:
+            raise BlobError("InvalidXmlDocument", "Each signed identifier needs an Id of at most 64 characters.")
+    return body.decode("utf-8")
+
+
+def signed_identifiers_xml(acl: str) -> bytes:
+    if not acl:
+        return (XML_DECL + "<SignedIdentifiers />").encode()
+    return acl.encode("utf-8")
