@@ -38,6 +38,7 @@ TaskDependenciesNotSpecifiedOnJob = _error("TaskDependenciesNotSpecifiedOnJob", 
 TaskDependencyListTooLong = _error("TaskDependencyListTooLong", "dependsOn.taskIds longer than 64000 characters.")
 TaskIdSameAsJobPreparationTask = _error("TaskIdSameAsJobPreparationTask", "A task id equal to the job prep task's.")
 TaskIdSameAsJobReleaseTask = _error("TaskIdSameAsJobReleaseTask", "A task id equal to the job release task's.")
+InvalidUri = _error("InvalidUri", "A resource path that is malformed or leaves the node's directory.")
 JobPreparationTaskNotSpecified = _error("JobPreparationTaskNotSpecified", "Prep/release status of a job without one.")
 # 403
 AuthenticationFailed = _error("AuthenticationFailed", "Missing or wrong SharedKey signature.")
