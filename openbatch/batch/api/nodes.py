@@ -1,7 +1,113 @@
-"""Batch nodes routes (being written)."""
+"""Compute node routes: parse, call one operation of ``domain/nodes.py``, render. Nothing else.
+
+(The node files routes, ``/pools/{poolId}/nodes/{nodeId}/files...``, live in api/files.py.)
+"""
 
 from __future__ import annotations
 
-from openbatch.batch.api.routing import Route
+from openbatch.batch.api.pools import body_of, page_args, page_response, query_filter
+from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, entity, no_content
+from openbatch.batch.domain import nodes
+from openbatch.batch.wire import odata
 
-ROUTES: list[Route] = []
+
+def _ids(req: BatchRequest) -> tuple[str, str]:
+    return req.params["poolId"], req.params["nodeId"]
+
+
+def _location(req: BatchRequest) -> str:
+    pool_id, node_id = _ids(req)
+    return f"{req.base_url}/pools/{pool_id}/nodes/{node_id}"
+
+
+async def list_nodes(req: BatchRequest) -> BatchResponse:
+    accept = query_filter(req, odata.NODE_FILTER_PROPERTIES, "node")
+    after, limit = page_args(req)
+    docs, next_key = nodes.list_nodes(req.ctx, req.account, req.params["poolId"], accept, after, limit)
+    return page_response(req, "node", "nodes", docs, next_key)
+
+
+async def get_node(req: BatchRequest) -> BatchResponse:
+    return entity(req, "node", "nodes", nodes.get_node(req.ctx, req.account, *_ids(req)))
+
+
+async def reboot(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, optional=True)
+    await nodes.restart_node(req.ctx, req.account, *_ids(req), body, reimage=False)
+    return no_content(202, location=_location(req))
+
+
+async def reimage(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, optional=True)
+    await nodes.restart_node(req.ctx, req.account, *_ids(req), body, reimage=True)
+    return no_content(202, location=_location(req))
+
+
+async def disable_scheduling(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, optional=True)
+    await nodes.disable_scheduling(req.ctx, req.account, *_ids(req), body)
+    return no_content(200, location=_location(req))
+
+
+async def enable_scheduling(req: BatchRequest) -> BatchResponse:
+    await nodes.enable_scheduling(req.ctx, req.account, *_ids(req))
+    return no_content(200, location=_location(req))
+
+
+async def start(req: BatchRequest) -> BatchResponse:
+    nodes.start_node(req.ctx, req.account, *_ids(req))
+
+
+async def deallocate(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, optional=True)
+    nodes.deallocate_node(req.ctx, req.account, *_ids(req), body)
+
+
+async def remote_login_settings(req: BatchRequest) -> BatchResponse:
+    nodes.refuse(req.ctx, req.account, *_ids(req), "remote login")
+
+
+async def remote_desktop(req: BatchRequest) -> BatchResponse:
+    nodes.refuse(req.ctx, req.account, *_ids(req), "remote desktop")
+
+
+async def node_user(req: BatchRequest) -> BatchResponse:
+    await body_of(req, optional=True)
+    nodes.refuse(req.ctx, req.account, *_ids(req), "managing node user accounts")
+
+
+async def upload_logs(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req)
+    nodes.upload_logs(req.ctx, req.account, *_ids(req), body)
+
+
+async def list_extensions(req: BatchRequest) -> BatchResponse:
+    nodes.get_node(req.ctx, req.account, *_ids(req))
+    page_args(req)
+    return page_response(req, "node", "extensions", [], None)
+
+
+async def get_extension(req: BatchRequest) -> BatchResponse:
+    nodes.get_extension(req.ctx, req.account, *_ids(req), req.params["extensionName"])
+
+
+_NODE = "/pools/{poolId}/nodes/{nodeId}"
+
+ROUTES: list[Route] = [
+    Route("GET", "/pools/{poolId}/nodes", list_nodes),
+    Route("GET", _NODE, get_node),
+    Route("POST", f"{_NODE}/reboot", reboot),
+    Route("POST", f"{_NODE}/reimage", reimage),
+    Route("POST", f"{_NODE}/disablescheduling", disable_scheduling),
+    Route("POST", f"{_NODE}/enablescheduling", enable_scheduling),
+    Route("POST", f"{_NODE}/start", start),
+    Route("POST", f"{_NODE}/deallocate", deallocate),
+    Route("GET", f"{_NODE}/remoteloginsettings", remote_login_settings),
+    Route("GET", f"{_NODE}/rdp", remote_desktop),
+    Route("POST", f"{_NODE}/users", node_user),
+    Route("PUT", f"{_NODE}/users/{{userName}}", node_user),
+    Route("DELETE", f"{_NODE}/users/{{userName}}", node_user),
+    Route("POST", f"{_NODE}/uploadbatchservicelogs", upload_logs),
+    Route("GET", f"{_NODE}/extensions", list_extensions),
+    Route("GET", f"{_NODE}/extensions/{{extensionName}}", get_extension),
+]
