@@ -105,9 +105,13 @@ def _collate(lhs: str, rhs: str) -> int:
     return 0
 
 
+def _collate_items(a: tuple[str, str], b: tuple[str, str]) -> int:
+    return _collate(a[0], b[0])
+
+
 def _sorted_headers(items: list[tuple[str, str]], collated: bool) -> list[tuple[str, str]]:
     if collated:
-        return sorted(items, key=cmp_to_key(lambda a, b: _collate(a[0], b[0])))
+        return sorted(items, key=cmp_to_key(_collate_items))
     return sorted(items)
 
 
