@@ -1,7 +1,109 @@
-"""Batch tasks routes (being written)."""
+"""Batch task routes: parse, call one domain operation in batch/domain/tasks.py, render."""
 
 from __future__ import annotations
 
-from openbatch.batch.api.routing import Route
+from openbatch.batch.api.jobs import body_of, changed, guard, list_filter, max_results
+from openbatch.batch.api.routing import (
+    BatchRequest,
+    BatchResponse,
+    Route,
+    check_conditions,
+    created,
+    dumps,
+    entity,
+    listing,
+    metadata_url,
+    next_link,
+    no_content,
+)
+from openbatch.batch.domain import errors as e
+from openbatch.batch.domain import tasks
 
-ROUTES: list[Route] = []
+
+def _skiptoken(req: BatchRequest) -> int:
+    text = req.query.get("$skiptoken", "")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise e.InvalidQueryParameterValue(
+            "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
+            {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
+        )
+    return int(text)
+
+
+async def add_task(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, "task.add")
+    doc = await tasks.add_task(req.ctx, req.account, req.params["jobId"], body, req.base_url)
+    return created(req, doc, str(doc["url"]))
+
+
+async def add_task_collection(req: BatchRequest) -> BatchResponse:
+    from openbatch.batch.wire import versions
+
+    body = await body_of(req, "taskcollection")
+    results = await tasks.add_task_collection(req.ctx, req.account, req.params["jobId"], body.get("value"),
+                                              req.base_url)
+    out = {
+        "odata.metadata": metadata_url(req, "taskaddresult", False),
+        "value": [versions.from_internal("taskaddresult", r, req.version) for r in results],
+    }
+    return BatchResponse(200, dumps(out))
+
+
+async def list_tasks(req: BatchRequest) -> BatchResponse:
+    from openbatch.batch.wire import odata
+
+    flt = list_filter(req, "task", odata.TASK_FILTER_PROPERTIES)
+    state = flt.equalities().get("state") if flt is not None else None
+    docs, token = tasks.list_tasks(req.ctx, req.account, req.params["jobId"], match=flt, state=state,
+                                   after=_skiptoken(req), limit=max_results(req))
+    return listing(req, "task", "tasks", docs, next_link(req, str(token)) if token is not None else None)
+
+
+async def get_task(req: BatchRequest) -> BatchResponse:
+    doc = tasks.get_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"])
+    return check_conditions(req, doc, read=True) or entity(req, "task", "tasks", doc)
+
+
+async def update_task(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req, "task.update")
+    doc = await tasks.update_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"], body,
+                                  guard(req))
+    return changed(200, doc)
+
+
+async def delete_task(req: BatchRequest) -> BatchResponse:
+    await tasks.delete_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"], guard(req))
+    return no_content(200)
+
+
+async def terminate_task(req: BatchRequest) -> BatchResponse:
+    doc = await tasks.terminate_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"], guard(req))
+    return changed(204, doc)
+
+
+async def reactivate_task(req: BatchRequest) -> BatchResponse:
+    doc = await tasks.reactivate_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"],
+                                      guard(req))
+    return changed(204, doc)
+
+
+async def list_subtasks(req: BatchRequest) -> BatchResponse:
+    """Only multi-instance tasks have subtasks, and this server runs every task as one instance."""
+    tasks.get_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"])
+    return BatchResponse(200, dumps({"odata.metadata": metadata_url(req, "subtaskinformations", False),
+                                     "value": []}))
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/jobs/{jobId}/tasks", add_task),
+    Route("GET", "/jobs/{jobId}/tasks", list_tasks),
+    Route("POST", "/jobs/{jobId}/addtaskcollection", add_task_collection),
+    Route("GET", "/jobs/{jobId}/tasks/{taskId}", get_task),
+    Route("PUT", "/jobs/{jobId}/tasks/{taskId}", update_task),
+    Route("DELETE", "/jobs/{jobId}/tasks/{taskId}", delete_task),
+    Route("POST", "/jobs/{jobId}/tasks/{taskId}/terminate", terminate_task),
+    Route("POST", "/jobs/{jobId}/tasks/{taskId}/reactivate", reactivate_task),
+    Route("GET", "/jobs/{jobId}/tasks/{taskId}/subtasksinfo", list_subtasks),
+]

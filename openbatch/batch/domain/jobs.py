@@ -1,0 +1,509 @@
+"""Jobs: add, get, list, patch, update, disable, enable, terminate, delete, task counts, and the
+job preparation / release task status.
+
+A job document is a dict in the modern wire shape (``CloudJob``). State changes go through
+``states.JOB``; the instructions they return go to ``ctx.hooks.perform``, and the engine finishes
+the transitions the instructions imply:
+
+- ``disabling -> disabled`` once the running tasks are dealt with (``DisableJobTasks``);
+- ``terminating -> completed`` once ``StopJobTasks`` / ``RunJobRelease`` are done — the engine
+  calls ``finish_termination`` (sets ``executionInfo.endTime``);
+- ``deleting -> gone``: after ``StopJobTasks`` / ``RunJobRelease`` the engine performs
+  ``PurgeJob`` by calling ``purge_job`` (tasks, prep/release records and the job leave the store).
+
+``enabling`` is passed straight through to ``active`` here (nothing has to happen in between).
+The engine may also call ``terminate_job`` itself (onAllTasksComplete=terminatejob with reason
+``AllTasksComplete``, a Job Manager task with killJobOnCompletion: ``JMComplete``, exit options
+with jobAction terminate: ``TaskFailed``, job maxWallClockTime: ``MaxWallClockTimeExpiry``).
+
+The Job Manager task is added as an ordinary task of the job (same id, ``_jobManager`` holding
+killJobOnCompletion / runExclusive) when the job is added; auto pools are refused.
+
+Job preparation / release status: the engine records one document per node that ran the job's
+preparation task, in store kind ``PREP_RELEASE_KIND`` with ``parent=job id``, shaped as Azure's
+``JobPreparationAndReleaseTaskExecutionInformation`` plus ``"id"`` (= nodeId, the store key)::
+
+    {"id": nodeId, "poolId": ..., "nodeId": ..., "nodeUrl": ...,
+     "jobPreparationTaskExecutionInfo": {"state": "running"|"completed", "startTime", "endTime",
+         "taskRootDirectory", "taskRootDirectoryUrl", "exitCode", "retryCount", "lastRetryTime",
+         "result": "success"|"failure", "failureInfo": {...}},
+     "jobReleaseTaskExecutionInfo": {"state", "startTime", "endTime", "taskRootDirectory",
+         "taskRootDirectoryUrl", "exitCode", "result", "failureInfo"}}
+
+``purge_job`` removes them with the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openbatch.batch.domain import errors as e
+from openbatch.batch.domain import states
+from openbatch.batch.domain import tasks as t
+from openbatch.batch.domain.common import BatchContext, Doc, check_id, new_etag, now_iso, touch
+
+PREP_RELEASE_KIND = "jobpreprelease"
+
+ON_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
+ON_TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
+DISABLE_OPTIONS = ("requeue", "terminate", "wait")
+RELEASE_MAX_WALL_CLOCK = "PT15M"
+
+_J = states.JobState
+Guard = Callable[[Doc], None]
+Match = Callable[[Any], bool]
+
+
+def _no_guard(doc: Doc) -> None:
+    return None
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def check_priority(obj: Doc) -> int | None:
+    value = obj.get("priority")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise t.invalid("priority", value, "The value must be an integer.")
+    if not -1000 <= value <= 1000:
+        raise e.OutOfRangePriority(
+            "The specified priority is outside the allowed range of -1000 to 1000.",
+            {"PropertyName": "priority", "PropertyValue": str(value)},
+        )
+    return value
+
+
+def _max_parallel(obj: Doc) -> int | None:
+    value = t.get_int(obj, "maxParallelTasks", lo=-1)
+    if value == 0:
+        raise t.invalid("maxParallelTasks", value, "The value must be -1 (no limit) or at least 1.")
+    return value
+
+
+def job_constraints(given: Doc | None) -> Doc:
+    given = given or {}
+    retries = t.get_int(given, "maxTaskRetryCount", lo=-1)
+    return {
+        "maxWallClockTime": t.get_duration(given, "maxWallClockTime") or t.UNLIMITED,
+        "maxTaskRetryCount": 0 if retries is None else retries,
+    }
+
+
+def pool_info(obj: Doc) -> Doc:
+    """The validated poolInfo (required). Auto pools are not supported by this server."""
+    info = t.get_obj(obj, "poolInfo", required=True) or {}
+    auto = t.get_obj(info, "autoPoolSpecification")
+    if auto is not None:
+        raise t.invalid("autoPoolSpecification", "autoPoolSpecification",
+                        "Auto pools are not supported by this server: create a pool and set poolInfo.poolId.")
+    pool_id = info.get("poolId")
+    if pool_id is None or pool_id == "":
+        raise t.missing("poolId")
+    check_id(pool_id, "poolId")
+    return {"poolId": pool_id}
+
+
+def _metadata(obj: Doc) -> list[Doc] | None:
+    items = t.get_list(obj, "metadata")
+    for item in items or []:
+        t.get_str(item, "name", required=True)
+        if t.get_str(item, "value") is None:
+            raise t.missing("value")
+    return items
+
+
+def _job_manager(spec: Doc) -> Doc:
+    check_id(spec.get("id"), "id")
+    t.check_task_spec(spec)
+    t.check_output_files(t.get_list(spec, "outputFiles") or [])
+    t.get_int(spec, "requiredSlots", lo=1)
+    for key in ("killJobOnCompletion", "runExclusive", "allowLowPriorityNode"):
+        t.get_bool(spec, key)
+    if spec.get("constraints") is not None:
+        t.task_constraints(t.get_obj(spec, "constraints"), {})
+    return spec
+
+
+def _job_preparation(spec: Doc) -> Doc:
+    spec = {"id": "jobpreparation", **{k: v for k, v in spec.items() if v is not None}}
+    check_id(spec["id"], "id")
+    t.check_task_spec(spec)
+    for key in ("waitForSuccess", "rerunOnNodeRebootAfterSuccess"):
+        spec[key] = True if t.get_bool(spec, key) is None else spec[key]
+    spec["constraints"] = t.task_constraints(t.get_obj(spec, "constraints"), {})
+    return spec
+
+
+def _job_release(spec: Doc) -> Doc:
+    spec = {"id": "jobrelease", **{k: v for k, v in spec.items() if v is not None}}
+    check_id(spec["id"], "id")
+    t.check_task_spec(spec)
+    limit = t.get_duration(spec, "maxWallClockTime") or RELEASE_MAX_WALL_CLOCK
+    wall = t.parse_duration(limit)
+    if wall is None or wall.total_seconds() > 15 * 60:
+        raise t.invalid("maxWallClockTime", limit, "The job release task may not run for longer than 15 minutes.")
+    spec["maxWallClockTime"] = limit
+    spec["retentionTime"] = t.get_duration(spec, "retentionTime") or t.DEFAULT_RETENTION
+    return spec
+
+
+def _check_job_tasks(body: Doc, doc: Doc) -> None:
+    prep, release = t.get_obj(body, "jobPreparationTask"), t.get_obj(body, "jobReleaseTask")
+    if prep is not None:
+        doc["jobPreparationTask"] = _job_preparation(prep)
+    if release is not None:
+        if prep is None:
+            raise t.invalid("jobReleaseTask", "jobReleaseTask",
+                            "A job release task cannot be specified without a job preparation task.")
+        doc["jobReleaseTask"] = _job_release(release)
+        if doc["jobReleaseTask"]["id"].lower() == doc["jobPreparationTask"]["id"].lower():
+            raise t.invalid("id", doc["jobReleaseTask"]["id"],
+                            "The job preparation and job release tasks must have different ids.")
+    manager = t.get_obj(body, "jobManagerTask")
+    if manager is not None:
+        doc["jobManagerTask"] = _job_manager(manager)
+
+
+_READ_ONLY = ("url", "eTag", "lastModified", "creationTime", "state", "stateTransitionTime", "previousState",
+              "previousStateTransitionTime", "executionInfo", "stats")
+
+
+def build_job(body: Doc, now: str, base_url: str) -> Doc:
+    """A new job document from an add-job body (modern shape), or the BatchError Azure answers."""
+    job_id = check_id(body.get("id"))
+    t.get_str(body, "displayName", max_len=1024)
+    doc: Doc = {k: v for k, v in body.items() if v is not None and not k.startswith(("_", "odata."))
+                and k not in _READ_ONLY}
+    info = pool_info(body)
+    priority, parallel = check_priority(body), _max_parallel(body)
+    t.check_environment(t.get_list(body, "commonEnvironmentSettings") or [], "commonEnvironmentSettings")
+    _metadata(body)
+    _check_job_tasks(body, doc)
+    doc.update(
+        id=job_id,
+        url=f"{base_url}/jobs/{job_id}",
+        eTag=new_etag(),
+        lastModified=now,
+        creationTime=now,
+        state=_J.ACTIVE.value,
+        stateTransitionTime=now,
+        priority=priority or 0,
+        maxParallelTasks=-1 if parallel is None else parallel,
+        allowTaskPreemption=bool(t.get_bool(body, "allowTaskPreemption")),
+        usesTaskDependencies=bool(t.get_bool(body, "usesTaskDependencies")),
+        constraints=job_constraints(t.get_obj(body, "constraints")),
+        poolInfo=info,
+        onAllTasksComplete=t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction",
+        onTaskFailure=t.get_enum(body, "onTaskFailure", ON_TASK_FAILURE) or "noaction",
+        executionInfo={"startTime": now, "poolId": info["poolId"]},
+    )
+    return doc
+
+
+_MANAGER_FIELDS = ("id", "displayName", "commandLine", "containerSettings", "resourceFiles", "outputFiles",
+                   "environmentSettings", "constraints", "requiredSlots", "userIdentity",
+                   "applicationPackageReferences", "authenticationTokenSettings")
+
+
+def manager_task(job: Doc, now: str, base_url: str) -> Doc:
+    """The Job Manager task as an ordinary task of the job (run by the engine like any other)."""
+    spec = job["jobManagerTask"]
+    doc = t.build_task({k: spec[k] for k in _MANAGER_FIELDS if k in spec}, job, now, base_url)
+    doc["_jobManager"] = {
+        "killJobOnCompletion": spec.get("killJobOnCompletion", True) is not False,
+        "runExclusive": spec.get("runExclusive", True) is not False,
+    }
+    return doc
+
+
+# --- lookups ------------------------------------------------------------------------------------
+
+
+def get_job(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    return t.job_of(ctx, account, job_id)
+
+
+def _changeable(ctx: BatchContext, account: str, job_id: str, guard: Guard) -> Doc:
+    """The job, unless it is being deleted (JobBeingDeleted); after the caller's conditions."""
+    job = t.job_of(ctx, account, job_id)
+    guard(job)
+    if job["state"] == _J.DELETING.value:
+        raise e.JobBeingDeleted("The specified job has been marked for deletion and is being garbage collected.",
+                                {"JobId": job["id"]})
+    return job
+
+
+def _not_completed(job: Doc) -> None:
+    if job["state"] == _J.COMPLETED.value:
+        raise e.JobCompleted("The specified job is already in a completed state.", {"JobId": job["id"]})
+
+
+def list_jobs(ctx: BatchContext, account: str, *, match: Match | None, after: str, limit: int,
+              schedule_id: str | None = None) -> tuple[list[Doc], str | None]:
+    """A page of jobs ordered by id (case-insensitively); the skiptoken is the last id, lower-cased."""
+    if schedule_id is not None and ctx.store.get("jobschedule", account, schedule_id) is None:
+        raise e.JobScheduleNotFound("The specified job schedule does not exist.", {"JobScheduleId": schedule_id})
+    docs = sorted(ctx.store.all("job", account), key=lambda d: str(d["id"]).lower())
+    page: list[Doc] = []
+    for doc in docs:
+        key = str(doc["id"]).lower()
+        if key <= after:
+            continue
+        if schedule_id is not None and str(doc.get("_jobScheduleId", "")).lower() != schedule_id.lower():
+            continue
+        if match is None or match(doc):
+            page.append(doc)
+            if len(page) == limit:
+                return page, key
+    return page, None
+
+
+# --- add and change -----------------------------------------------------------------------------
+
+
+async def _save(ctx: BatchContext, account: str, job: Doc) -> None:
+    ctx.store.put("job", account, job)
+    await ctx.store.flush()
+    ctx.hooks.job_changed(account, job)
+
+
+async def add_job(ctx: BatchContext, account: str, body: Doc, base_url: str) -> Doc:
+    now = now_iso()
+    job = build_job(body, now, base_url)
+    existing = ctx.store.get("job", account, job["id"])
+    if existing is not None:
+        if existing["state"] == _J.DELETING.value:
+            raise e.JobBeingDeleted("A job with this id is being deleted.", {"JobId": existing["id"]})
+        raise e.JobExists("The specified job already exists.", {"JobId": existing["id"]})
+    manager = manager_task(job, now, base_url) if "jobManagerTask" in job else None
+    ctx.store.put("job", account, job)
+    if manager is not None:
+        manager["_seq"] = ctx.store.next_seq()
+        ctx.store.insert_tasks(account, job["id"], [manager])
+    await ctx.store.flush()
+    ctx.hooks.job_changed(account, job)
+    if manager is not None:
+        ctx.hooks.tasks_added(account, job["id"], [manager])
+    return job
+
+
+def _check_on_all_complete(job: Doc, value: str | None) -> None:
+    if job.get("onAllTasksComplete") == "terminatejob" and value == "noaction":
+        raise t.invalid("onAllTasksComplete", value,
+                        "The completion behavior of a job cannot be changed from terminatejob to noaction.")
+
+
+def _check_pool_change(job: Doc, info: Doc) -> None:
+    current = str((job.get("poolInfo") or {}).get("poolId", ""))
+    if info["poolId"].lower() != current.lower() and job["state"] != _J.DISABLED.value:
+        raise e.JobNotDisabled("The pool of a job can only be changed while the job is disabled.",
+                               {"JobId": job["id"]})
+
+
+async def patch_job(ctx: BatchContext, account: str, job_id: str, body: Doc, guard: Guard = _no_guard) -> Doc:
+    """Change the properties given; the others keep their values."""
+    job = _changeable(ctx, account, job_id, guard)
+    _not_completed(job)
+    changes: Doc = {}
+    if (priority := check_priority(body)) is not None:
+        changes["priority"] = priority
+    if (parallel := _max_parallel(body)) is not None:
+        changes["maxParallelTasks"] = parallel
+    if (preempt := t.get_bool(body, "allowTaskPreemption")) is not None:
+        changes["allowTaskPreemption"] = preempt
+    if (on_all := t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE)) is not None:
+        _check_on_all_complete(job, on_all)
+        changes["onAllTasksComplete"] = on_all
+    if body.get("constraints") is not None:
+        changes["constraints"] = job_constraints(t.get_obj(body, "constraints"))
+    if body.get("poolInfo") is not None:
+        changes["poolInfo"] = pool_info(body)
+        _check_pool_change(job, changes["poolInfo"])
+    if (metadata := _metadata(body)) is not None:
+        changes["metadata"] = metadata
+    return await _apply(ctx, account, job, changes)
+
+
+async def update_job(ctx: BatchContext, account: str, job_id: str, body: Doc, guard: Guard = _no_guard) -> Doc:
+    """Replace the updatable properties; omitted ones return to their defaults."""
+    job = _changeable(ctx, account, job_id, guard)
+    _not_completed(job)
+    info = pool_info(body)
+    _check_pool_change(job, info)
+    on_all = t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction"
+    _check_on_all_complete(job, on_all)
+    parallel = _max_parallel(body)
+    changes: Doc = {
+        "priority": check_priority(body) or 0,
+        "maxParallelTasks": -1 if parallel is None else parallel,
+        "allowTaskPreemption": bool(t.get_bool(body, "allowTaskPreemption")),
+        "constraints": job_constraints(t.get_obj(body, "constraints")),
+        "poolInfo": info,
+        "onAllTasksComplete": on_all,
+        "metadata": _metadata(body) or None,
+    }
+    return await _apply(ctx, account, job, changes)
+
+
+async def _apply(ctx: BatchContext, account: str, job: Doc, changes: Doc) -> Doc:
+    for key, value in changes.items():
+        if value is None:
+            job.pop(key, None)
+        else:
+            job[key] = value
+    if "poolInfo" in changes:
+        job.setdefault("executionInfo", {})["poolId"] = changes["poolInfo"]["poolId"]
+    touch(job, now_iso())
+    await _save(ctx, account, job)
+    return job
+
+
+# --- state changes ------------------------------------------------------------------------------
+
+
+async def _transition(ctx: BatchContext, account: str, job: Doc, to: states.JobState,
+                      context: states.Context) -> None:
+    instructions = states.JOB.apply(job, to, context)
+    touch(job, context.now)
+    await _save(ctx, account, job)
+    if instructions:
+        ctx.hooks.perform(account, instructions)
+
+
+async def disable_job(ctx: BatchContext, account: str, job_id: str, body: Doc, guard: Guard = _no_guard) -> Doc:
+    job = _changeable(ctx, account, job_id, guard)
+    option = t.get_enum(body, "disableTasks", DISABLE_OPTIONS)
+    if option is None:
+        raise t.missing("disableTasks")
+    state = job["state"]
+    if state in (_J.DISABLING.value, _J.DISABLED.value):
+        return job
+    if state != _J.ACTIVE.value:
+        _not_completed(job)
+        raise e.JobNotActive(f"The job cannot be disabled in its current state ({state}).", {"JobId": job["id"]})
+    await _transition(ctx, account, job, _J.DISABLING, states.Context(now_iso(), details={"disableTasks": option}))
+    return job
+
+
+async def enable_job(ctx: BatchContext, account: str, job_id: str, guard: Guard = _no_guard) -> Doc:
+    job = _changeable(ctx, account, job_id, guard)
+    state = job["state"]
+    if state in (_J.ACTIVE.value, _J.ENABLING.value):
+        return job
+    if state != _J.DISABLED.value:
+        _not_completed(job)
+        raise e.JobNotDisabled(f"The job cannot be enabled in its current state ({state}).", {"JobId": job["id"]})
+    now = now_iso()
+    states.JOB.apply(job, _J.ENABLING, states.Context(now))
+    await _transition(ctx, account, job, _J.ACTIVE, states.Context(now))
+    return job
+
+
+async def terminate_job(ctx: BatchContext, account: str, job_id: str, reason: str | None = None,
+                        guard: Guard = _no_guard) -> Doc:
+    """Move the job to terminating (its tasks are stopped and release tasks run by the engine)."""
+    job = _changeable(ctx, account, job_id, guard)
+    if job["state"] == _J.TERMINATING.value:
+        return job
+    _not_completed(job)
+    reason = reason or "UserTerminate"
+    job.setdefault("executionInfo", {})["terminateReason"] = reason
+    await _transition(ctx, account, job, _J.TERMINATING, states.Context(now_iso(), reason=reason))
+    return job
+
+
+async def finish_termination(ctx: BatchContext, account: str, job_id: str) -> Doc | None:
+    """terminating -> completed (for the engine, once the job's tasks are stopped and released)."""
+    job = ctx.store.get("job", account, job_id)
+    if job is None or job["state"] != _J.TERMINATING.value:
+        return job
+    now = now_iso()
+    job.setdefault("executionInfo", {})["endTime"] = now
+    await _transition(ctx, account, job, _J.COMPLETED, states.Context(now))
+    return job
+
+
+async def delete_job(ctx: BatchContext, account: str, job_id: str, guard: Guard = _no_guard) -> Doc:
+    """Move the job to deleting; the engine stops its tasks, runs release tasks, then purges it."""
+    job = _changeable(ctx, account, job_id, guard)
+    await _transition(ctx, account, job, _J.DELETING, states.Context(now_iso(), reason="JobDeleted"))
+    return job
+
+
+async def purge_job(ctx: BatchContext, account: str, job_id: str) -> None:
+    """Remove the job with its tasks and prep/release records (the engine's PurgeJob)."""
+    ctx.store.delete_job_tasks(account, job_id)
+    ctx.store.delete_children(PREP_RELEASE_KIND, account, job_id)
+    ctx.store.delete("job", account, job_id)
+    await ctx.store.flush()
+    states.JOB.forget(job_id)
+
+
+# --- task counts and prep/release status ---------------------------------------------------------
+
+_COUNT_CACHE: dict[tuple[int, str, str], tuple[float, Doc]] = {}
+_COUNT_PAGE = 5000
+
+
+def _count_tasks(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    names = ("active", "running", "completed", "succeeded", "failed")
+    counts, slots = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    after = 0
+    while True:
+        batch = ctx.store.page_tasks(account, job_id, after_seq=after, limit=_COUNT_PAGE)
+        for task in batch:
+            state = task["state"]
+            kinds = ["running" if state in ("running", "preparing") else state]
+            if state == "completed":
+                kinds.append("succeeded" if (task.get("executionInfo") or {}).get("result") == "success"
+                             else "failed")
+            need = int(task.get("requiredSlots") or 1)
+            for kind in kinds:
+                counts[kind] += 1
+                slots[kind] += need
+        if len(batch) < _COUNT_PAGE:
+            return {"taskCounts": counts, "taskSlotCounts": slots}
+        after = int(batch[-1]["_seq"])
+
+
+def task_counts(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    """``{taskCounts, taskSlotCounts}``. Counting reads every task of the job; for big jobs the
+    result is reused for a while proportional to its cost (Azure's counts may lag, too)."""
+    job = t.job_of(ctx, account, job_id)
+    key = (id(ctx.store), account, str(job["id"]).lower())
+    cached = _COUNT_CACHE.get(key)
+    clock = time.monotonic()
+    if cached is not None and clock < cached[0]:
+        return cached[1]
+    result = _count_tasks(ctx, account, job_id)
+    spent = time.monotonic() - clock
+    if spent > 0.01:
+        if len(_COUNT_CACHE) > 1000:
+            _COUNT_CACHE.clear()
+        _COUNT_CACHE[key] = (clock + spent * 20, result)
+    return result
+
+
+def prep_release_status(ctx: BatchContext, account: str, job_id: str, *, match: Match | None, after: str,
+                        limit: int) -> tuple[list[Doc], str | None]:
+    """Per-node job preparation / release task status, ordered by node id; skiptoken = last node id."""
+    job = t.job_of(ctx, account, job_id)
+    if not job.get("jobPreparationTask") and not job.get("jobReleaseTask"):
+        raise e.JobPreparationTaskNotSpecified("The specified job does not have a job preparation task.",
+                                               {"JobId": job["id"]})
+    docs = sorted(ctx.store.all(PREP_RELEASE_KIND, account, job_id), key=lambda d: str(d["id"]).lower())
+    page: list[Doc] = []
+    for doc in docs:
+        key = str(doc["id"]).lower()
+        if key <= after:
+            continue
+        out = {k: v for k, v in doc.items() if k != "id"}
+        if match is None or match(out):
+            page.append(out)
+            if len(page) == limit:
+                return page, key
+    return page, None
