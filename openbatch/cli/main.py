@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from openbatch.cli.commands import register
 from openbatch.config import DEFAULT_BATCH_PORT, DEFAULT_BLOB_PORT, ConfigError, Settings, accounts_from
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.")
@@ -54,6 +55,8 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
+
+register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,101 @@
+"""``openbatch quickstart``: the seed tutorial's whole workflow, against an embedded or a running server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from openbatch.cli.connection import Connection
+from openbatch.quickstart.embedded import EmbeddedServer, EmbeddedServerError
+from openbatch.quickstart.progress import QuickstartView, StepFailed
+from openbatch.quickstart.workflow import Options, Outcome, Quickstart
+
+
+def quickstart(
+    batch_url: Annotated[str | None, typer.Option("--batch-url", help="Use this running server "
+                                                   "instead of an embedded one.", show_default=False)] = None,
+    blob_url: Annotated[str | None, typer.Option("--blob-url", help="Its blob endpoint incl. the account "
+                                                 "(default: http://127.0.0.1:10000/ACCOUNT).", show_default=False)] = None,
+    account: Annotated[str | None, typer.Option("--account", help="Account (default: devstoreaccount1).",
+                                                show_default=False)] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Account key (default: the emulator key).",
+                                            show_default=False)] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the containers, job and pool.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the tasks.")] = 120.0,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes in the pool.")] = 3,
+    num_words: Annotated[int, typer.Option("--num-words", min=1, help="Top N words per file.")] = 3,
+    pool_id: Annotated[str, typer.Option("--pool-id")] = Options.pool_id,
+    job_id: Annotated[str, typer.Option("--job-id")] = Options.job_id,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir of the embedded server "
+                                                  "(default: a temporary one).", show_default=False)] = None,
+) -> None:
+    """Run Azure's Batch Python tutorial (top-N words) end to end in seconds.
+
+    With no flags, an embedded server runs on free ports with a temporary data dir. The workflow
+    uses only the official SDKs (azure-batch, azure-storage-blob): containers, uploads, SAS URLs,
+    a pool with an elevated start task, a job, one task per input file, outputs, cleanup.
+    """
+    started = time.monotonic()
+    console = Console(highlight=False, soft_wrap=True)
+    view = QuickstartView(console, started)
+    options = Options(pool_id=pool_id, job_id=job_id, nodes=nodes, num_words=num_words, timeout=timeout, keep=keep)
+    console.print("[bold]openbatch quickstart[/] - the Azure Batch Python tutorial: top words of 3 texts")
+    server: EmbeddedServer | None = None
+    code = 0
+    try:
+        if batch_url:
+            conn = Connection.resolve(batch_url, blob_url, account, key)
+        else:
+            server = EmbeddedServer(data_dir).start()
+            conn = Connection(server.batch_url, server.blob_url, server.account, server.key)
+        view.info(f"  [dim]batch endpoint {conn.batch_url}   blob endpoint {conn.blob_url}[/]")
+        outcome = Quickstart(conn, options, view).run()
+        code = report(console, outcome)
+    except StepFailed as exc:
+        console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        if exc.detail.strip():
+            console.print(Panel(escape(exc.detail.rstrip()), title="stderr", title_align="left", border_style="red"))
+        code = 1
+    except EmbeddedServerError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        code = 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        code = 130
+    finally:
+        if server is not None:
+            server.stop()
+    verdict = "[green]done[/]" if code == 0 else "[red]failed[/]"
+    console.print(f"{verdict} in {time.monotonic() - started:.2f}s")
+    raise typer.Exit(code)
+
+
+def report(console: Console, outcome: Outcome) -> int:
+    """Print each file's top words and each failed task's stderr; 0 if every task succeeded."""
+    table = Table(title="Top words", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("Output")
+    table.add_column("Words")
+    for name, counts in sorted(outcome.top_words.items()):
+        table.add_row(escape(name), escape(", ".join(f"{word} ({count})" for word, count in counts)))
+    if outcome.top_words:
+        console.print(table)
+    for task in outcome.tasks:
+        if task.ok:
+            continue
+        why = task.failure or f"exit code {task.exit_code}"
+        console.print(f"[bold red]task {escape(task.task_id)} ({escape(task.input_name)}) failed:[/] {escape(why)}")
+        if task.stderr.strip():
+            console.print(Panel(escape(task.stderr.rstrip()), title=f"{task.task_id} stderr.txt", title_align="left",
+                                border_style="red"))
+    missing = len(outcome.tasks) - len(outcome.top_words)
+    if outcome.ok and missing > 0:
+        console.print(f"[bold red]error:[/] {missing} task(s) succeeded but uploaded no output")
+        return 1
+    return 0 if outcome.ok else 1

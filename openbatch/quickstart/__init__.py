@@ -1,0 +1,1 @@
+"""``openbatch quickstart``: the seed tutorial's workflow, its task program and its input texts."""
