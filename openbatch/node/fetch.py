@@ -1,0 +1,302 @@
+"""Resource files: download a task's inputs into its working directory before the command runs.
+
+Sources (``ResourceFile``): ``httpUrl`` (``blobSource`` in old api-versions) is one file from any
+http(s) URL, SAS URLs of this server included; ``storageContainerUrl`` (with its SAS) and
+``autoStorageContainerName`` are every blob of a container whose name starts with
+``blobPrefix``, listed over the Blob REST API and kept under their names. ``filePath`` is where
+the file goes (for containers, a directory), relative to the working directory and never outside
+it; ``fileMode`` is an octal permission string (0770 when absent, as on Azure).
+
+Bodies are streamed to a temporary name next to the target and renamed when complete. Every
+failure becomes a :class:`ResourceFileError` carrying the failureInfo Azure reports for it:
+BlobNotFound (404), BlobAccessDenied (401/403), BlobDownloadTimedOut, BlobDownloadMiscError,
+ResourceContainerNotFound / ResourceContainerAccessDenied / ResourceContainerListTimedOut /
+ResourceContainerListMiscError while listing, ResourceDirectoryCreateFailed,
+ResourceFileCreateFailed, ResourceFileWriteFailed and DiskFull for local trouble. SAS query
+strings never appear in messages or details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import httpx
+from defusedxml import ElementTree
+
+from openbatch.node.layout import PathOutsideNode, resolve_under
+
+DEFAULT_MODE = 0o770
+CHUNK = 1 << 20
+CONCURRENCY = 8
+BLOB_API_VERSION = "2021-08-06"
+_USER = "usererror"
+
+_DOWNLOAD = {404: "BlobNotFound", 401: "BlobAccessDenied", 403: "BlobAccessDenied"}
+_LISTING = {404: "ResourceContainerNotFound", 401: "ResourceContainerAccessDenied", 403: "ResourceContainerAccessDenied"}
+_MESSAGES = {
+    "BlobNotFound": "The specified blob does not exist.",
+    "BlobAccessDenied": "Access to the specified blob was denied.",
+    "BlobDownloadTimedOut": "The download of a resource file timed out.",
+    "BlobDownloadMiscError": "Miscellaneous error encountered while downloading one of the specified Azure Blob(s)",
+    "ResourceContainerNotFound": "The specified Azure Storage container was not found.",
+    "ResourceContainerAccessDenied": "Access to the specified Azure Storage container was denied.",
+    "ResourceContainerListTimedOut": "Listing the blobs of the specified Azure Storage container timed out.",
+    "ResourceContainerListMiscError": "Miscellaneous error encountered while listing the specified Azure Storage container.",
+}
+
+
+class ResourceFileError(Exception):
+    """A resource file could not be put in place; the fields are the task's failureInfo."""
+
+    def __init__(self, code: str, message: str, details: list[dict[str, str]] | None = None, category: str = _USER):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.category = category
+        self.details = details or []
+
+    def failure_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"category": self.category, "code": self.code, "message": self.message}
+        if self.details:
+            info["details"] = self.details
+        return info
+
+
+@dataclass(frozen=True)
+class _Download:
+    url: str  # with its SAS; never shown
+    target: Path
+    mode: int
+
+
+def public_url(url: str) -> str:
+    """``url`` without its query string (a SAS) and user info: safe to show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _error(code: str, url: str, target: Path | None, extra: Mapping[str, str] | None = None) -> ResourceFileError:
+    details = []
+    if target is not None:
+        details.append({"name": "FilePath", "value": str(target)})
+    details.append({"name": "ResourceUrl", "value": public_url(url)})
+    details.extend({"name": k, "value": v} for k, v in (extra or {}).items())
+    return ResourceFileError(code, _MESSAGES.get(code, code), details)
+
+
+def _local_error(code: str, target: Path, exc: OSError) -> ResourceFileError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        code = "DiskFull"
+    message = f"{exc.strerror or exc} ({target.name})"
+    return ResourceFileError(code, message, [{"name": "FilePath", "value": str(target)}])
+
+
+def _mode(spec: Mapping[str, Any]) -> int:
+    raw = spec.get("fileMode")
+    if raw in (None, ""):
+        return DEFAULT_MODE
+    text = str(raw).strip().lower().removeprefix("0o")
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise ResourceFileError("ResourceFileCreateFailed", f"The fileMode {str(raw)[:32]!r} is not an octal permission")
+    return mode
+
+
+def _target(working_dir: Path, relative: str) -> Path:
+    try:
+        return resolve_under(working_dir, relative)
+    except PathOutsideNode as exc:
+        raise ResourceFileError(
+            "ResourceFileCreateFailed",
+            f"The file path {relative[:256]!r} is not inside the task's working directory",
+            [{"name": "FilePath", "value": relative[:1024]}],
+        ) from exc
+
+
+def _blob_url(container_url: str, name: str) -> str:
+    parts = urlsplit(container_url)
+    path = parts.path.rstrip("/") + "/" + quote(name, safe="/~")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _with_query(url: str, extra: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    added = "&".join(f"{k}={quote(v, safe='')}" for k, v in extra.items())
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+# -- listing a container -----------------------------------------------------------------------
+
+
+async def _list_page(client: httpx.AsyncClient, container_url: str, prefix: str, marker: str) -> tuple[list[str], str]:
+    query = {"restype": "container", "comp": "list", "maxresults": "5000"}
+    if prefix:
+        query["prefix"] = prefix
+    if marker:
+        query["marker"] = marker
+    url = _with_query(container_url, query)
+    try:
+        response = await client.get(url, headers={"x-ms-version": BLOB_API_VERSION})
+    except httpx.TimeoutException:
+        raise _error("ResourceContainerListTimedOut", container_url, None) from None
+    except httpx.HTTPError as exc:
+        raise _error("ResourceContainerListMiscError", container_url, None, {"Reason": type(exc).__name__}) from None
+    if response.status_code != 200:
+        code = _LISTING.get(response.status_code, "ResourceContainerListMiscError")
+        raise _error(code, container_url, None, {"HttpStatusCode": str(response.status_code)})
+    try:
+        return _parse_listing(response.content)
+    except ElementTree.ParseError:
+        raise _error("ResourceContainerListMiscError", container_url, None, {"Reason": "unreadable listing"}) from None
+
+
+def _parse_listing(body: bytes) -> tuple[list[str], str]:
+    root = ElementTree.fromstring(body)
+    names = []
+    for blob in root.iter("Blob"):
+        element = blob.find("Name")
+        if element is None or element.text is None:
+            continue
+        name = unquote(element.text) if element.get("Encoded") == "true" else element.text
+        if not name.endswith("/"):  # folder markers of hierarchical tools hold no data
+            names.append(name)
+    marker = root.findtext("NextMarker") or ""
+    return names, marker
+
+
+async def _list_container(client: httpx.AsyncClient, container_url: str, prefix: str) -> list[str]:
+    names: list[str] = []
+    marker = ""
+    while True:
+        page, marker = await _list_page(client, container_url, prefix, marker)
+        names.extend(page)
+        if not marker:
+            return names
+
+
+# -- downloading -------------------------------------------------------------------------------
+
+
+async def _download(client: httpx.AsyncClient, item: _Download) -> None:
+    try:
+        item.target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _local_error("ResourceDirectoryCreateFailed", item.target, exc) from None
+    temp = item.target.with_name(f".{item.target.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        await _stream_to(client, item, temp)
+        os.chmod(temp, item.mode)
+        os.replace(temp, item.target)
+    except OSError as exc:
+        raise _local_error("ResourceFileWriteFailed", item.target, exc) from None
+    finally:
+        if temp.exists():
+            temp.unlink(missing_ok=True)
+
+
+async def _stream_to(client: httpx.AsyncClient, item: _Download, temp: Path) -> None:
+    try:
+        async with client.stream("GET", item.url, headers={"x-ms-version": BLOB_API_VERSION}) as response:
+            if response.status_code != 200:
+                code = _DOWNLOAD.get(response.status_code, "BlobDownloadMiscError")
+                raise _error(code, item.url, item.target, {"HttpStatusCode": str(response.status_code)})
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise _local_error("ResourceFileCreateFailed", item.target, exc) from None
+            try:
+                async for chunk in response.aiter_bytes(CHUNK):
+                    _write_all(fd, chunk)
+            finally:
+                os.close(fd)
+    except httpx.TimeoutException:
+        raise _error("BlobDownloadTimedOut", item.url, item.target) from None
+    except httpx.HTTPError as exc:
+        raise _error("BlobDownloadMiscError", item.url, item.target, {"Reason": type(exc).__name__}) from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# -- the resource file list --------------------------------------------------------------------
+
+
+def _http_source(spec: Mapping[str, Any]) -> str | None:
+    url = spec.get("httpUrl") or spec.get("blobSource")
+    return str(url) if url else None
+
+
+def _file_name_of(url: str) -> str:
+    name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    return name or "download"
+
+
+async def _plan(
+    client: httpx.AsyncClient, spec: Mapping[str, Any], working_dir: Path, auto_storage_url: Callable[[str], str]
+) -> list[_Download]:
+    mode = _mode(spec)
+    file_path = str(spec.get("filePath") or "")
+    url = _http_source(spec)
+    if url is not None:
+        return [_Download(url, _target(working_dir, file_path or _file_name_of(url)), mode)]
+    if spec.get("storageContainerUrl"):
+        container_url = str(spec["storageContainerUrl"])
+    elif spec.get("autoStorageContainerName"):
+        container_url = auto_storage_url(str(spec["autoStorageContainerName"]))
+    else:
+        raise ResourceFileError("ResourceFileCreateFailed", "The resource file names no source")
+    directory = _target(working_dir, file_path)
+    names = await _list_container(client, container_url, str(spec.get("blobPrefix") or ""))
+    return [_Download(_blob_url(container_url, name), _target(directory, name), mode) for name in names]
+
+
+async def fetch_resource_files(
+    client: httpx.AsyncClient,
+    files: list[dict[str, Any]],
+    working_dir: Path,
+    *,
+    auto_storage_url: Callable[[str], str],
+) -> None:
+    """Put every resource file in place under ``working_dir``; ResourceFileError on the first failure."""
+    if not files:
+        return
+    downloads: list[_Download] = []
+    for spec in files:
+        downloads.extend(await _plan(client, spec, working_dir, auto_storage_url))
+    await _run_bounded(client, iter(downloads))
+
+
+async def _run_bounded(client: httpx.AsyncClient, items: Iterator[_Download]) -> None:
+    """Download with at most CONCURRENCY transfers at once; the first error cancels the rest."""
+
+    async def worker() -> None:
+        for item in items:
+            await _download(client, item)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(CONCURRENCY)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise

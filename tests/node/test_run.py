@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import uvloop
+
+from openbatch.node.run import CommandError, ProcessResult, RunningProcess, start_process
+
+Runner = Callable[[Coroutine[Any, Any, Any]], Any]
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "ONLY": "this"}
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Every test runs on the plain asyncio loop and on uvloop (the server's loop)."""
+    return asyncio.run if request.param == "asyncio" else uvloop.run
+
+
+@pytest.fixture
+def task_dir(tmp_path: Path) -> Path:
+    (tmp_path / "task" / "wd").mkdir(parents=True)
+    return tmp_path / "task"
+
+
+async def _start(command: str, task_dir: Path, env: dict[str, str] | None = None) -> RunningProcess:
+    return await start_process(
+        command, cwd=task_dir / "wd", env=env or ENV, stdout_path=task_dir / "stdout.txt",
+        stderr_path=task_dir / "stderr.txt", user=None,
+    )
+
+
+async def _run(command: str, task_dir: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> ProcessResult:
+    proc = await _start(command, task_dir, env)
+    return await proc.wait(timeout)
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans(task_dir: Path) -> Any:
+    """A failing kill test must not leave its sleepers behind."""
+    yield
+    pids_file = task_dir / "wd" / "pids"
+    for pid in pids_file.read_text().split() if pids_file.exists() else []:
+        if not _gone(int(pid)):
+            os.kill(int(pid), 9)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_exit_codes_and_output_files(run: Runner, task_dir: Path) -> None:
+    ok = run(_run("/bin/true", task_dir))
+    assert ok.exit_code == 0 and not ok.timed_out and not ok.killed and ok.signal is None
+    assert ok.started <= ok.ended
+    result = run(_run("/bin/sh -c 'echo out; echo err >&2; exit 3'", task_dir))
+    assert result.exit_code == 3
+    assert (task_dir / "stdout.txt").read_text() == "out\n"
+    assert (task_dir / "stderr.txt").read_text() == "err\n"
+
+
+def test_no_shell_words_split_like_posix_and_program_found_in_path(run: Runner, task_dir: Path) -> None:
+    run(_run("""printf '%s|' "a b" 'c d' e\\ f '$HOME' *""", task_dir))
+    assert (task_dir / "stdout.txt").read_text() == "a b|c d|e f|$HOME|*|"
+
+
+def test_cwd_and_exact_environment(run: Runner, task_dir: Path) -> None:
+    run(_run("/bin/sh -c 'pwd; env'", task_dir))
+    lines = (task_dir / "stdout.txt").read_text().splitlines()
+    assert lines[0] == str(task_dir / "wd")
+    env = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+    assert env["ONLY"] == "this"
+    assert set(env) - {"PWD", "SHLVL", "_", "OLDPWD"} == set(ENV)
+
+
+def test_relative_program_runs_from_the_working_directory(run: Runner, task_dir: Path) -> None:
+    script = task_dir / "wd" / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello $1\n")
+    script.chmod(0o755)
+    assert run(_run("./hello.sh world", task_dir)).exit_code == 0
+    assert (task_dir / "stdout.txt").read_text() == "hello world\n"
+
+
+@pytest.mark.parametrize("command", ["no-such-program-xyz arg", "/nonexistent/bin/prog", "./missing.sh"])
+def test_missing_program_is_command_program_not_found(run: Runner, task_dir: Path, command: str) -> None:
+    with pytest.raises(CommandError) as info:
+        run(_start(command, task_dir))
+    assert info.value.code == "CommandProgramNotFound"
+
+
+def test_program_that_cannot_be_executed(run: Runner, task_dir: Path) -> None:
+    (task_dir / "wd" / "data.txt").write_text("not a program")
+    with pytest.raises(CommandError) as info:
+        run(_start("./data.txt", task_dir))
+    assert info.value.code == "CommandLaunchFailed"
+
+
+@pytest.mark.parametrize("command", ["", "   ", "echo 'unbalanced"])
+def test_empty_or_unparsable_command_line(run: Runner, task_dir: Path, command: str) -> None:
+    with pytest.raises(CommandError) as info:
+        run(_start(command, task_dir))
+    assert info.value.code == "CommandLaunchFailed"
+
+
+def test_missing_working_directory_is_a_launch_failure(run: Runner, tmp_path: Path) -> None:
+    async def go() -> None:
+        await start_process("/bin/true", cwd=tmp_path / "nope", env=ENV, stdout_path=tmp_path / "o",
+                            stderr_path=tmp_path / "e", user=None)
+
+    with pytest.raises(CommandError) as info:
+        run(go())
+    assert info.value.code == "CommandLaunchFailed"
+
+
+FORKER = "/bin/sh -c 'sleep 300 & echo $! > pids; /bin/sh -c \"sleep 300 & echo \\$! >> pids; wait\" & wait'"
+
+
+async def _pids_when_ready(task_dir: Path) -> list[int]:
+    pids_file = task_dir / "wd" / "pids"
+    for _ in range(500):
+        if pids_file.exists():
+            pids = [int(p) for p in pids_file.read_text().split()]
+            if len(pids) == 2:
+                return pids
+        await asyncio.sleep(0.01)
+    raise AssertionError("children did not start")
+
+
+def test_timeout_kills_the_whole_tree(run: Runner, task_dir: Path) -> None:
+    async def go() -> tuple[ProcessResult, list[int], int]:
+        proc = await _start(FORKER, task_dir)
+        pids = await _pids_when_ready(task_dir)
+        return await proc.wait(timeout=0.2), pids, proc.pid
+
+    result, pids, leader = run(go())
+    assert result.timed_out and not result.killed
+    assert result.signal == 9 and result.exit_code == 137
+    assert _gone(leader)
+    for pid in pids:
+        assert _gone(pid), f"grandchild {pid} survived"
+
+
+def test_kill_kills_the_whole_tree_and_is_idempotent(run: Runner, task_dir: Path) -> None:
+    async def go() -> tuple[ProcessResult, list[int]]:
+        proc = await _start(FORKER, task_dir)
+        pids = await _pids_when_ready(task_dir)
+        proc.kill()
+        result = await proc.wait()
+        proc.kill()
+        return result, pids
+
+    result, pids = run(go())
+    assert result.killed and not result.timed_out and result.exit_code == 137
+    for pid in pids:
+        assert _gone(pid)
+
+
+def test_wait_without_timeout_and_twice(run: Runner, task_dir: Path) -> None:
+    async def go() -> tuple[ProcessResult, ProcessResult]:
+        proc = await _start("/bin/sh -c 'exit 7'", task_dir)
+        return await proc.wait(), await proc.wait(timeout=5)
+
+    first, second = run(go())
+    assert first.exit_code == second.exit_code == 7
+
+
+def test_many_concurrent_processes(run: Runner, tmp_path: Path) -> None:
+    async def one(i: int) -> int | None:
+        task_dir = tmp_path / str(i)
+        (task_dir / "wd").mkdir(parents=True)
+        return (await _run(f"/bin/sh -c 'exit {i % 5}'", task_dir)).exit_code
+
+    async def go() -> list[int | None]:
+        return list(await asyncio.gather(*(one(i) for i in range(60))))
+
+    assert run(go()) == [i % 5 for i in range(60)]
+
+
+def test_stdout_flood_does_not_grow_server_memory(task_dir: Path) -> None:
+    me = psutil.Process()
+    before = me.memory_info().rss
+    result = uvloop.run(_run("/bin/sh -c 'head -c 200000000 /dev/zero; head -c 50000000 /dev/zero >&2'", task_dir))
+    grown = me.memory_info().rss - before
+    assert result.exit_code == 0
+    assert (task_dir / "stdout.txt").stat().st_size == 200_000_000
+    assert (task_dir / "stderr.txt").stat().st_size == 50_000_000
+    assert grown < 20 * 2**20, f"RSS grew by {grown} bytes"
+
+
+def test_retries_can_append_output(task_dir: Path) -> None:
+    async def go() -> None:
+        for word in ("one", "two"):
+            proc = await start_process(f"/bin/echo {word}", cwd=task_dir / "wd", env=ENV, user=None, append=True,
+                                       stdout_path=task_dir / "stdout.txt", stderr_path=task_dir / "stderr.txt")
+            await proc.wait()
+
+    asyncio.run(go())
+    assert (task_dir / "stdout.txt").read_text() == "one\ntwo\n"
+
+
+def test_python_children_see_no_server_descriptors(task_dir: Path) -> None:
+    code = "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"
+    asyncio.run(_run(f"{sys.executable} -c \"{code}\"", task_dir))
+    fds = eval((task_dir / "stdout.txt").read_text())
+    assert fds[:3] == [0, 1, 2] and len(fds) <= 4  # 0-2 plus the listdir handle
+    assert os.path.exists(task_dir / "stderr.txt")
