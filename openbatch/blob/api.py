@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str, str, str], tuple[str, Rule]] = {
 _LIST_INCLUDES = {"metadata", "uncommittedblobs", "copy", "snapshots", "deleted", "tags", "versions",
                   "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
 _ENCRYPTED = ("x-ms-request-server-encrypted", "true")
+_SMALL_READ = 64 << 10  # blobs up to this size are read at once and sent as one body
 
 
 def _level(req: Request) -> str:
@@ -123,14 +124,16 @@ def _content_settings(req: Request, *, put_blob: bool) -> ContentSettings:
     )
 
 
-def _declared_length(req: Request, limit: int) -> None:
+def _declared_length(req: Request, limit: int) -> int | None:
+    """The Content-Length of a body (None when sent chunked); 413 when over ``limit``."""
     value = req.headers.get("content-length")
     if value is None:
-        return
+        return None
     if not value.isdigit():
         raise bad_header("Content-Length", value[:32])
     if int(value) > limit:
         raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
+    return int(value)
 
 
 def _range(req: Request) -> tuple[int, int | None] | None:
@@ -276,14 +279,13 @@ class BlobApi:
         blob_type = req.headers.get("x-ms-blob-type", "BlockBlob")
         if blob_type.lower() != "blockblob":
             raise bad_header("x-ms-blob-type", blob_type[:32], "Only block blobs are supported.")
-        _declared_length(req, MAX_PUT_BLOB_SIZE)
+        size = _declared_length(req, MAX_PUT_BLOB_SIZE)
         assert req.blob is not None
-        blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(),
+        blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(), size,
                                               _content_settings(req, put_blob=True), _metadata(req),
                                               _conditions(req), _b64_header(req, "content-md5"))
-        headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED]
-        if md5 is not None:
-            headers.append(("content-md5", base64.b64encode(md5).decode()))
+        headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED,
+                   ("content-md5", base64.b64encode(md5).decode())]
         return Response(201, headers)
 
     async def copy_blob(self, req: Request, grant: Grant) -> Response:
@@ -368,8 +370,8 @@ class BlobApi:
             data, md5 = await self.blobs.read_with_md5(plan)
             headers.append(("content-md5", base64.b64encode(md5).decode()))
             return Response(status, headers, data)
-        if plan.length == 0:
-            return Response(status, headers)
+        if plan.length <= _SMALL_READ:
+            return Response(status, headers, b"".join([chunk async for chunk in self.blobs.stream(plan)]))
         return Response(status, headers, stream=self.blobs.stream(plan), length=plan.length)
 
     async def blob_properties(self, req: Request, grant: Grant) -> Response:

@@ -19,6 +19,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
+from openbatch.blob.models import Piece
 from openbatch.common.ids import opaque_id
 
 CHUNK = 1 << 20  # unit of file I/O and of response bodies
@@ -122,10 +123,14 @@ class ExtentStore:
                 await asyncio.gather(pending, return_exceptions=True)
             writer.close()
 
-    async def read(self, pieces: Iterable[tuple[str, int, int]]) -> AsyncIterator[bytes]:
+    async def read(self, pieces: Iterable[Piece]) -> AsyncIterator[bytes]:
         """Yield the bytes of ``(extent, offset, length)`` pieces in chunks of at most 1 MiB."""
         loop = asyncio.get_running_loop()
-        for extent, offset, length in pieces:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                yield piece
+                continue
+            extent, offset, length = piece
             fd = os.open(self.path(extent), os.O_RDONLY)
             try:
                 end = offset + length
@@ -165,7 +170,7 @@ class ExtentStore:
         """Delete the extents among ``extents`` that no record references any more."""
         removed = 0
         for e in dict.fromkeys(extents):
-            if referenced(e):
+            if not e or referenced(e):
                 continue
             if e in self._pins:
                 self._deferred.add(e)

@@ -61,11 +61,13 @@ class Request:
         self.request_id = request_id()
         self._receive = receive
         self.body_done = False
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1")
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]},{text}" if key in headers else text
+        raw_headers = scope["headers"]
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
+        if len(headers) != len(raw_headers):  # repeated headers: combine their values, as HTTP does
+            headers = {}
+            for name, value in raw_headers:
+                key, text = name.decode("latin-1"), value.decode("latin-1")
+                headers[key] = f"{headers[key]},{text}" if key in headers else text
         self.headers = headers
         self.version = headers.get("x-ms-version") or DEFAULT_VERSION
         client = scope.get("client")

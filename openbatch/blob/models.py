@@ -57,13 +57,17 @@ class Blob:
 
 @dataclass(frozen=True)
 class Part:
-    """A byte run of a committed blob: ``length`` bytes at ``offset`` of data file ``extent``."""
+    """A byte run of a committed blob: ``length`` bytes at ``offset`` of data file ``extent``.
+
+    Small Put Blob content is kept inline instead (``extent`` "" and the bytes in ``data``).
+    """
 
     pos: int  # offset of this part within the blob
     length: int
     extent: str
     offset: int
     block_id: str | None = None  # the committed block this part is (None for Put Blob data)
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,5 @@ class StagedBlock:
     size: int
 
 
-@dataclass
-class Page:
-    """One page of a listing, and the marker of the next page ('' at the end)."""
-
-    items: list[object]
-    next_marker: str = ""
+# A piece of a read: (extent, offset, length) of a data file, or inline bytes.
+Piece = tuple[str, int, int] | bytes

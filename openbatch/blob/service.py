@@ -18,7 +18,7 @@ from pathlib import Path
 
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
-from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
+from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, Piece, StagedBlock
 from openbatch.blob.store import MetaStore
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
@@ -35,6 +35,7 @@ MAX_METADATA_BYTES = 8 * 1024
 MAX_LIST_RESULTS = 5000
 MAX_RANGE_MD5 = 4 * MIB
 UNCOMMITTED_TTL_US = 7 * 24 * 3600 * 1_000_000
+INLINE_MAX = 32 << 10  # Put Blob bodies up to this size live in the metadata store (no file)
 
 _CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _SPECIAL_CONTAINERS = {"$root", "$logs", "$web"}
@@ -50,7 +51,7 @@ class ReadPlan:
     start: int
     end: int
     partial: bool
-    pieces: list[tuple[str, int, int]] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -283,40 +284,59 @@ class Blobs:
         return writer
 
     async def put_blob(self, account: str, container: str, name: str, body: AsyncIterator[bytes],
-                       content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-                       transactional_md5: bytes | None) -> tuple[Blob, bytes | None]:
-        """Put Blob: stream the body into a new extent, then make it the blob's whole content."""
+                       size_hint: int | None, content: ContentSettings, metadata: dict[str, str],
+                       cond: Conditions, transactional_md5: bytes | None) -> tuple[Blob, bytes]:
+        """Put Blob: the body becomes the blob's whole content (small bodies inline, others an extent)."""
         check_blob_name(name)
         check_metadata(metadata)
         c = self.container(account, container)
-        _check_overwrite(cond, self.meta.get_blob(c.id, name))
+        if not cond.empty:  # fail before receiving the body; checked again at commit
+            _check_overwrite(cond, self.meta.get_blob(c.id, name))
+        if size_hint is not None and size_hint <= INLINE_MAX:
+            data = await _collect(body, INLINE_MAX)
+            md5 = hashlib.md5(data).digest()
+            check_md5(transactional_md5, md5)
+            check_md5(content.content_md5, md5)
+            parts = [Part(pos=0, length=len(data), extent="", offset=0, data=data)] if data else []
+            return self._commit_put(account, container, name, parts, md5, content, metadata, cond), md5
         writer = await self._ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
+        md5 = writer.md5 or b""
         try:
-            check_md5(transactional_md5, writer.md5)
-            check_md5(content.content_md5, writer.md5)
-            blob = self._commit_put(account, container, name, writer, content, metadata, cond)
+            check_md5(transactional_md5, md5)
+            check_md5(content.content_md5, md5)
+            parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
+            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond)
         except BaseException:
             writer.discard()
             raise
         if writer.size == 0:
             writer.discard()
-        return blob, writer.md5
+        return blob, md5
 
-    def _commit_put(self, account: str, container: str, name: str, writer: ExtentWriter,
+    def _commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
                     content: ContentSettings, metadata: dict[str, str], cond: Conditions) -> Blob:
         now = now_us()
-        content = replace(content, content_md5=content.content_md5 or writer.md5)
-        parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
+        content = replace(content, content_md5=content.content_md5 or md5)
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
             _check_overwrite(cond, old)
             blob = _fresh_blob(c.id, name, old, now)
-            blob.size, blob.content, blob.metadata = writer.size, content, metadata
+            blob.size, blob.content, blob.metadata = sum(p.length for p in parts), content, metadata
             self.meta.save_blob(blob)
-            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+            released = self._replace_content(blob, old, parts)
         self.release(released)
         return blob
+
+    def _replace_content(self, blob: Blob, old: Blob | None, parts: list[Part]) -> list[str]:
+        """Make ``parts`` the blob's content, dropping its staged blocks; return released extents."""
+        if old is None:
+            self.meta.insert_parts(blob.id, parts)
+            return []
+        released = self.meta.replace_parts(blob.id, parts)
+        if old.staged_count:
+            released += self.meta.clear_staged(blob.id)
+        return released
 
     def set_blob_properties(self, account: str, container: str, name: str, content: ContentSettings,
                             cond: Conditions) -> Blob:
@@ -355,16 +375,19 @@ class Blobs:
                                 ContentLength=str(blob.size))
             start, partial = first, True
             end = blob.size if last is None else min(last + 1, blob.size)
-        pieces = []
+        pieces: list[Piece] = []
         if end > start:
             for p in self.meta.parts(blob.id, start, end):
                 lo, hi = max(start, p.pos), min(end, p.pos + p.length)
-                pieces.append((p.extent, p.offset + lo - p.pos, hi - lo))
+                if p.data is not None:
+                    pieces.append(p.data[lo - p.pos: hi - p.pos])
+                else:
+                    pieces.append((p.extent, p.offset + lo - p.pos, hi - lo))
         return ReadPlan(blob=blob, start=start, end=end, partial=partial, pieces=pieces)
 
     async def stream(self, plan: ReadPlan) -> AsyncIterator[bytes]:
         """The bytes of a read plan; its extents stay on disk until the stream ends."""
-        extents = [p[0] for p in plan.pieces]
+        extents = [p[0] for p in plan.pieces if isinstance(p, tuple)]
         self.extents.pin(extents)
         try:
             async for chunk in self.extents.read(plan.pieces):
@@ -446,7 +469,7 @@ class Blobs:
             blob.size = parts[-1].pos + parts[-1].length if parts else 0
             blob.content, blob.metadata, blob.block_id_len = content, metadata, id_len
             self.meta.save_blob(blob)
-            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+            released = self._replace_content(blob, old, parts)
         self.release(released)
         return blob
 
@@ -513,9 +536,20 @@ class Blobs:
             blob.copy = CopyInfo(copy_id=_uuid(), source=source_url, status="success",
                                  progress=f"{src.size}/{src.size}", completed_us=now)
             self.meta.save_blob(blob)
-            released = self.meta.replace_parts(blob.id, parts) + self.meta.clear_staged(blob.id)
+            released = self._replace_content(blob, old, parts)
         self.release(released)
         return blob
+
+
+async def _collect(body: AsyncIterator[bytes], limit: int) -> bytes:
+    chunks = []
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise BlobError("RequestBodyTooLarge")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _uuid() -> str:

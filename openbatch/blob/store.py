@@ -3,6 +3,10 @@
 Knows no HTTP and no rules: it stores and returns records. One connection, used from the
 event loop thread; every acknowledged write is one transaction (``with store.tx(): ...``).
 
+Schema notes: ``parts`` is clustered by (blob, position) (``WITHOUT ROWID``: one B-tree to
+write per part) and only parts stored in data files are indexed by extent; both are plain
+clustered/partial indexes elsewhere.
+
 Durability: WAL mode with ``synchronous=NORMAL``. A commit has been written to the OS when
 it returns, so it survives the server process being killed (SIGKILL); only an OS crash or
 power loss could lose the last commits, which is not what we promise, so there is no fsync
@@ -60,16 +64,16 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 CREATE TABLE IF NOT EXISTS parts (
     blob_id INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
     pos BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
     length BIGINT NOT NULL,
     extent TEXT NOT NULL,
     ext_offset BIGINT NOT NULL,
     block_id TEXT,
-    PRIMARY KEY (blob_id, seq)
-);
-CREATE INDEX IF NOT EXISTS parts_pos ON parts (blob_id, pos);
-CREATE INDEX IF NOT EXISTS parts_extent ON parts (extent);
+    data BLOB,
+    PRIMARY KEY (blob_id, pos, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parts_extent ON parts (extent) WHERE extent <> '';
 CREATE TABLE IF NOT EXISTS staged (
     blob_id INTEGER NOT NULL,
     block_id TEXT NOT NULL,
@@ -93,7 +97,7 @@ _BLOB_COLUMNS = (
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us"
 )
 _CONTAINER_COLUMNS = "id, account, name, etag, modified_us, metadata, public_access, acl"
-_PART_COLUMNS = "pos, length, extent, ext_offset, block_id"
+_PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
 
 
 def _container(row: tuple[Any, ...]) -> Container:
@@ -122,7 +126,7 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
 
 
 def _part(row: tuple[Any, ...]) -> Part:
-    return Part(pos=row[0], length=row[1], extent=row[2], offset=row[3], block_id=row[4])
+    return Part(pos=row[0], length=row[1], extent=row[2], offset=row[3], block_id=row[4], data=row[5])
 
 
 class MetaStore:
@@ -135,6 +139,8 @@ class MetaStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
         self.db.executescript(_SCHEMA)
+        # Containers are few and read by every request: cached, kept in step by the writes below.
+        self._containers: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -147,16 +153,25 @@ class MetaStore:
             yield
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._containers.clear()
             raise
         self.db.execute("COMMIT")
 
     # --- containers ---------------------------------------------------------------------------
 
     def get_container(self, account: str, name: str) -> Container | None:
-        row = self.db.execute(
-            f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name = ?", (account, name)
-        ).fetchone()
-        return _container(row) if row else None
+        key = (account, name)
+        row = self._containers.get(key)
+        if row is None:
+            row = self.db.execute(
+                f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name = ?", (account, name)
+            ).fetchone()
+            if row is None:
+                return None
+            if len(self._containers) > 10_000:
+                self._containers.clear()
+            self._containers[key] = row
+        return _container(row)
 
     def insert_container(self, c: Container) -> Container:
         cur = self.db.execute(
@@ -165,6 +180,7 @@ class MetaStore:
             (c.account, c.name, c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl),
         )
         c.id = int(cur.lastrowid or 0)
+        self._containers.pop((c.account, c.name), None)
         return c
 
     def update_container(self, c: Container) -> None:
@@ -172,9 +188,11 @@ class MetaStore:
             "UPDATE containers SET etag = ?, modified_us = ?, metadata = ?, public_access = ?, acl = ? WHERE id = ?",
             (c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl, c.id),
         )
+        self._containers.pop((c.account, c.name), None)
 
     def delete_container(self, container_id: int) -> list[str]:
         """Delete a container with all its blobs; return the extents its blobs referenced."""
+        self._containers.clear()
         blob_ids = "SELECT id FROM blobs WHERE container_id = ?"
         extents = [r[0] for r in self.db.execute(
             f"SELECT DISTINCT extent FROM parts WHERE blob_id IN ({blob_ids}) "
@@ -251,17 +269,24 @@ class MetaStore:
     # --- parts of committed blobs -------------------------------------------------------------
 
     def part_extents(self, blob_id: int) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT extent FROM parts WHERE blob_id = ?", (blob_id,))]
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT extent FROM parts WHERE blob_id = ? AND extent <> ''", (blob_id,))]
 
     def replace_parts(self, blob_id: int, parts: Iterable[Part]) -> list[str]:
         """Make ``parts`` the content of the blob; return the extents the old content used."""
         old = self.part_extents(blob_id)
-        self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
-        self.db.executemany(
-            "INSERT INTO parts (blob_id, seq, pos, length, extent, ext_offset, block_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((blob_id, i, p.pos, p.length, p.extent, p.offset, p.block_id) for i, p in enumerate(parts)),
-        )
+        if old:
+            self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
+        self.insert_parts(blob_id, parts)
         return old
+
+    def insert_parts(self, blob_id: int, parts: Iterable[Part]) -> None:
+        """Parts of a blob that has none yet."""
+        self.db.executemany(
+            "INSERT INTO parts (blob_id, seq, pos, length, extent, ext_offset, block_id, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((blob_id, i, p.pos, p.length, p.extent, p.offset, p.block_id, p.data) for i, p in enumerate(parts)),
+        )
 
     def parts(self, blob_id: int, start: int = 0, end: int | None = None) -> list[Part]:
         """The parts of a blob overlapping bytes ``[start, end)``, in order."""
@@ -276,7 +301,7 @@ class MetaStore:
         if end is not None:
             sql += " AND pos < ?"
             args.append(end)
-        sql += " ORDER BY seq"
+        sql += " ORDER BY pos, seq"
         return [p for p in map(_part, self.db.execute(sql, args)) if p.pos + p.length > start]
 
     # --- staged (uncommitted) blocks ----------------------------------------------------------
@@ -331,12 +356,13 @@ class MetaStore:
 
     def is_referenced(self, extent: str) -> bool:
         return bool(
-            self.db.execute("SELECT 1 FROM parts WHERE extent = ? LIMIT 1", (extent,)).fetchone()
+            self.db.execute("SELECT 1 FROM parts WHERE extent = ? AND extent <> '' LIMIT 1", (extent,)).fetchone()
             or self.db.execute("SELECT 1 FROM staged WHERE extent = ? LIMIT 1", (extent,)).fetchone()
         )
 
     def all_extents(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT DISTINCT extent FROM parts UNION SELECT extent FROM staged")}
+        return {r[0] for r in self.db.execute(
+            "SELECT DISTINCT extent FROM parts WHERE extent <> '' UNION SELECT extent FROM staged")}
 
     # --- service properties -------------------------------------------------------------------
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 
 def request_id() -> str:
-    """A request id as Azure sends in ``x-ms-request-id`` / ``request-id`` (a UUID)."""
-    return str(uuid.uuid4())
+    """A request id as Azure sends in ``x-ms-request-id`` / ``request-id`` (a random UUID, version 4)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def opaque_id() -> str:
