@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from openbatch.node import run as run_module
+from openbatch.node.identity import UserSpec, grant_traverse, prepare_dir_for, resolve_user, share_dir
+from openbatch.node.layout import NodeLayout, make_task_dir
+from openbatch.node.run import start_process
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+
+
+def test_not_root_means_no_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert resolve_user("admin") is None
+    assert resolve_user("nonadmin") is None
+
+
+@root_only
+def test_admin_is_root_and_nonadmin_is_unprivileged() -> None:
+    admin = resolve_user("Admin")
+    assert admin is not None and admin.uid == 0 and admin.is_admin
+    user = resolve_user("nonAdmin")
+    assert user is not None and user.uid != 0 and user.gid != 0 and not user.is_admin
+    assert resolve_user(None) == user
+    assert user.name in ("_azbatch", "nobody")
+
+
+@pytest.fixture
+def node() -> Iterator[NodeLayout]:
+    """A node under a directory every account may traverse (pytest's tmp dirs are 0700)."""
+    top = Path(tempfile.mkdtemp(prefix="openbatch-node-"))
+    layout = NodeLayout(top / "data" / "nodes" / "n1")
+    layout.create()
+    os.chmod(top, 0o700)
+    yield layout
+    shutil.rmtree(top)
+
+
+async def _run_as(user: UserSpec | None, layout: NodeLayout, command: str) -> tuple[int | None, str, str]:
+    task_dir = layout.task_dir("job", "task")
+    wd = make_task_dir(task_dir)
+    prepare_dir_for(user, task_dir)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(wd)}
+    proc = await start_process(command, cwd=wd, env=env, stdout_path=task_dir / "stdout.txt",
+                               stderr_path=task_dir / "stderr.txt", user=user)
+    result = await proc.wait(30)
+    return result.exit_code, (task_dir / "stdout.txt").read_text(), (task_dir / "stderr.txt").read_text()
+
+
+@root_only
+@pytest.mark.parametrize("via", ["setpriv", "popen-user"])
+def test_nonadmin_task_runs_as_the_unprivileged_account(node: NodeLayout, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if via == "popen-user":
+        monkeypatch.setattr(run_module, "_setpriv", lambda: None)
+    elif run_module._setpriv() is None:
+        pytest.skip("setpriv is not installed")
+    user = resolve_user("nonadmin")
+    assert user is not None
+    grant_traverse(node.root, up_to=node.root.parents[2])
+    share_dir(node.shared)
+    command = (f"/bin/sh -c 'id -u; id -g; id -G; echo made > out.txt; echo shared > {node.shared}/s.txt; "
+               f"cat /etc/shadow >/dev/null 2>&1 || echo denied'")
+    code, out, err = uvloop.run(_run_as(user, node, command))
+    assert code == 0, err
+    uid, gid, groups, denied = out.split("\n")[:4]
+    assert (int(uid), int(gid)) == (user.uid, user.gid)
+    assert groups.split() == [str(user.gid)]
+    assert denied == "denied"
+    wd = node.task_dir("job", "task") / "wd"
+    assert (wd / "out.txt").stat().st_uid == user.uid
+    assert (node.shared / "s.txt").read_text() == "shared\n"
+    assert (node.task_dir("job", "task") / "stdout.txt").stat().st_uid == user.uid
+
+
+@root_only
+def test_admin_task_runs_as_root(node: NodeLayout) -> None:
+    code, out, _ = asyncio.run(_run_as(resolve_user("admin"), node, "id -u"))
+    assert code == 0 and out.strip() == "0"
+
+
+@root_only
+def test_missing_program_is_still_detected_when_switching(node: NodeLayout) -> None:
+    from openbatch.node.run import CommandError
+
+    with pytest.raises(CommandError) as info:
+        asyncio.run(_run_as(resolve_user("nonadmin"), node, "no-such-program-xyz"))
+    assert info.value.code == "CommandProgramNotFound"
+
+
+@root_only
+def test_prepare_dir_for_chowns_the_tree_without_following_links(tmp_path: Path) -> None:
+    user = resolve_user("nonadmin")
+    assert user is not None
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    tree = tmp_path / "task"
+    (tree / "wd" / "sub").mkdir(parents=True)
+    (tree / "wd" / "sub" / "f").write_text("f")
+    os.symlink(outside, tree / "wd" / "link")
+    prepare_dir_for(user, tree)
+    for path in (tree, tree / "wd", tree / "wd" / "sub", tree / "wd" / "sub" / "f"):
+        assert path.stat().st_uid == user.uid
+    assert os.lstat(tree / "wd" / "link").st_uid == user.uid
+    assert outside.stat().st_uid == 0
+
+
+def test_prepare_dir_for_is_a_no_op_without_a_switch(tmp_path: Path) -> None:
+    me = UserSpec(name="me", uid=os.geteuid(), gid=os.getegid(), is_admin=False)
+    prepare_dir_for(me, tmp_path)
+    prepare_dir_for(None, tmp_path)
+    assert tmp_path.stat().st_uid == os.geteuid()
+
+
+def test_grant_traverse_adds_only_search_for_others(tmp_path: Path) -> None:
+    top = tmp_path / "a"
+    deep = top / "b" / "c"
+    deep.mkdir(parents=True)
+    for path in (tmp_path, top, top / "b", deep):
+        path.chmod(0o700)
+    grant_traverse(deep, up_to=top)
+    for path in (top, top / "b", deep):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o701
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700  # nothing above up_to changes
