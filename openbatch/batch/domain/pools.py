@@ -293,7 +293,8 @@ async def patch_pool(ctx: BatchContext, account: str, pool_id: str, body: Doc) -
 async def update_pool_properties(ctx: BatchContext, account: str, pool_id: str, body: Doc) -> Doc:
     """Replace all updatable properties: absent means removed (startTask) or default."""
     doc = active_pool(ctx, account, pool_id)
-    for key in ("certificateReferences", "applicationPackageReferences", "metadata"):
+    # certificateReferences was required too until certificates left the API (2025-06-01).
+    for key in ("applicationPackageReferences", "metadata"):
         m.array(body, key, required=True)
     common = _check_common(body)
     for key in ("startTask", "metadata"):
@@ -302,7 +303,7 @@ async def update_pool_properties(ctx: BatchContext, account: str, pool_id: str, 
         else:
             doc.pop(key, None)
     for key in ("certificateReferences", "applicationPackageReferences"):
-        if body[key]:
+        if body.get(key):
             doc[key] = body[key]
         else:
             doc.pop(key, None)
