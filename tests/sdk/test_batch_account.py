@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
-from azure.core.rest import HttpRequest
+from azure.core.rest import HttpRequest, HttpResponse
 
 from tests.helpers.server import LiveServer
 
@@ -23,12 +24,17 @@ def client(server: LiveServer) -> Iterator[BatchClient]:
     c.close()
 
 
-def get(client: BatchClient, path: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    sep = "&" if "?" in path else "?"
+def send(client: BatchClient, path: str) -> HttpResponse:
     try:
-        response = client.send_request(HttpRequest("GET", f"{path}{sep}api-version={API}"))
+        return client.send_request(HttpRequest("GET", path))
     except HttpResponseError as exc:
-        response = exc.response
+        assert isinstance(exc.response, HttpResponse)
+        return exc.response
+
+
+def get(client: BatchClient, path: str) -> tuple[int, dict[str, Any]]:
+    sep = "&" if "?" in path else "?"
+    response = send(client, f"{path}{sep}api-version={API}")
     return response.status_code, response.json()
 
 
@@ -61,7 +67,8 @@ def test_every_supported_image_makes_a_pool(client: BatchClient) -> None:
             id=f"img-{n}", vm_size="standard_d2s_v3",
             virtual_machine_configuration=bm.VirtualMachineConfiguration(
                 image_reference=image.image_reference, node_agent_sku_id=image.node_agent_sku_id)))
-        assert client.get_pool(f"img-{n}").virtual_machine_configuration.node_agent_sku_id == image.node_agent_sku_id
+        config = client.get_pool(f"img-{n}").virtual_machine_configuration
+        assert config and config.node_agent_sku_id == image.node_agent_sku_id
 
 
 def test_pool_node_counts(client: BatchClient) -> None:
@@ -71,8 +78,9 @@ def test_pool_node_counts(client: BatchClient) -> None:
             node_agent_sku_id="batch.node.debian 12")))
     counts = list(client.list_pool_node_counts(filter="poolId eq 'counted'"))
     assert [c.pool_id for c in counts] == ["counted"]
-    assert counts[0].dedicated.total == 0 and counts[0].low_priority.idle == 0
-    assert counts[0].dedicated.start_task_failed == 0 and counts[0].dedicated.waiting_for_start_task == 0
+    dedicated, low = counts[0].dedicated, counts[0].low_priority
+    assert dedicated and low and dedicated.total == 0 and low.idle == 0
+    assert dedicated.start_task_failed == 0 and dedicated.waiting_for_start_task == 0
     every = list(client.list_pool_node_counts(max_results=1))
     assert "counted" in [c.pool_id for c in every] and len(every) >= 2
     status, body = get(client, "/nodecounts?maxresults=11")
@@ -84,13 +92,11 @@ def test_applications_are_empty(client: BatchClient) -> None:
     with pytest.raises(HttpResponseError) as exc:
         client.get_application("my-app")
     assert exc.value.status_code == 404
-    assert exc.value.response.json()["code"] == "ApplicationNotFound"
+    status, body = get(client, "/applications/my-app")
+    assert (status, body["code"]) == (404, "ApplicationNotFound")
 
 
 def test_api_version_is_required(client: BatchClient) -> None:
-    try:
-        response = client.send_request(HttpRequest("GET", "/supportedimages"))
-    except HttpResponseError as exc:
-        response = exc.response
+    response = send(client, "/supportedimages")
     assert response.status_code == 400
     assert response.json()["code"] == "MissingRequiredQueryParameter"

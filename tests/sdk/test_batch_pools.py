@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
+from azure.batch.models._models import BatchNodeReimageOptions  # not exported by 15.1
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
+from azure.core.rest import HttpRequest, HttpResponse
 
 from tests.helpers.server import LiveServer
 
@@ -48,8 +50,9 @@ def failure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str
     except HttpResponseError as exc:
         values: dict[str, str] = {}
         code = None
-        if exc.response is not None and exc.response.status_code != 304 and exc.response.text():
-            body = exc.response.json()
+        response = exc.response
+        if isinstance(response, HttpResponse) and response.status_code != 304 and response.text():
+            body = response.json()
             code = body.get("code")
             values = {v["key"]: v["value"] for v in body.get("values", [])}
         return exc.status_code or 0, code, values
@@ -65,6 +68,7 @@ def raw(client: BatchClient, method: str, path: str, body: bytes | None = None,
     try:
         response = client.send_request(request)
     except HttpResponseError as exc:
+        assert isinstance(exc.response, HttpResponse)
         response = exc.response
     text = response.text()
     return response.status_code, (response.json() if text else {})
@@ -97,9 +101,10 @@ def test_create_get_list_exists(client: BatchClient) -> None:
     assert pool.state == bm.BatchPoolState.ACTIVE
     assert pool.allocation_state == bm.AllocationState.STEADY
     assert pool.task_slots_per_node == 4
-    assert pool.task_scheduling_policy.node_fill_type == "pack"
-    assert pool.metadata[0].name == "team"
-    assert pool.start_task.command_line == "/bin/sh -c 'echo hi'"
+    assert pool.task_scheduling_policy and pool.task_scheduling_policy.node_fill_type == "pack"
+    assert pool.metadata and pool.metadata[0].name == "team"
+    assert pool.start_task and pool.start_task.command_line == "/bin/sh -c 'echo hi'"
+    assert pool.virtual_machine_configuration
     assert pool.virtual_machine_configuration.node_agent_sku_id == "batch.node.ubuntu 22.04"
     assert pool.target_dedicated_nodes == 0 and pool.current_dedicated_nodes == 0
     assert pool.resize_timeout is not None and pool.enable_auto_scale is False
@@ -140,9 +145,9 @@ def test_bad_pool_id(client: BatchClient, bad_id: str) -> None:
 
 def test_validation_errors(client: BatchClient) -> None:
     status, code, values = failure(client.create_pool, bm.BatchPoolCreateOptions(
-        id="no-size", vm_size=None, virtual_machine_configuration=vm()))
+        {"id": "no-size", "virtualMachineConfiguration": vm().as_dict()}))
     assert (status, code, values.get("PropertyName")) == (400, "MissingRequiredProperty", "vmSize")
-    status, code, values = failure(client.create_pool, bm.BatchPoolCreateOptions(id="no-vm", vm_size="a1"))
+    status, code, values = failure(client.create_pool, bm.BatchPoolCreateOptions({"id": "no-vm", "vmSize": "a1"}))
     assert (code, values.get("PropertyName")) == ("MissingRequiredProperty", "virtualMachineConfiguration")
     cases = {
         "taskSlotsPerNode": pool_options("slots", task_slots_per_node=0),
@@ -200,15 +205,15 @@ def test_patch_and_replace_properties(client: BatchClient) -> None:
     client.update_pool("upd-pool", bm.BatchPoolUpdateOptions(
         start_task=bm.BatchStartTask(command_line="/bin/echo patched")))
     patched = client.get_pool("upd-pool")
-    assert patched.start_task.command_line == "/bin/echo patched"
-    assert patched.metadata[0].value == "1"  # absent from the patch: kept
+    assert patched.start_task and patched.start_task.command_line == "/bin/echo patched"
+    assert patched.metadata and patched.metadata[0].value == "1"  # absent from the patch: kept
     assert patched.etag != before.etag and patched.last_modified >= before.last_modified
     client.replace_pool_properties("upd-pool", bm.BatchPoolReplaceOptions(
         application_package_references=[],
         metadata=[bm.BatchMetadataItem(name="b", value="2")]))
     replaced = client.get_pool("upd-pool")
     assert replaced.start_task is None  # absent from an update: removed
-    assert [(i.name, i.value) for i in replaced.metadata] == [("b", "2")]
+    assert [(i.name, i.value) for i in replaced.metadata or []] == [("b", "2")]
     status, body = raw(client, "POST", "/pools/upd-pool/updateproperties", b'{"metadata": []}')
     assert (status, body["code"]) == (400, "MissingRequiredProperty")
 
@@ -254,14 +259,14 @@ def test_autoscale_is_stored_not_evaluated(client: BatchClient) -> None:
                               bm.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes=1;"))
     assert (status, code) == (409, "AutoScaleNotEnabled")
     client.enable_pool_auto_scale("auto-pool", bm.BatchPoolEnableAutoScaleOptions(
-        auto_scale_formula="$TargetDedicatedNodes=2;", auto_scale_evaluation_interval="PT10M"))
+        auto_scale_formula="$TargetDedicatedNodes=2;", auto_scale_evaluation_interval=timedelta(minutes=10)))
     pool = client.get_pool("auto-pool")
     assert pool.enable_auto_scale is True and pool.auto_scale_formula == "$TargetDedicatedNodes=2;"
     assert pool.auto_scale_evaluation_interval is not None
     run = client.evaluate_pool_auto_scale("auto-pool", bm.BatchPoolEvaluateAutoScaleOptions(
         auto_scale_formula="$TargetDedicatedNodes=2;"))
-    assert "$TargetDedicatedNodes=0" in run.results  # the current target: nothing was evaluated
-    assert run.error is not None and "not evaluate" in run.error.message
+    assert "$TargetDedicatedNodes=0" in (run.results or "")  # the current target: nothing was evaluated
+    assert run.error is not None and "not evaluate" in (run.error.message or "")
     status, code, _ = failure(client.begin_resize_pool, "auto-pool",
                               bm.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=0)
     assert (status, code) == (409, "AutoScaleEnabled")
@@ -313,12 +318,13 @@ def test_pool_allocates_nodes(client: BatchClient, node_pool: str) -> None:
     pool = client.get_pool(node_pool)
     assert (pool.current_dedicated_nodes, pool.current_low_priority_nodes) == (2, 1)
     nodes = list(client.list_nodes(node_pool))
-    assert sorted(n.is_dedicated for n in nodes) == [False, True, True]
+    assert sorted(bool(n.is_dedicated) for n in nodes) == [False, True, True]
     node = client.get_node(node_pool, nodes[0].id)
     assert node.id == nodes[0].id and node.state == "idle" and node.scheduling_state == "enabled"
     assert node.vm_size == "standard_d2s_v3"
     assert failure(client.get_node, node_pool, "tvm-nope")[:2] == (404, "NodeNotFound")
     counts = [c for c in client.list_pool_node_counts() if c.pool_id == node_pool][0]
+    assert counts.dedicated and counts.low_priority
     assert (counts.dedicated.idle, counts.dedicated.total, counts.low_priority.total) == (2, 2, 1)
 
 
@@ -347,7 +353,7 @@ def test_reboot_and_reimage(client: BatchClient, node_pool: str) -> None:
     node_id = list(client.list_nodes(node_pool))[0].id
     client.begin_reboot_node(node_pool, node_id, polling_interval=0).result(timeout=60)
     wait_for(lambda: client.get_node(node_pool, node_id).state == "idle", "rebooted node idle")
-    client.begin_reimage_node(node_pool, node_id, bm.BatchNodeReimageOptions(node_reimage_option="terminate"),
+    client.begin_reimage_node(node_pool, node_id, BatchNodeReimageOptions(node_reimage_option="terminate"),
                               polling_interval=0).result(timeout=60)
     wait_for(lambda: client.get_node(node_pool, node_id).state == "idle", "reimaged node idle")
 
@@ -357,7 +363,7 @@ def test_unsupported_node_operations(client: BatchClient, node_pool: str) -> Non
     assert failure(client.get_node_remote_login_settings, node_pool, node_id)[:2] == \
         (409, "OperationInvalidForCurrentState")
     status, code, _ = failure(client.upload_node_logs, node_pool, node_id, bm.UploadBatchServiceLogsOptions(
-        container_url="http://127.0.0.1/c?sig=x", start_time="2024-01-01T00:00:00Z"))
+        container_url="http://127.0.0.1/c?sig=x", start_time=datetime(2024, 1, 1, tzinfo=UTC)))
     assert (status, code) == (409, "OperationInvalidForCurrentState")
     assert list(client.list_node_extensions(node_pool, node_id)) == []
     status, body = raw(client, "POST", f"/pools/{node_pool}/nodes/{node_id}/users",
@@ -373,13 +379,13 @@ def test_resize_and_remove_nodes(client: BatchClient) -> None:
     nodes = _nodes_ready(client, "rs-pool", 3)
     assert client.get_pool("rs-pool").current_dedicated_nodes == 3
     victim = nodes[0].id
-    client.begin_remove_nodes("rs-pool", bm.BatchNodeRemoveOptions(node_list=[victim]),
+    client.begin_remove_nodes("rs-pool", bm.BatchNodeRemoveOptions(node_ids=[victim]),
                               polling_interval=0).result(timeout=60)
     remaining = _nodes_ready(client, "rs-pool", 2)
     assert victim not in [n.id for n in remaining]
     assert client.get_pool("rs-pool").target_dedicated_nodes == 2
     status, code, _ = failure(client.begin_remove_nodes, "rs-pool",
-                              bm.BatchNodeRemoveOptions(node_list=["tvm-nope"]), polling_interval=0)
+                              bm.BatchNodeRemoveOptions(node_ids=["tvm-nope"]), polling_interval=0)
     assert (status, code) == (404, "NodeNotFound")
     client.begin_stop_pool_resize("rs-pool", polling_interval=0).result(timeout=60)
     assert client.get_pool("rs-pool").allocation_state == "steady"
