@@ -121,7 +121,7 @@ async def disable_scheduling(ctx: BatchContext, account: str, pool_id: str, node
     state = node["state"]
     if state == NodeState.IDLE or (state == NodeState.RUNNING and option != "taskcompletion"):
         instructions = NODE.apply(node, NodeState.OFFLINE, Context(now_iso(), option))
-    return await _commit(ctx, account, pool_id, node, instructions)
+    return await _commit(ctx, account, pool_id, node, instructions, pool_changed=True)
 
 
 async def enable_scheduling(ctx: BatchContext, account: str, pool_id: str, node_id: str) -> Doc:
