@@ -192,7 +192,7 @@ def check_user_identity(identity: Doc) -> Doc:
     """Validated identity; the default (a non-admin pool auto-user) when empty."""
     username = get_str(identity, "username")
     auto = get_obj(identity, "autoUser")
-    if username and auto:
+    if username and auto is not None:
         raise invalid("userIdentity", "username and autoUser", "Specify either username or autoUser, not both.")
     if auto is not None:
         scope = get_enum(auto, "scope", ("task", "pool")) or "pool"
