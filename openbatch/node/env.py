@@ -25,18 +25,18 @@ PASS_THROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Documented as "the threshold for disk space upon which the VM will be marked as DiskFull".
 RESERVED_DISK_BYTES = 1_000_000
+_RESERVED = str(RESERVED_DISK_BYTES)
 _NON_WORD = re.compile(r"[^0-9A-Za-z_]")
 
 
 def identity_name(user_identity: Mapping[str, Any] | None) -> str:
     """AZ_BATCH_TASK_USER_IDENTITY: ``PoolNonAdmin``, ``PoolAdmin``, ``TaskNonAdmin``, ``TaskAdmin`` or a user name."""
-    if user_identity:
-        name = user_identity.get("username") or user_identity.get("userName")
-        if name:
-            return str(name)
-        auto = user_identity.get("autoUser") or {}
-    else:
-        auto = {}
+    if not user_identity:
+        return "PoolNonAdmin"
+    name = user_identity.get("username") or user_identity.get("userName")
+    if name:
+        return str(name)
+    auto = user_identity.get("autoUser") or {}
     scope = "Task" if str(auto.get("scope") or "pool").lower() == "task" else "Pool"
     admin = str(auto.get("elevationLevel") or "nonadmin").lower() == "admin"
     return f"{scope}{'Admin' if admin else 'NonAdmin'}"
@@ -91,10 +91,12 @@ def task_environment(
     as (AZ_BATCH_TASK_USER, USER). ``host_ips`` lists the nodes of a multi-instance task (primary
     first). ``app_packages`` holds (application id, version or None for the default, directory).
     """
-    wd = task_dir / WORKING_DIR
+    root, task = str(layout.root), str(task_dir)
+    wd = f"{task}/{WORKING_DIR}"
+    shared = f"{root}/shared"
     env = {name: base[name] for name in PASS_THROUGH if name in base}
-    env["PATH"] = f"{env.get('PATH') or DEFAULT_PATH}:{layout.shared}:{wd}"
-    env["HOME"] = str(wd)
+    env["PATH"] = f"{env.get('PATH') or DEFAULT_PATH}:{shared}:{wd}"
+    env["HOME"] = wd
     if task_user:
         env["USER"] = env["LOGNAME"] = task_user
     for setting in settings:
@@ -108,16 +110,16 @@ def task_environment(
         AZ_BATCH_POOL_ID=pool_id,
         AZ_BATCH_NODE_ID=node_id,
         AZ_BATCH_NODE_IS_DEDICATED="true" if is_dedicated else "false",
-        AZ_BATCH_NODE_ROOT_DIR=str(layout.root),
-        AZ_BATCH_NODE_SHARED_DIR=str(layout.shared),
-        AZ_BATCH_NODE_STARTUP_DIR=str(layout.startup),
-        AZ_BATCH_NODE_STARTUP_WORKING_DIR=str(layout.startup / WORKING_DIR),
-        AZ_BATCH_NODE_MOUNTS_DIR=str(layout.mounts),
-        AZ_BATCH_TASK_DIR=str(task_dir),
-        AZ_BATCH_TASK_WORKING_DIR=str(wd),
-        AZ_BATCH_CERTIFICATES_DIR=str(task_dir / "certs"),
+        AZ_BATCH_NODE_ROOT_DIR=root,
+        AZ_BATCH_NODE_SHARED_DIR=shared,
+        AZ_BATCH_NODE_STARTUP_DIR=f"{root}/startup",
+        AZ_BATCH_NODE_STARTUP_WORKING_DIR=f"{root}/startup/{WORKING_DIR}",
+        AZ_BATCH_NODE_MOUNTS_DIR=f"{root}/fsmounts",
+        AZ_BATCH_TASK_DIR=task,
+        AZ_BATCH_TASK_WORKING_DIR=wd,
+        AZ_BATCH_CERTIFICATES_DIR=f"{task}/certs",
         AZ_BATCH_TASK_USER_IDENTITY=identity_name(user_identity),
-        AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES=str(RESERVED_DISK_BYTES),
+        AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES=_RESERVED,
     )
     if task_user:
         env["AZ_BATCH_TASK_USER"] = task_user
@@ -126,8 +128,8 @@ def task_environment(
     if task_id is not None:
         env["AZ_BATCH_TASK_ID"] = task_id
     if job_prep_dir is not None:
-        env["AZ_BATCH_JOB_PREP_DIR"] = str(job_prep_dir)
-        env["AZ_BATCH_JOB_PREP_WORKING_DIR"] = str(job_prep_dir / WORKING_DIR)
+        env["AZ_BATCH_JOB_PREP_DIR"] = prep = str(job_prep_dir)
+        env["AZ_BATCH_JOB_PREP_WORKING_DIR"] = f"{prep}/{WORKING_DIR}"
     if host_ips:
         env.update(_multi_instance(host_ips, node_ip, task_dir))
     for application_id, version, directory in app_packages:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -41,6 +42,9 @@ from openbatch.node.identity import UserSpec, needs_switch
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 _POLL_MAX = 0.1  # seconds between waitpid polls where pidfds are not available
+# Without quotes or backslashes, shlex's splitting is splitting on its whitespace characters.
+_NEEDS_SHLEX = re.compile(r"[\"'\\]")
+_SHLEX_SPACE = re.compile(r"[ \t\r\n]+")
 
 
 class CommandError(Exception):
@@ -50,6 +54,10 @@ class CommandError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.category = "usererror"
+
+    def failure_info(self) -> dict[str, str]:
+        return {"category": self.category, "code": self.code, "message": self.message}
 
 
 @dataclass
@@ -173,6 +181,11 @@ def _setpriv() -> str | None:
 
 def split_command_line(command_line: str) -> list[str]:
     """POSIX-shell word splitting without a shell; CommandError for empty or unbalanced input."""
+    if not _NEEDS_SHLEX.search(command_line):
+        argv = [word for word in _SHLEX_SPACE.split(command_line) if word]
+        if argv:
+            return argv
+        raise CommandError("CommandLaunchFailed", "The command line is empty")
     try:
         argv = shlex.split(command_line)
     except ValueError as exc:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,25 @@ def _no_orphans(task_dir: Path) -> Any:
     yield
     pids_file = task_dir / "wd" / "pids"
     for pid in pids_file.read_text().split() if pids_file.exists() else []:
-        if not _gone(int(pid)):
+        if not _dead(int(pid)):
             os.kill(int(pid), 9)
 
 
-def _gone(pid: int) -> bool:
+def _dead(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def _gone(pid: int, grace: float = 10.0) -> bool:
+    """Dead (or a zombie): SIGKILL is delivered at once but a loaded machine may take a moment to act on it."""
+    deadline = time.monotonic() + grace
+    while not _dead(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_exit_codes_and_output_files(run: Runner, task_dir: Path) -> None:
