@@ -3,12 +3,19 @@
 Providers only do what they are told and report back; all state lives in the store and is
 changed by the engine. ``local`` runs nodes as directories + processes on this machine; ``dask``
 (later) runs them as Dask workers.
+
+The engine drives a node with: ``create_node`` (as it joins the pool), ``restart_node`` (reboot /
+reimage: every process of the node is killed, reimage also wipes its directory), ``remove_node``;
+and runs work on it with ``run(RunSpec) -> RunOutcome`` (resource files, the command, output
+files: everything that happens where the node is) and ``kill(node_id, key)``. ``run`` never
+raises for a failure of the work itself (that is a ``RunOutcome`` with ``failure``); it raises
+``NodeGone`` when the node itself is no longer usable (its directory vanished).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Doc = dict[str, Any]
@@ -35,12 +42,98 @@ class FileAccessError(Exception):
         self.message = message
 
 
+class NodeGone(Exception):
+    """The node cannot run anything any more (e.g. its directory was removed behind our back)."""
+
+
+# What a RunSpec runs: an ordinary task, a pool's start task, a job preparation / release task.
+TASK, START_TASK, JOB_PREPARATION, JOB_RELEASE = "task", "starttask", "jobpreparation", "jobrelease"
+
+
+@dataclass
+class RunSpec:
+    """One piece of work for one node; ``key`` identifies it on that node (for ``kill``)."""
+
+    kind: str
+    key: str
+    account: str
+    pool_id: str
+    node_id: str
+    command_line: str
+    job_id: str = ""
+    task_id: str = ""
+    resource_files: list[Doc] = field(default_factory=list)
+    output_files: list[Doc] = field(default_factory=list)
+    environment: list[Doc] = field(default_factory=list)  # [{"name", "value"}]: job common, then the task's own
+    elevation: str = "nonadmin"  # userIdentity.autoUser.elevationLevel
+    user_identity: str = "PoolNonAdmin"  # AZ_BATCH_TASK_USER_IDENTITY
+    job_prep_id: str = ""  # the id of the job's preparation task, when it has one (AZ_BATCH_JOB_PREP_DIR)
+    max_wall_clock: float | None = None  # seconds
+    is_dedicated: bool = True
+
+
+@dataclass
+class RunOutcome:
+    """What happened; ``failure`` is a failureInfo dict (category, code, message, details)."""
+
+    exit_code: int | None
+    start_time: float  # epoch seconds
+    end_time: float
+    failure: Doc | None = None
+    timed_out: bool = False
+    killed: bool = False
+    preprocessing: bool = False  # failed before the command ran (resource files, launch): never retried
+    upload_failed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failure is None and self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    ip_address: str
+    root: str  # where the node's directory is (informational)
+
+
 class ComputeProvider(Protocol):
     """Where nodes are. The engine calls these; none of them change the store."""
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    # Nodes.
+    async def create_node(self, account: str, pool_id: str, node_id: str) -> NodeInfo:
+        """Make the node exist (idempotent: an existing node directory is kept, as after a restart)."""
+        ...
+
+    async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:
+        """Kill every process of the node; ``reimage`` also wipes its directory."""
+        ...
+
+    async def remove_node(self, pool_id: str, node_id: str) -> None:
+        """Kill every process of the node and delete it."""
+        ...
+
+    def node_ok(self, node_id: str) -> bool:
+        """Whether the node can still run work (its directory exists)."""
+        ...
+
+    # Work.
+    async def run(self, spec: RunSpec) -> RunOutcome: ...
+
+    def kill(self, node_id: str, key: str) -> bool:
+        """Kill the work ``key`` on the node (its whole process group); its ``run`` returns ``killed``."""
+        ...
+
+    def remove_task_dir(self, node_id: str, job_id: str, task_id: str) -> None:
+        """Delete a task's directory (retentionTime expired, task deleted)."""
+        ...
+
+    async def remove_job_dir(self, node_id: str, job_id: str) -> None:
+        """Delete a job's directory on a node (the job was deleted)."""
+        ...
 
     # Files API (the Batch service reads node directories through these).
     def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:

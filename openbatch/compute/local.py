@@ -1,16 +1,459 @@
-"""Local compute provider (being written): nodes as directories + processes on this machine."""
+"""Local compute provider: nodes are directories + processes on this machine (the embedded default).
+
+A node is ``{data dir}/nodes/{node id}`` with Azure's layout (node/layout.py). A run prepares
+the task's directory, downloads its resource files (node/fetch.py), starts the command in its
+own session (node/run.py), waits for it with the wall-clock limit, and uploads its output files
+(node/upload.py). Killing a run kills its whole process group; restarting or removing a node
+kills every process of the node, including ones that left their group, found through the
+``AZ_BATCH_NODE_ROOT_DIR`` in their environment — which is also how processes orphaned by a
+crash of the server are found and killed when the provider starts (a server restart is a reboot
+of every node, as Azure would do it).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import stat
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from openbatch.batch.domain import execution as ex
+from openbatch.common.sas import generate_container_sas
+from openbatch.compute.base import (
+    JOB_PREPARATION,
+    JOB_RELEASE,
+    START_TASK,
+    FileAccessError,
+    NodeFile,
+    NodeGone,
+    NodeInfo,
+    RunOutcome,
+    RunSpec,
+)
 from openbatch.config import Settings
+from openbatch.node import identity
+from openbatch.node.env import task_environment
+from openbatch.node.fetch import ResourceFileError, fetch_resource_files
+from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
+from openbatch.node.run import CommandError, RunningProcess, start_process
+from openbatch.node.upload import OutputFileError, upload_output_files
+
+log = logging.getLogger("openbatch.compute")
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_READ_CHUNK = 256 * 1024
+_ENV_CACHE = 512
+# Placeholders for the task's directory and id in a cached environment template.
+_DIR_MARK = "/\x01taskdir\x01"
+_ID_MARK = "\x01taskid\x01"
+SAS_LIFETIME = timedelta(days=7)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One run in progress on a node: what to kill."""
+
+    proc: RunningProcess | None = None
+    fetch: asyncio.Task[None] | None = None
+    killed: bool = False
+
+
+@dataclass(eq=False)
+class _Node:
+    pool_id: str
+    layout: NodeLayout
+    flights: dict[str, _Flight] = field(default_factory=dict)
 
 
 class LocalProvider:
+    """See the module docstring."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.root = settings.data_dir / "nodes"
+        self._nodes: dict[str, _Node] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._base_env = dict(os.environ)
+        self._env_cache: dict[tuple[object, ...], tuple[dict[str, str], tuple[str, ...]]] = {}
+
+    # --- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        return None
+        self.root.mkdir(parents=True, exist_ok=True)
+        killed = kill_processes_under(self.root)
+        if killed:
+            log.info("killed %d processes left over from a previous run", killed)
 
     async def stop(self) -> None:
+        for node in self._nodes.values():
+            self._kill_node(node)
+        kill_processes_under(self.root)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        return self._client
+
+    # --- nodes ---------------------------------------------------------------------------------
+
+    def _node(self, node_id: str) -> _Node | None:
+        return self._nodes.get(node_id)
+
+    async def create_node(self, account: str, pool_id: str, node_id: str) -> NodeInfo:
+        if not _NODE_ID.match(node_id):
+            raise OSError(f"invalid node id {node_id!r}")
+        layout = NodeLayout(self.root / node_id)
+        layout.create()
+        if identity.is_root():
+            identity.grant_traverse(layout.root, self.root.parent)
+            identity.share_dir(layout.shared)
+        node = self._nodes.get(node_id)
+        if node is None:
+            self._nodes[node_id] = _Node(pool_id, layout)
+        return NodeInfo(ip_address="127.0.0.1", root=str(layout.root))
+
+    async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:
+        node = self._nodes.get(node_id)
+        root = self.root / node_id if node is None else node.layout.root
+        if node is not None:
+            self._kill_node(node)
+        kill_processes_under(root)
+        if reimage and _NODE_ID.match(node_id):
+            await asyncio.to_thread(shutil.rmtree, root, True)
+        await self.create_node("", pool_id, node_id)
+
+    async def remove_node(self, pool_id: str, node_id: str) -> None:
+        node = self._nodes.pop(node_id, None)
+        if node is not None:
+            self._kill_node(node)
+        if _NODE_ID.match(node_id):
+            root = self.root / node_id
+            kill_processes_under(root)
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    def node_ok(self, node_id: str) -> bool:
+        node = self._nodes.get(node_id)
+        return node is not None and node.layout.exists()
+
+    def _kill_node(self, node: _Node) -> None:
+        for flight in list(node.flights.values()):
+            _kill(flight)
+
+    # --- work ----------------------------------------------------------------------------------
+
+    def kill(self, node_id: str, key: str) -> bool:
+        node = self._nodes.get(node_id)
+        flight = node.flights.get(key) if node else None
+        if flight is None:
+            return False
+        _kill(flight)
+        return True
+
+    def task_dir(self, job_id: str, task_id: str) -> str:
+        return f"workitems/{job_id}/job-1/{task_id}"
+
+    def _dir_of(self, layout: NodeLayout, spec: RunSpec) -> Path:
+        if spec.kind == START_TASK:
+            return layout.startup_task_dir()
+        if spec.kind == JOB_PREPARATION:
+            return layout.job_prep_dir(spec.job_id, spec.task_id)
+        if spec.kind == JOB_RELEASE:
+            return layout.job_release_dir(spec.job_id, spec.task_id)
+        return layout.task_dir(spec.job_id, spec.task_id)
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        node = self._nodes.get(spec.node_id)
+        if node is None:
+            raise NodeGone(spec.node_id)
+        flight = _Flight()
+        node.flights[spec.key] = flight
+        started = time.time()
+        try:
+            return await self._run(node, spec, flight, started)
+        except ResourceFileError as exc:
+            return RunOutcome(None, started, time.time(), failure=exc.failure_info(), preprocessing=True)
+        except CommandError as exc:
+            return RunOutcome(None, started, time.time(), preprocessing=True,
+                              failure=ex.failure(ex.USER_ERROR, exc.code, exc.message))
+        finally:
+            if node.flights.get(spec.key) is flight:
+                del node.flights[spec.key]
+
+    async def _run(self, node: _Node, spec: RunSpec, flight: _Flight, started: float) -> RunOutcome:
+        layout = node.layout
+        task_dir, wd = self._prepare(node, spec)
+        user = identity.resolve_user(spec.elevation)
+        if identity.needs_switch(user):
+            identity.prepare_dir_for(user, task_dir)
+        env = self._environment(node, spec, task_dir, user)
+        if spec.resource_files:
+            await self._fetch(spec, wd, flight, user)
+        if flight.killed:
+            return RunOutcome(None, started, time.time(), killed=True)
+        proc = await start_process(spec.command_line, cwd=wd, env=env, stdout_path=task_dir / "stdout.txt",
+                                   stderr_path=task_dir / "stderr.txt", user=user)
+        flight.proc = proc
+        if flight.killed:
+            proc.kill()
+        result = await proc.wait(spec.max_wall_clock)
+        outcome = RunOutcome(result.exit_code, started, result.ended, timed_out=result.timed_out,
+                             killed=result.killed or flight.killed)
+        if result.timed_out:
+            outcome.failure = ex.ended(ex.ENDED_BY_TIMEOUT)
+        if spec.output_files and not outcome.killed:
+            try:
+                await upload_output_files(self.client, spec.output_files, working_dir=wd, task_dir=task_dir,
+                                          succeeded=outcome.succeeded, env=env, node_root=layout.root)
+            except OutputFileError as exc:
+                outcome.failure = exc.failure_info()
+                outcome.upload_failed = True
+        return outcome
+
+    def _environment(self, node: _Node, spec: RunSpec, task_dir: Path, user: identity.UserSpec | None) -> dict[str, str]:
+        """The task's environment: a per-(node, job, kind, user, settings) template with the
+        task's own directory and id put in (building it from scratch is the costly part)."""
+        settings = tuple((str(s.get("name")), str(s.get("value"))) for s in spec.environment)
+        key = (spec.node_id, spec.kind, spec.job_id, spec.job_prep_id, spec.user_identity,
+               user.name if user else "", spec.account, spec.is_dedicated, settings)
+        template = self._env_cache.get(key)
+        if template is None:
+            if len(self._env_cache) > _ENV_CACHE:
+                self._env_cache.clear()
+            template = self._env_cache[key] = self._env_template(node, spec, user)
+        env, patched = template
+        if not patched:
+            return dict(env)
+        out = dict(env)
+        tdir, tid = str(task_dir), spec.task_id
+        for name in patched:
+            out[name] = out[name].replace(_DIR_MARK, tdir).replace(_ID_MARK, tid)
+        return out
+
+    def _env_template(self, node: _Node, spec: RunSpec,
+                      user: identity.UserSpec | None) -> tuple[dict[str, str], tuple[str, ...]]:
+        layout = node.layout
+        start = spec.kind == START_TASK
+        prep_dir = None
+        if spec.job_prep_id and spec.kind not in (START_TASK, JOB_PREPARATION):
+            prep_dir = layout.job_prep_dir(spec.job_id, spec.job_prep_id)
+        env = task_environment(
+            account_name=spec.account, account_url=self.settings.batch_url, pool_id=spec.pool_id,
+            node_id=spec.node_id, node_ip="127.0.0.1", layout=layout, task_dir=Path(_DIR_MARK),
+            task_id=None if start else _ID_MARK, job_id=None if start else spec.job_id,
+            is_dedicated=spec.is_dedicated, user_identity=None, job_prep_dir=prep_dir,
+            settings=list(spec.environment), base=self._base_env, task_user=user.name if user else None,
+        )
+        env["AZ_BATCH_TASK_USER_IDENTITY"] = spec.user_identity
+        patched = tuple(k for k, v in env.items() if _DIR_MARK in v or _ID_MARK in v)
+        return env, patched
+
+    def _prepare(self, node: _Node, spec: RunSpec) -> tuple[Path, Path]:
+        try:
+            task_dir = self._dir_of(node.layout, spec)
+        except PathOutsideNode as exc:
+            raise ResourceFileError("ResourceDirectoryCreateFailed", str(exc)) from None
+        try:
+            wd = _make_task_dir(task_dir)
+        except OSError as exc:
+            if not node.layout.exists():
+                raise NodeGone(spec.node_id) from None
+            raise ResourceFileError("ResourceDirectoryCreateFailed",
+                                    f"The task directory could not be created: {exc.strerror}") from None
+        return task_dir, wd
+
+    async def _fetch(self, spec: RunSpec, wd: Path, flight: _Flight, user: identity.UserSpec | None) -> None:
+        flight.fetch = asyncio.ensure_future(fetch_resource_files(
+            self.client, spec.resource_files, wd, auto_storage_url=lambda name: self._auto_storage(spec.account, name)))
+        try:
+            await flight.fetch
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        finally:
+            flight.fetch = None
+        if identity.needs_switch(user):
+            identity.prepare_dir_for(user, wd)
+
+    def _auto_storage(self, account: str, container: str) -> str:
+        acct = self.settings.accounts.get(account)
+        base = f"{self.settings.blob_url.rstrip('/')}/{account}/{container}"
+        if acct is None:
+            return base
+        sas = generate_container_sas(acct, container, "rl", datetime.now(UTC) + SAS_LIFETIME)
+        return f"{base}?{sas}"
+
+    def remove_task_dir(self, node_id: str, job_id: str, task_id: str) -> None:
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        with contextlib.suppress(PathOutsideNode):
+            shutil.rmtree(node.layout.task_dir(job_id, task_id), ignore_errors=True)
+
+    async def remove_job_dir(self, node_id: str, job_id: str) -> None:
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        with contextlib.suppress(PathOutsideNode):
+            await asyncio.to_thread(shutil.rmtree, node.layout.job_dir(job_id).parent, True)
+
+    # --- Files API -----------------------------------------------------------------------------
+
+    def _layout(self, pool_id: str, node_id: str) -> NodeLayout:
+        node = self._nodes.get(node_id)
+        if node is None or node.pool_id.lower() != pool_id.lower():
+            raise FileAccessError("FileNotFound", "The node has no files.")
+        return node.layout
+
+    def _resolve(self, pool_id: str, node_id: str, path: str) -> tuple[NodeLayout, Path]:
+        layout = self._layout(pool_id, node_id)
+        try:
+            return layout, layout.resolve(path)
+        except PathOutsideNode as exc:
+            raise FileAccessError("PathOutsideNode", str(exc)) from None
+
+    def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
+        layout, top = self._resolve(pool_id, node_id, base)
+        if not top.is_dir():
+            raise FileAccessError("FileNotFound", "The directory does not exist.")
+        root = str(layout.root)
+        out: list[NodeFile] = []
+        if recursive:
+            for dirpath, dirnames, filenames in os.walk(top):
+                for name in (*dirnames, *filenames):
+                    _add(out, root, os.path.join(dirpath, name))
+        else:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    _add(out, root, entry.path)
+        return out
+
+    def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile:
+        layout, target = self._resolve(pool_id, node_id, path)
+        found = _entry(str(layout.root), str(target))
+        if found is None:
+            raise FileAccessError("FileNotFound", "The file does not exist.")
+        return found
+
+    def read_file(self, pool_id: str, node_id: str, path: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+        _, target = self._resolve(pool_id, node_id, path)
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise FileAccessError("FileNotFound", "The file does not exist.") from None
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileAccessError("FileNotFound", "The path is a directory.")
+        return _stream(fd, start, end)
+
+    def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None:
+        layout, target = self._resolve(pool_id, node_id, path)
+        if target == layout.root:
+            raise FileAccessError("PathOutsideNode", "The node's root directory cannot be deleted.")
+        try:
+            if target.is_dir() and not target.is_symlink():
+                if recursive:
+                    shutil.rmtree(target)
+                else:
+                    target.rmdir()
+            else:
+                target.unlink()
+        except FileNotFoundError:
+            raise FileAccessError("FileNotFound", "The file does not exist.") from None
+        except OSError as exc:
+            raise FileAccessError("DirectoryNotEmpty" if exc.errno == 39 else "FileOperationFailed",
+                                  exc.strerror or "The file cannot be deleted.") from None
+
+
+def _make_task_dir(task_dir: Path) -> Path:
+    """task_dir/wd, creating what is missing: two mkdirs for a new task in a known job."""
+    try:
+        os.mkdir(task_dir)
+    except FileNotFoundError:
+        os.makedirs(task_dir, exist_ok=True)
+    except FileExistsError:
+        pass
+    wd = task_dir / WORKING_DIR
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(wd)
+    return wd
+
+
+def _kill(flight: _Flight) -> None:
+    flight.killed = True
+    if flight.proc is not None:
+        flight.proc.kill()
+    elif flight.fetch is not None:
+        flight.fetch.cancel()
+
+
+def _entry(root: str, path: str) -> NodeFile | None:
+    try:
+        st = os.stat(path)
+    except OSError:
         return None
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    return NodeFile(path=rel, is_directory=stat.S_ISDIR(st.st_mode), size=st.st_size, mtime=st.st_mtime,
+                    ctime=st.st_ctime, mode=st.st_mode)
+
+
+def _add(out: list[NodeFile], root: str, path: str) -> None:
+    found = _entry(root, path)
+    if found is not None:
+        out.append(found)
+
+
+async def _stream(fd: int, start: int, end: int | None) -> AsyncIterator[bytes]:
+    try:
+        os.lseek(fd, max(0, start), os.SEEK_SET)
+        left = None if end is None else max(0, end - start + 1)
+        while left is None or left > 0:
+            chunk = os.read(fd, _READ_CHUNK if left is None else min(_READ_CHUNK, left))
+            if not chunk:
+                break
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+            await asyncio.sleep(0)
+    finally:
+        os.close(fd)
+
+
+def kill_processes_under(root: Path) -> int:
+    """SIGKILL every process whose AZ_BATCH_NODE_ROOT_DIR is ``root`` or below it; how many."""
+    exact = f"AZ_BATCH_NODE_ROOT_DIR={root}".encode()
+    below = exact + b"/"
+    me = os.getpid()
+    count = 0
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                environ = fh.read()
+        except OSError:
+            continue
+        if any(item == exact or item.startswith(below) for item in environ.split(b"\0")):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                count += 1
+    return count

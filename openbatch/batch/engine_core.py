@@ -1,0 +1,260 @@
+"""The engine's runtime objects and its loop: one pass per event burst, batched writes, one commit.
+
+Everything the engine knows in memory is here: pools, nodes and jobs (their documents are the
+store's cached dicts, shared with the API), the scheduler's index of unfinished tasks, and the
+runs in flight. Events (tasks added, a process ended, a node came up) only record what happened
+and ``kick()``; the pass (``loop.call_soon``, once per loop iteration at most) then processes
+finished runs, asks the scheduler for assignments, writes every changed task in one
+``executemany``, commits once, and only then starts the new processes. No polling: an idle
+engine does nothing until the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from openbatch.batch.domain.common import now_iso
+from openbatch.batch.scheduler import QueuedTask, SchedJob, Scheduler
+from openbatch.batch.store import BatchStore
+from openbatch.compute.base import ComputeProvider, RunOutcome, RunSpec
+from openbatch.config import Settings
+
+log = logging.getLogger("openbatch.engine")
+
+Doc = dict[str, Any]
+Key = tuple[str, str]  # (account, lower-cased id)
+
+# Task documents kept in memory with their queue entry (beyond this they are read back on dispatch).
+MAX_HELD_DOCS = 20_000
+RECENT_TASKS = 10
+
+
+def key_of(account: str, ident: str) -> Key:
+    return (account, ident.lower())
+
+
+@dataclass(eq=False)
+class PoolRt:
+    account: str
+    key: Key
+    doc: Doc
+    nodes: dict[str, NodeRt] = field(default_factory=dict)
+    deleting: bool = False
+    resizing: asyncio.Task[None] | None = None
+    again: bool = False  # pool changed while a resize was running: reconcile once more
+    serial: str = ""  # the number in this pool's node ids
+
+
+@dataclass(eq=False)
+class NodeRt:
+    account: str
+    pool: Key
+    node_id: str
+    doc: Doc
+    runs: dict[str, Run] = field(default_factory=dict)  # everything running there, by run key
+    tasks: int = 0  # ordinary task runs (preparing or running)
+    slots_used: int = 0
+    prepared: dict[Key, str] = field(default_factory=dict)  # job -> running | success | failed
+    waiting: dict[Key, list[Run]] = field(default_factory=dict)  # tasks waiting for their job's prep task
+    busy: str = ""  # booting | restarting | removing
+    removal: asyncio.Task[None] | None = None
+    recent: deque[Doc] = field(default_factory=lambda: deque(maxlen=RECENT_TASKS))
+
+    @property
+    def pool_id(self) -> str:
+        return str(self.doc.get("poolId", self.pool[1]))
+
+
+@dataclass(eq=False)
+class JobRt:
+    account: str
+    key: Key
+    doc: Doc
+    sched: SchedJob
+    tasks: dict[str, QueuedTask] = field(default_factory=dict)  # unfinished (queued or assigned)
+    ending: asyncio.Task[None] | None = None
+    disabling: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.doc.get("id", self.key[1]))
+
+
+@dataclass(eq=False)
+class Run:
+    """One thing running on a node: an ordinary task, the start task, a job prep/release task."""
+
+    kind: str
+    node: NodeRt
+    key: str
+    spec: RunSpec | None = None
+    qt: QueuedTask | None = None  # ordinary tasks
+    job: Key | None = None
+    doc: Doc | None = None  # the task document (ordinary tasks)
+    stop: str = ""  # why the engine ended it: requeue | terminate | delete | jobstop | restart | remove
+    active: bool = False  # the provider is running it right now
+    handle: asyncio.Task[None] | None = None
+    finished: asyncio.Future[None] | None = None
+
+    def done(self) -> None:
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+
+class EngineCore:
+    """State and loop shared by the engine's parts (nodes, tasks, jobs)."""
+
+    def __init__(self, settings: Settings, store: BatchStore, compute: Any):
+        self.settings = settings
+        self.store = store
+        self.compute: ComputeProvider = compute
+        self.ctx: Any = None
+        self.scheduler = Scheduler()
+        self.pools: dict[Key, PoolRt] = {}
+        self.nodes: dict[str, NodeRt] = {}
+        self.jobs: dict[Key, JobRt] = {}
+        self.runs: dict[tuple[Key, str], Run] = {}  # ordinary task runs by (job, task key)
+        self.held = 0  # task documents held by queue entries
+        self._done: list[tuple[Run, RunOutcome | None]] = []
+        self._dirty_pools: set[Key] = set()
+        self._dirty_nodes: dict[str, NodeRt] = {}
+        self._rows: list[tuple[str, str, Doc]] = []
+        self._starts: list[Run] = []
+        self._kicked = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
+
+    # --- loop plumbing -------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def kick(self, pool: Key | None = None) -> None:
+        """Something changed: run a pass soon (once, however many events arrive before it)."""
+        if pool is not None:
+            self._dirty_pools.add(pool)
+        if not self._kicked and not self.stopping:
+            self._kicked = True
+            self.loop.call_soon(self._pass)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """A background coroutine of the engine (node boot, job end...): kept alive, errors logged."""
+        task = self.loop.create_task(coro, name=name or None)
+        self._background.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task %s failed", task.get_name(), exc_info=task.exception())
+
+    def new_future(self) -> asyncio.Future[None]:
+        return self.loop.create_future()
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def save_task(self, account: str, job_key: str, doc: Doc) -> None:
+        self._rows.append((account, job_key, doc))
+
+    def save_node(self, node: NodeRt) -> None:
+        self._dirty_nodes[node.node_id] = node
+
+    def save_entity(self, kind: str, account: str, doc: Doc, parent: str = "") -> None:
+        self.store.put(kind, account, doc, parent)
+
+    def write_out(self) -> None:
+        """Write what the pass (or a coroutine) changed and commit it."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.store.update_tasks(rows)
+        if self._dirty_nodes:
+            nodes, self._dirty_nodes = self._dirty_nodes, {}
+            for node in nodes.values():
+                if self.nodes.get(node.node_id) is node:
+                    self.store.put("node", node.account, node.doc, node.pool_id)
+        self.store.commit_now()
+
+    # --- the pass ------------------------------------------------------------------------------
+
+    def _pass(self) -> None:
+        self._kicked = False
+        if self.stopping:
+            return
+        now = now_iso()
+        done, self._done = self._done, []
+        for run, outcome in done:
+            try:
+                self.run_finished(run, outcome, now)
+            except Exception:
+                log.exception("finishing %s on %s failed", run.key, run.node.node_id)
+                run.done()
+        pools, self._dirty_pools = self._dirty_pools, set()
+        for pool in pools:
+            try:
+                self.dispatch(pool, now)
+            except Exception:
+                log.exception("scheduling pool %s failed", pool)
+        try:
+            self.write_out()
+        except Exception:
+            log.exception("writing engine changes failed")
+        starts, self._starts = self._starts, []
+        for run in starts:
+            self.start_run(run)
+
+    def finished(self, run: Run, outcome: RunOutcome | None) -> None:
+        """A run's process ended (or its node is gone): processed by the next pass."""
+        self._done.append((run, outcome))
+        self.kick()
+
+    # --- provided by the parts (engine_tasks, engine_nodes, engine_jobs) ------------------------
+
+    def run_finished(self, run: Run, outcome: RunOutcome | None, now: str) -> None:
+        raise NotImplementedError
+
+    def dispatch(self, pool: Key, now: str) -> None:
+        raise NotImplementedError
+
+    def start_run(self, run: Run) -> None:
+        raise NotImplementedError
+
+    def stop_task(self, run: Run, reason: str) -> None:
+        raise NotImplementedError
+
+    def kill_task(self, job_key: Key, task_key: str, reason: str) -> bool:
+        raise NotImplementedError
+
+    def forget_task(self, job: JobRt, qt: QueuedTask) -> None:
+        raise NotImplementedError
+
+    def settle_node(self, node: NodeRt) -> None:
+        raise NotImplementedError
+
+    def node_unusable(self, node: NodeRt, reason: str) -> None:
+        raise NotImplementedError
+
+    def forget_node_jobs(self, node: NodeRt, reimage: bool) -> None:
+        raise NotImplementedError
+
+    def job_rt(self, account: str, job_id: str) -> JobRt | None:
+        raise NotImplementedError
+
+    def job_task_completed(self, job: JobRt, doc: Doc, outcome: RunOutcome | None, now: str) -> None:
+        raise NotImplementedError
+
+    def start_job_prep(self, node: NodeRt, job: JobRt) -> None:
+        raise NotImplementedError
+
+    def perform_node(self, account: str, instruction: Any) -> None:
+        raise NotImplementedError
