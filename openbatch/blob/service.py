@@ -176,6 +176,7 @@ class Blobs:
     def container(self, account: str, name: str) -> Container:
         c = self.meta.get_container(account, name)
         if c is None:
+            check_container_name(name)
             raise BlobError("ContainerNotFound")
         return c
 

@@ -275,8 +275,7 @@ class MetaStore:
     def replace_parts(self, blob_id: int, parts: Iterable[Part]) -> list[str]:
         """Make ``parts`` the content of the blob; return the extents the old content used."""
         old = self.part_extents(blob_id)
-        if old:
-            self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
+        self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
         self.insert_parts(blob_id, parts)
         return old
 
