@@ -88,7 +88,7 @@ def test_add_one_task_with_every_part(client: BatchClient) -> None:
         ({"id": "tworsrc", "command_line": "x", "resource_files": [m.ResourceFile(
             http_url="http://h/a", auto_storage_container_name="c", file_path="a")]}, "InvalidPropertyValue"),
         ({"id": "nosrc", "command_line": "x", "resource_files": [m.ResourceFile(file_path="a")]},
-         "InvalidPropertyValue"),
+         "MissingRequiredProperty"),
         ({"id": "deps", "command_line": "x", "depends_on": m.BatchTaskDependencies(task_ids=["a"])},
          "TaskDependenciesNotSpecifiedOnJob"),
         ({"id": "badout", "command_line": "x", "output_files": [m.OutputFile(file_pattern="*")]},

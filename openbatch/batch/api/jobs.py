@@ -133,13 +133,7 @@ async def enable_job(req: BatchRequest) -> BatchResponse:
 
 async def terminate_job(req: BatchRequest) -> BatchResponse:
     body = await body_of(req, "job", optional=True)
-    reason = body.get("terminateReason")
-    if reason is not None and not isinstance(reason, str):
-        from openbatch.batch.domain.tasks import invalid
-
-        raise invalid("terminateReason", reason, "The value must be a string.")
-    doc = await jobs.terminate_job(req.ctx, req.account, req.params["jobId"], reason or None, guard(req))
-    return changed(202, doc)
+    return changed(202, await jobs.terminate_job(req.ctx, req.account, req.params["jobId"], body, guard(req)))
 
 
 async def task_counts(req: BatchRequest) -> BatchResponse:

@@ -2,35 +2,19 @@
 job preparation / release task status.
 
 A job document is a dict in the modern wire shape (``CloudJob``). State changes go through
-``states.JOB``; the instructions they return go to ``ctx.hooks.perform``, and the engine finishes
-the transitions the instructions imply:
+``states.JOB``; the instructions they return go to ``ctx.hooks.perform``, and the engine
+(batch/engine_jobs.py) finishes what they start: disabling -> disabled once the running tasks
+are dealt with (``DisableJobTasks``), terminating -> completed (``executionInfo.endTime``) and
+deleting -> gone (tasks purged) once ``StopJobTasks`` / ``RunJobRelease`` / ``PurgeJob`` are done.
+``enabling`` is passed straight through to ``active`` here: nothing has to happen in between.
 
-- ``disabling -> disabled`` once the running tasks are dealt with (``DisableJobTasks``);
-- ``terminating -> completed`` once ``StopJobTasks`` / ``RunJobRelease`` are done — the engine
-  calls ``finish_termination`` (sets ``executionInfo.endTime``);
-- ``deleting -> gone``: after ``StopJobTasks`` / ``RunJobRelease`` the engine performs
-  ``PurgeJob`` by calling ``purge_job`` (tasks, prep/release records and the job leave the store).
+The Job Manager task is added as an ordinary task of the job (same id) when the job is added,
+with ``_jobManager: {"killJobOnCompletion", "runExclusive"}`` on the task document. Auto pools
+(``poolInfo.autoPoolSpecification``) are refused with InvalidPropertyValue.
 
-``enabling`` is passed straight through to ``active`` here (nothing has to happen in between).
-The engine may also call ``terminate_job`` itself (onAllTasksComplete=terminatejob with reason
-``AllTasksComplete``, a Job Manager task with killJobOnCompletion: ``JMComplete``, exit options
-with jobAction terminate: ``TaskFailed``, job maxWallClockTime: ``MaxWallClockTimeExpiry``).
-
-The Job Manager task is added as an ordinary task of the job (same id, ``_jobManager`` holding
-killJobOnCompletion / runExclusive) when the job is added; auto pools are refused.
-
-Job preparation / release status: the engine records one document per node that ran the job's
-preparation task, in store kind ``PREP_RELEASE_KIND`` with ``parent=job id``, shaped as Azure's
-``JobPreparationAndReleaseTaskExecutionInformation`` plus ``"id"`` (= nodeId, the store key)::
-
-    {"id": nodeId, "poolId": ..., "nodeId": ..., "nodeUrl": ...,
-     "jobPreparationTaskExecutionInfo": {"state": "running"|"completed", "startTime", "endTime",
-         "taskRootDirectory", "taskRootDirectoryUrl", "exitCode", "retryCount", "lastRetryTime",
-         "result": "success"|"failure", "failureInfo": {...}},
-     "jobReleaseTaskExecutionInfo": {"state", "startTime", "endTime", "taskRootDirectory",
-         "taskRootDirectoryUrl", "exitCode", "result", "failureInfo"}}
-
-``purge_job`` removes them with the job.
+Job preparation / release status is kept by the engine in the job document under
+``_prepRelease``: ``{node_id: {"poolId", "nodeId", "nodeUrl", "jobPreparationTaskExecutionInfo":
+{...}, "jobReleaseTaskExecutionInfo": {...}}}`` — one wire-shaped status entry per node.
 """
 
 from __future__ import annotations
@@ -43,8 +27,7 @@ from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import states
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, new_etag, now_iso, touch
-
-PREP_RELEASE_KIND = "jobpreprelease"
+from openbatch.batch.wire import models as m
 
 ON_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
 ON_TASK_FAILURE = ("noaction", "performexitoptionsjobaction")
@@ -68,7 +51,7 @@ def check_priority(obj: Doc) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise t.invalid("priority", value, "The value must be an integer.")
+        raise m.invalid("priority", value, "The value must be an integer.")
     if not -1000 <= value <= 1000:
         raise e.OutOfRangePriority(
             "The specified priority is outside the allowed range of -1000 to 1000.",
@@ -78,53 +61,48 @@ def check_priority(obj: Doc) -> int | None:
 
 
 def _max_parallel(obj: Doc) -> int | None:
-    value = t.get_int(obj, "maxParallelTasks", lo=-1)
+    value = m.integer(obj, "maxParallelTasks", lo=-1)
     if value == 0:
-        raise t.invalid("maxParallelTasks", value, "The value must be -1 (no limit) or at least 1.")
+        raise m.invalid("maxParallelTasks", value, "The value must be -1 (no limit) or at least 1.")
     return value
 
 
 def job_constraints(given: Doc | None) -> Doc:
     given = given or {}
-    retries = t.get_int(given, "maxTaskRetryCount", lo=-1)
+    retries = m.integer(given, "maxTaskRetryCount", lo=-1, prop="constraints.maxTaskRetryCount")
     return {
-        "maxWallClockTime": t.get_duration(given, "maxWallClockTime") or t.UNLIMITED,
+        "maxWallClockTime": t.duration_text(given, "maxWallClockTime", "constraints.maxWallClockTime") or t.UNLIMITED,
         "maxTaskRetryCount": 0 if retries is None else retries,
     }
 
 
 def pool_info(obj: Doc) -> Doc:
     """The validated poolInfo (required). Auto pools are not supported by this server."""
-    info = t.get_obj(obj, "poolInfo", required=True) or {}
-    auto = t.get_obj(info, "autoPoolSpecification")
+    info = m.obj(obj, "poolInfo", required=True) or {}
+    auto = m.obj(info, "autoPoolSpecification", prop="poolInfo.autoPoolSpecification")
     if auto is not None:
-        raise t.invalid("autoPoolSpecification", "autoPoolSpecification",
+        raise m.invalid("autoPoolSpecification", "autoPoolSpecification",
                         "Auto pools are not supported by this server: create a pool and set poolInfo.poolId.")
     pool_id = info.get("poolId")
     if pool_id is None or pool_id == "":
-        raise t.missing("poolId")
+        raise m.missing("poolId")
     check_id(pool_id, "poolId")
     return {"poolId": pool_id}
 
 
 def _metadata(obj: Doc) -> list[Doc] | None:
-    items = t.get_list(obj, "metadata")
-    for item in items or []:
-        t.get_str(item, "name", required=True)
-        if t.get_str(item, "value") is None:
-            raise t.missing("value")
-    return items
+    return m.name_value_pairs(obj, "metadata", unique=False)
 
 
 def _job_manager(spec: Doc) -> Doc:
     check_id(spec.get("id"), "id")
     t.check_task_spec(spec)
-    t.check_output_files(t.get_list(spec, "outputFiles") or [])
-    t.get_int(spec, "requiredSlots", lo=1)
+    t.check_output_files(spec)
+    m.integer(spec, "requiredSlots", lo=1, prop="jobManagerTask.requiredSlots")
     for key in ("killJobOnCompletion", "runExclusive", "allowLowPriorityNode"):
-        t.get_bool(spec, key)
+        m.boolean(spec, key)
     if spec.get("constraints") is not None:
-        t.task_constraints(t.get_obj(spec, "constraints"), {})
+        t.task_constraints(m.obj(spec, "constraints"), {})
     return spec
 
 
@@ -133,8 +111,8 @@ def _job_preparation(spec: Doc) -> Doc:
     check_id(spec["id"], "id")
     t.check_task_spec(spec)
     for key in ("waitForSuccess", "rerunOnNodeRebootAfterSuccess"):
-        spec[key] = True if t.get_bool(spec, key) is None else spec[key]
-    spec["constraints"] = t.task_constraints(t.get_obj(spec, "constraints"), {})
+        spec[key] = True if m.boolean(spec, key) is None else spec[key]
+    spec["constraints"] = t.task_constraints(m.obj(spec, "constraints"), {})
     return spec
 
 
@@ -142,28 +120,28 @@ def _job_release(spec: Doc) -> Doc:
     spec = {"id": "jobrelease", **{k: v for k, v in spec.items() if v is not None}}
     check_id(spec["id"], "id")
     t.check_task_spec(spec)
-    limit = t.get_duration(spec, "maxWallClockTime") or RELEASE_MAX_WALL_CLOCK
-    wall = t.parse_duration(limit)
+    limit = t.duration_text(spec, "maxWallClockTime", "jobReleaseTask.maxWallClockTime") or RELEASE_MAX_WALL_CLOCK
+    wall = m.parse_duration(limit)
     if wall is None or wall.total_seconds() > 15 * 60:
-        raise t.invalid("maxWallClockTime", limit, "The job release task may not run for longer than 15 minutes.")
+        raise m.invalid("maxWallClockTime", limit, "The job release task may not run for longer than 15 minutes.")
     spec["maxWallClockTime"] = limit
-    spec["retentionTime"] = t.get_duration(spec, "retentionTime") or t.DEFAULT_RETENTION
+    spec["retentionTime"] = t.duration_text(spec, "retentionTime", "jobReleaseTask.retentionTime") or t.DEFAULT_RETENTION
     return spec
 
 
 def _check_job_tasks(body: Doc, doc: Doc) -> None:
-    prep, release = t.get_obj(body, "jobPreparationTask"), t.get_obj(body, "jobReleaseTask")
+    prep, release = m.obj(body, "jobPreparationTask"), m.obj(body, "jobReleaseTask")
     if prep is not None:
         doc["jobPreparationTask"] = _job_preparation(prep)
     if release is not None:
         if prep is None:
-            raise t.invalid("jobReleaseTask", "jobReleaseTask",
+            raise m.invalid("jobReleaseTask", "jobReleaseTask",
                             "A job release task cannot be specified without a job preparation task.")
         doc["jobReleaseTask"] = _job_release(release)
         if doc["jobReleaseTask"]["id"].lower() == doc["jobPreparationTask"]["id"].lower():
-            raise t.invalid("id", doc["jobReleaseTask"]["id"],
+            raise m.invalid("id", doc["jobReleaseTask"]["id"],
                             "The job preparation and job release tasks must have different ids.")
-    manager = t.get_obj(body, "jobManagerTask")
+    manager = m.obj(body, "jobManagerTask")
     if manager is not None:
         doc["jobManagerTask"] = _job_manager(manager)
 
@@ -175,13 +153,16 @@ _READ_ONLY = ("url", "eTag", "lastModified", "creationTime", "state", "stateTran
 def build_job(body: Doc, now: str, base_url: str) -> Doc:
     """A new job document from an add-job body (modern shape), or the BatchError Azure answers."""
     job_id = check_id(body.get("id"))
-    t.get_str(body, "displayName", max_len=1024)
+    m.string(body, "displayName", max_len=1024)
     doc: Doc = {k: v for k, v in body.items() if v is not None and not k.startswith(("_", "odata."))
                 and k not in _READ_ONLY}
     info = pool_info(body)
     priority, parallel = check_priority(body), _max_parallel(body)
-    t.check_environment(t.get_list(body, "commonEnvironmentSettings") or [], "commonEnvironmentSettings")
-    _metadata(body)
+    env = m.name_value_pairs(body, "commonEnvironmentSettings", value_required=False, unique=False)
+    if env is not None:
+        doc["commonEnvironmentSettings"] = env
+    if (metadata := _metadata(body)) is not None:
+        doc["metadata"] = metadata
     _check_job_tasks(body, doc)
     doc.update(
         id=job_id,
@@ -193,12 +174,12 @@ def build_job(body: Doc, now: str, base_url: str) -> Doc:
         stateTransitionTime=now,
         priority=priority or 0,
         maxParallelTasks=-1 if parallel is None else parallel,
-        allowTaskPreemption=bool(t.get_bool(body, "allowTaskPreemption")),
-        usesTaskDependencies=bool(t.get_bool(body, "usesTaskDependencies")),
-        constraints=job_constraints(t.get_obj(body, "constraints")),
+        allowTaskPreemption=bool(m.boolean(body, "allowTaskPreemption")),
+        usesTaskDependencies=bool(m.boolean(body, "usesTaskDependencies")),
+        constraints=job_constraints(m.obj(body, "constraints")),
         poolInfo=info,
-        onAllTasksComplete=t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction",
-        onTaskFailure=t.get_enum(body, "onTaskFailure", ON_TASK_FAILURE) or "noaction",
+        onAllTasksComplete=m.enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction",
+        onTaskFailure=m.enum(body, "onTaskFailure", ON_TASK_FAILURE) or "noaction",
         executionInfo={"startTime": now, "poolId": info["poolId"]},
     )
     return doc
@@ -285,15 +266,15 @@ async def add_job(ctx: BatchContext, account: str, body: Doc, base_url: str) -> 
         manager["_seq"] = ctx.store.next_seq()
         ctx.store.insert_tasks(account, job["id"], [manager])
     await ctx.store.flush()
-    ctx.hooks.job_changed(account, job)
-    if manager is not None:
+    if manager is not None:  # first, so the job is never seen without its manager task
         ctx.hooks.tasks_added(account, job["id"], [manager])
+    ctx.hooks.job_changed(account, job)
     return job
 
 
 def _check_on_all_complete(job: Doc, value: str | None) -> None:
     if job.get("onAllTasksComplete") == "terminatejob" and value == "noaction":
-        raise t.invalid("onAllTasksComplete", value,
+        raise m.invalid("onAllTasksComplete", value,
                         "The completion behavior of a job cannot be changed from terminatejob to noaction.")
 
 
@@ -313,13 +294,13 @@ async def patch_job(ctx: BatchContext, account: str, job_id: str, body: Doc, gua
         changes["priority"] = priority
     if (parallel := _max_parallel(body)) is not None:
         changes["maxParallelTasks"] = parallel
-    if (preempt := t.get_bool(body, "allowTaskPreemption")) is not None:
+    if (preempt := m.boolean(body, "allowTaskPreemption")) is not None:
         changes["allowTaskPreemption"] = preempt
-    if (on_all := t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE)) is not None:
+    if (on_all := m.enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE)) is not None:
         _check_on_all_complete(job, on_all)
         changes["onAllTasksComplete"] = on_all
     if body.get("constraints") is not None:
-        changes["constraints"] = job_constraints(t.get_obj(body, "constraints"))
+        changes["constraints"] = job_constraints(m.obj(body, "constraints"))
     if body.get("poolInfo") is not None:
         changes["poolInfo"] = pool_info(body)
         _check_pool_change(job, changes["poolInfo"])
@@ -334,14 +315,14 @@ async def update_job(ctx: BatchContext, account: str, job_id: str, body: Doc, gu
     _not_completed(job)
     info = pool_info(body)
     _check_pool_change(job, info)
-    on_all = t.get_enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction"
+    on_all = m.enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction"
     _check_on_all_complete(job, on_all)
     parallel = _max_parallel(body)
     changes: Doc = {
         "priority": check_priority(body) or 0,
         "maxParallelTasks": -1 if parallel is None else parallel,
-        "allowTaskPreemption": bool(t.get_bool(body, "allowTaskPreemption")),
-        "constraints": job_constraints(t.get_obj(body, "constraints")),
+        "allowTaskPreemption": bool(m.boolean(body, "allowTaskPreemption")),
+        "constraints": job_constraints(m.obj(body, "constraints")),
         "poolInfo": info,
         "onAllTasksComplete": on_all,
         "metadata": _metadata(body) or None,
@@ -376,9 +357,9 @@ async def _transition(ctx: BatchContext, account: str, job: Doc, to: states.JobS
 
 async def disable_job(ctx: BatchContext, account: str, job_id: str, body: Doc, guard: Guard = _no_guard) -> Doc:
     job = _changeable(ctx, account, job_id, guard)
-    option = t.get_enum(body, "disableTasks", DISABLE_OPTIONS)
+    option = m.enum(body, "disableTasks", DISABLE_OPTIONS)
     if option is None:
-        raise t.missing("disableTasks")
+        raise m.missing("disableTasks")
     state = job["state"]
     if state in (_J.DISABLING.value, _J.DISABLED.value):
         return job
@@ -403,9 +384,10 @@ async def enable_job(ctx: BatchContext, account: str, job_id: str, guard: Guard 
     return job
 
 
-async def terminate_job(ctx: BatchContext, account: str, job_id: str, reason: str | None = None,
+async def terminate_job(ctx: BatchContext, account: str, job_id: str, body: Doc | None = None,
                         guard: Guard = _no_guard) -> Doc:
     """Move the job to terminating (its tasks are stopped and release tasks run by the engine)."""
+    reason = m.string(body or {}, "terminateReason")
     job = _changeable(ctx, account, job_id, guard)
     if job["state"] == _J.TERMINATING.value:
         return job
@@ -416,31 +398,11 @@ async def terminate_job(ctx: BatchContext, account: str, job_id: str, reason: st
     return job
 
 
-async def finish_termination(ctx: BatchContext, account: str, job_id: str) -> Doc | None:
-    """terminating -> completed (for the engine, once the job's tasks are stopped and released)."""
-    job = ctx.store.get("job", account, job_id)
-    if job is None or job["state"] != _J.TERMINATING.value:
-        return job
-    now = now_iso()
-    job.setdefault("executionInfo", {})["endTime"] = now
-    await _transition(ctx, account, job, _J.COMPLETED, states.Context(now))
-    return job
-
-
 async def delete_job(ctx: BatchContext, account: str, job_id: str, guard: Guard = _no_guard) -> Doc:
     """Move the job to deleting; the engine stops its tasks, runs release tasks, then purges it."""
     job = _changeable(ctx, account, job_id, guard)
     await _transition(ctx, account, job, _J.DELETING, states.Context(now_iso(), reason="JobDeleted"))
     return job
-
-
-async def purge_job(ctx: BatchContext, account: str, job_id: str) -> None:
-    """Remove the job with its tasks and prep/release records (the engine's PurgeJob)."""
-    ctx.store.delete_job_tasks(account, job_id)
-    ctx.store.delete_children(PREP_RELEASE_KIND, account, job_id)
-    ctx.store.delete("job", account, job_id)
-    await ctx.store.flush()
-    states.JOB.forget(job_id)
 
 
 # --- task counts and prep/release status ---------------------------------------------------------
@@ -495,15 +457,13 @@ def prep_release_status(ctx: BatchContext, account: str, job_id: str, *, match: 
     if not job.get("jobPreparationTask") and not job.get("jobReleaseTask"):
         raise e.JobPreparationTaskNotSpecified("The specified job does not have a job preparation task.",
                                                {"JobId": job["id"]})
-    docs = sorted(ctx.store.all(PREP_RELEASE_KIND, account, job_id), key=lambda d: str(d["id"]).lower())
+    records = job.get("_prepRelease") or {}
     page: list[Doc] = []
-    for doc in docs:
-        key = str(doc["id"]).lower()
-        if key <= after:
+    for key in sorted(records, key=str.lower):
+        if key.lower() <= after:
             continue
-        out = {k: v for k, v in doc.items() if k != "id"}
-        if match is None or match(out):
-            page.append(out)
+        if match is None or match(records[key]):
+            page.append(dict(records[key]))
             if len(page) == limit:
-                return page, key
+                return page, key.lower()
     return page, None

@@ -11,222 +11,86 @@ is reported once with ``"_deleted": True``, and the engine removes its directory
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from openbatch.batch.domain import errors as e
+from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, new_etag, now_iso, touch
+from openbatch.batch.wire import models as m
 
-# --- generic request validation -----------------------------------------------------------------
-
-UNLIMITED = "P10675199DT2H48M5.4775807S"  # TimeSpan.MaxValue, what Azure reports for "no limit"
+UNLIMITED = m.UNBOUNDED_DURATION  # TimeSpan.MaxValue: what Azure reports for "no limit"
 DEFAULT_RETENTION = "P7D"
 MAX_COLLECTION = 100
-
-_DURATION = re.compile(
-    r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
-)
-_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
+TERMINATED = ex.ended(ex.ENDED_BY_USER)
 
 
-def _show(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text[:200]
+def duration_text(body: Doc, key: str, prop: str | None = None) -> str | None:
+    """An ISO 8601 duration property (not negative), as Azure renders it back (PT600S -> PT10M)."""
+    value = m.duration(body, key, prop=prop, lo=timedelta(0))
+    return None if value is None else m.format_duration(value)
 
 
-def invalid(prop: str, value: Any, reason: str | None = None) -> e.BatchError:
-    values = {"PropertyName": prop, "PropertyValue": _show(value)}
-    if reason:
-        values["Reason"] = reason
-    return e.InvalidPropertyValue(
-        "The value provided for one of the properties in the request body is invalid.", values
-    )
+# --- task specifications (tasks, job manager / preparation / release tasks) -----------------------
 
 
-def missing(prop: str) -> e.BatchError:
-    return e.MissingRequiredProperty(
-        "A required property was not specified in the request body.", {"PropertyName": prop}
-    )
+def check_output_files(body: Doc) -> None:
+    for of in m.objects(body, "outputFiles") or []:
+        m.string(of, "filePattern", required=True, prop="outputFiles.filePattern")
+        destination = m.obj(of, "destination", required=True, prop="outputFiles.destination") or {}
+        container = m.obj(destination, "container", required=True, prop="outputFiles.destination.container") or {}
+        m.string(container, "containerUrl", required=True, prop="outputFiles.destination.container.containerUrl")
+        m.string(container, "path", prop="outputFiles.destination.container.path")
+        m.name_value_pairs(container, "uploadHeaders", prop="uploadHeaders", value_required=False, unique=False)
+        options = m.obj(of, "uploadOptions", required=True, prop="outputFiles.uploadOptions") or {}
+        options["uploadCondition"] = m.enum(options, "uploadCondition", ("tasksuccess", "taskfailure",
+                                                                          "taskcompletion"),
+                                            required=True, prop="outputFiles.uploadOptions.uploadCondition")
 
 
-def get_str(obj: Doc, key: str, *, required: bool = False, max_len: int | None = None) -> str | None:
-    value = obj.get(key)
-    if value is None or (required and value == ""):
-        if required:
-            raise missing(key)
-        return None
-    if not isinstance(value, str):
-        raise invalid(key, value, "The value must be a string.")
-    if max_len is not None and len(value) > max_len:
-        raise invalid(key, value, f"The value must be at most {max_len} characters long.")
-    return value
+DEFAULT_IDENTITY = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
 
 
-def get_int(obj: Doc, key: str, *, lo: int | None = None, hi: int | None = None) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(key, value, "The value must be an integer.")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise invalid(key, value, f"The value must be between {lo} and {hi}.")
-    return value
-
-
-def get_bool(obj: Doc, key: str) -> bool | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise invalid(key, value, "The value must be true or false.")
-    return value
-
-
-def get_enum(obj: Doc, key: str, choices: Iterable[str]) -> str | None:
-    """A value of an Azure enum, matched case-insensitively, returned as ``choices`` spells it."""
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        for choice in choices:
-            if value.lower() == choice.lower():
-                return choice
-    raise invalid(key, value, f"The value must be one of: {', '.join(choices)}.")
-
-
-def get_obj(obj: Doc, key: str, *, required: bool = False) -> Doc | None:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise missing(key)
-        return None
-    if not isinstance(value, dict):
-        raise invalid(key, value, "The value must be a JSON object.")
-    return value
-
-
-def get_list(obj: Doc, key: str, *, objects: bool = True) -> list[Any] | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or (objects and not all(isinstance(i, dict) for i in value)):
-        raise invalid(key, value, "The value must be a JSON array" + (" of objects." if objects else "."))
-    return value
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """An ISO-8601 duration (``P1D``, ``PT10M``, ``P10675199DT2H48M5.4775807S``); None if malformed.
-
-    Years and months count 365 and 30 days, as .NET's TimeSpan conversion does.
-    """
-    m = _DURATION.match(text) if isinstance(text, str) else None
-    if m is None:
-        return None
-    years, months, weeks, days, hours, minutes = (int(g) if g else 0 for g in m.groups()[:6])
-    seconds = float(m.group(7) or 0)
-    total_days = years * 365 + months * 30 + weeks * 7 + days
-    if total_days > 999_999_998:
-        return timedelta.max
-    return timedelta(days=total_days, hours=hours, minutes=minutes, seconds=seconds)
-
-
-def get_duration(obj: Doc, key: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or parse_duration(value) is None:
-        raise invalid(key, value, "The value must be an ISO-8601 duration such as PT10M or P1D.")
-    return value
-
-
-# --- task specifications (tasks, job manager / preparation / release tasks, start tasks) ----------
-
-
-def check_resource_files(items: list[Doc], prop: str = "resourceFiles") -> None:
-    for rf in items:
-        sources = [k for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl") if rf.get(k)]
-        if len(sources) != 1:
-            raise invalid(prop, ", ".join(sources) or "(none)",
-                          "Exactly one of autoStorageContainerName, storageContainerUrl or httpUrl must be specified.")
-        for key in ("autoStorageContainerName", "storageContainerUrl", "httpUrl", "blobPrefix", "filePath"):
-            get_str(rf, key)
-        if sources[0] == "httpUrl" and not rf.get("filePath"):
-            raise missing("filePath")
-        if rf.get("blobPrefix") and sources[0] == "httpUrl":
-            raise invalid("blobPrefix", rf["blobPrefix"], "blobPrefix applies only to container sources.")
-        path = rf.get("filePath") or ""
-        if path.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", path):
-            raise invalid("filePath", path, "The file path must be relative and stay within the task's working "
-                                            "directory.")
-        mode = get_str(rf, "fileMode")
-        if mode is not None and not _FILE_MODE.match(mode):
-            raise invalid("fileMode", mode, "The file mode must be an octal string such as 0770.")
-
-
-def check_output_files(items: list[Doc]) -> None:
-    for of in items:
-        get_str(of, "filePattern", required=True)
-        destination = get_obj(of, "destination", required=True) or {}
-        container = get_obj(destination, "container", required=True) or {}
-        get_str(container, "containerUrl", required=True)
-        get_str(container, "path")
-        for header in get_list(container, "uploadHeaders") or []:
-            get_str(header, "name", required=True)
-        options = get_obj(of, "uploadOptions", required=True) or {}
-        condition = get_enum(options, "uploadCondition", ("tasksuccess", "taskfailure", "taskcompletion"))
-        if condition is None:
-            raise missing("uploadCondition")
-        options["uploadCondition"] = condition
-
-
-def check_environment(items: list[Doc], prop: str = "environmentSettings") -> None:
-    for setting in items:
-        get_str(setting, "name", required=True)
-        get_str(setting, "value")
-
-
-def check_user_identity(identity: Doc) -> Doc:
-    """Validated identity; the default (a non-admin pool auto-user) when empty."""
-    username = get_str(identity, "username")
-    auto = get_obj(identity, "autoUser")
-    if username and auto is not None:
-        raise invalid("userIdentity", "username and autoUser", "Specify either username or autoUser, not both.")
+def check_user_identity(body: Doc) -> Doc:
+    """The validated ``userIdentity`` (wire name ``username``), with Azure's defaults filled in."""
+    identity = m.user_identity(body) or {}
+    auto = identity.get("autoUser")
+    if m.string(identity, "username", prop="userIdentity.username") is not None and auto is not None:
+        raise m.invalid("userIdentity.username", identity["username"], "username and autoUser are mutually exclusive.")
     if auto is not None:
-        scope = get_enum(auto, "scope", ("task", "pool")) or "pool"
-        level = get_enum(auto, "elevationLevel", ("nonadmin", "admin")) or "nonadmin"
-        return {**identity, "autoUser": {**auto, "scope": scope, "elevationLevel": level}}
-    if username:
-        return identity
-    return {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+        return {**identity, "autoUser": {"scope": "pool", "elevationLevel": "nonadmin", **auto}}
+    return identity if identity.get("username") or identity.get("userName") else dict(DEFAULT_IDENTITY)
 
 
-def check_task_spec(body: Doc, *, command_required: bool = True) -> None:
-    """The fields every kind of task shares (command line, files, environment, identity, container)."""
-    get_str(body, "commandLine", required=command_required)
-    get_str(body, "displayName", max_len=1024)
-    check_resource_files(get_list(body, "resourceFiles") or [])
-    check_environment(get_list(body, "environmentSettings") or [])
-    if "userIdentity" in body:
-        body["userIdentity"] = check_user_identity(get_obj(body, "userIdentity") or {})
-    container = get_obj(body, "containerSettings")
+def check_task_spec(body: Doc) -> None:
+    """The fields every kind of task shares: command line, files, environment, identity, container.
+    Normalised values (identity defaults, environment settings) are written back into ``body``."""
+    m.string(body, "commandLine", required=True)
+    m.string(body, "displayName", max_len=1024)
+    m.resource_files(body)
+    env = m.name_value_pairs(body, "environmentSettings", value_required=False, unique=False)
+    if env is not None:
+        body["environmentSettings"] = env
+    if body.get("userIdentity") is not None:
+        body["userIdentity"] = check_user_identity(body)
+    container = m.obj(body, "containerSettings")
     if container is not None:
-        get_str(container, "imageName", required=True)
-    for ref in get_list(body, "applicationPackageReferences") or []:
-        get_str(ref, "applicationId", required=True)
+        m.string(container, "imageName", required=True, prop="containerSettings.imageName")
+    for ref in m.objects(body, "applicationPackageReferences") or []:
+        m.string(ref, "applicationId", required=True, prop="applicationPackageReferences.applicationId")
 
 
 def task_constraints(given: Doc | None, job: Doc) -> Doc:
-    """A task's constraints with Azure's defaults (retry count inherited from the job)."""
+    """A task's constraints with Azure's defaults (the retry count inherited from the job)."""
     given = given or {}
-    retries = get_int(given, "maxTaskRetryCount", lo=-1)
+    retries = m.integer(given, "maxTaskRetryCount", lo=-1, prop="constraints.maxTaskRetryCount")
     if retries is None:
         retries = int((job.get("constraints") or {}).get("maxTaskRetryCount", 0))
     return {
-        "maxWallClockTime": get_duration(given, "maxWallClockTime") or UNLIMITED,
-        "retentionTime": get_duration(given, "retentionTime") or DEFAULT_RETENTION,
+        "maxWallClockTime": duration_text(given, "maxWallClockTime", "constraints.maxWallClockTime") or UNLIMITED,
+        "retentionTime": duration_text(given, "retentionTime", "constraints.retentionTime") or DEFAULT_RETENTION,
         "maxTaskRetryCount": retries,
     }
 
@@ -237,30 +101,31 @@ def _check_dependencies(deps: Doc, job: Doc) -> None:
             "The task specifies dependencies but the job does not have usesTaskDependencies set to true.",
             {"JobId": str(job["id"])},
         )
-    ids = get_list(deps, "taskIds", objects=False) or []
-    if not all(isinstance(i, str) for i in ids):
-        raise invalid("taskIds", ids, "Task ids must be strings.")
+    ids = m.strings(deps, "taskIds", prop="dependsOn.taskIds") or []
     if sum(len(i) for i in ids) > 64000:
         raise e.TaskDependencyListTooLong("The task's dependency list is too long.", {"JobId": str(job["id"])})
-    for r in get_list(deps, "taskIdRanges") or []:
-        start, end = get_int(r, "start", lo=0), get_int(r, "end", lo=0)
-        if start is None or end is None:
-            raise missing("start" if start is None else "end")
-        if start > end:
-            raise invalid("taskIdRanges", f"{start}-{end}", "The start of a range must not exceed its end.")
+    for r in m.objects(deps, "taskIdRanges", prop="dependsOn.taskIdRanges") or []:
+        start = m.integer(r, "start", required=True, lo=0, prop="dependsOn.taskIdRanges.start")
+        end = m.integer(r, "end", required=True, lo=0, prop="dependsOn.taskIdRanges.end")
+        if start is not None and end is not None and start > end:
+            raise m.invalid("dependsOn.taskIdRanges", f"{start}-{end}", "The start of a range must not exceed its end.")
 
 
 def _check_exit_conditions(conditions: Doc, job: Doc) -> None:
-    options: list[Doc] = [o for o in (conditions.get(k) for k in ("preProcessingError", "fileUploadError",
-                                                                   "default")) if isinstance(o, dict)]
-    for mapping in (get_list(conditions, "exitCodes") or []) + (get_list(conditions, "exitCodeRanges") or []):
-        options.append(get_obj(mapping, "exitOptions", required=True) or {})
+    options = [m.obj(conditions, k, prop=f"exitConditions.{k}") for k in ("preProcessingError", "fileUploadError",
+                                                                           "default")]
+    mappings = (m.objects(conditions, "exitCodes", prop="exitConditions.exitCodes") or []) + (
+        m.objects(conditions, "exitCodeRanges", prop="exitConditions.exitCodeRanges") or [])
+    options += [m.obj(mapping, "exitOptions", required=True, prop="exitConditions.exitOptions")
+                for mapping in mappings]
     for option in options:
-        action = get_enum(option, "jobAction", ("none", "disable", "terminate"))
-        get_enum(option, "dependencyAction", ("satisfy", "block"))
+        if option is None:
+            continue
+        action = m.enum(option, "jobAction", ("none", "disable", "terminate"), prop="exitOptions.jobAction")
+        m.enum(option, "dependencyAction", ("satisfy", "block"), prop="exitOptions.dependencyAction")
         if action not in (None, "none") and job.get("onTaskFailure") != "performexitoptionsjobaction":
-            raise invalid("jobAction", action, "A job action other than none requires the job's onTaskFailure "
-                                               "to be performexitoptionsjobaction.")
+            raise m.invalid("exitOptions.jobAction", action, "A job action other than none requires the job's "
+                                                             "onTaskFailure to be performexitoptionsjobaction.")
 
 
 def _reserved_ids(job: Doc) -> dict[str, type[e.BatchError]]:
@@ -273,33 +138,39 @@ def _reserved_ids(job: Doc) -> dict[str, type[e.BatchError]]:
     return reserved
 
 
+_READ_ONLY = ("url", "eTag", "lastModified", "creationTime", "state", "stateTransitionTime", "previousState",
+              "previousStateTransitionTime", "executionInfo", "nodeInfo", "stats")
+
+
+def _check_task_extras(body: Doc, job: Doc) -> None:
+    check_output_files(body)
+    if body.get("dependsOn") is not None:
+        _check_dependencies(m.obj(body, "dependsOn") or {}, job)
+    if body.get("exitConditions") is not None:
+        _check_exit_conditions(m.obj(body, "exitConditions") or {}, job)
+    if body.get("affinityInfo") is not None:
+        m.string(m.obj(body, "affinityInfo") or {}, "affinityId", required=True, prop="affinityInfo.affinityId")
+    multi = m.obj(body, "multiInstanceSettings")
+    if multi is not None:
+        m.integer(multi, "numberOfInstances", lo=1, prop="multiInstanceSettings.numberOfInstances")
+        m.resource_files(multi, "commonResourceFiles", prop="multiInstanceSettings.commonResourceFiles")
+
+
 def build_task(body: Any, job: Doc, now: str, base_url: str) -> Doc:
     """A new task document from a request body (modern shape), or the BatchError Azure answers."""
     if not isinstance(body, dict):
         raise e.InvalidRequestBody("Each task must be a JSON object.")
     task_id = check_id(body.get("id"))
-    reserved = _reserved_ids(job).get(task_id.lower()) if ("jobPreparationTask" in job or
-                                                           "jobReleaseTask" in job) else None
-    if reserved is not None:
-        raise reserved("The task id is the same as the id of the job's preparation or release task.",
-                       {"TaskId": task_id})
-    check_task_spec(body)
-    check_output_files(get_list(body, "outputFiles") or [])
-    slots = get_int(body, "requiredSlots", lo=1)
-    if "dependsOn" in body and body["dependsOn"] is not None:
-        _check_dependencies(get_obj(body, "dependsOn") or {}, job)
-    if body.get("exitConditions") is not None:
-        _check_exit_conditions(get_obj(body, "exitConditions") or {}, job)
-    if body.get("affinityInfo") is not None:
-        get_str(get_obj(body, "affinityInfo") or {}, "affinityId", required=True)
-    multi = get_obj(body, "multiInstanceSettings")
-    if multi is not None:
-        get_int(multi, "numberOfInstances", lo=1)
-        check_resource_files(get_list(multi, "commonResourceFiles") or [], "commonResourceFiles")
-    doc = {k: v for k, v in body.items() if v is not None and not k.startswith(("_", "odata."))}
-    for key in ("url", "eTag", "lastModified", "creationTime", "state", "stateTransitionTime", "previousState",
-                "previousStateTransitionTime", "executionInfo", "nodeInfo", "stats"):
-        doc.pop(key, None)
+    if "jobPreparationTask" in job or "jobReleaseTask" in job:
+        reserved = _reserved_ids(job).get(task_id.lower())
+        if reserved is not None:
+            raise reserved("The task id is the same as the id of the job's preparation or release task.",
+                           {"TaskId": task_id})
+    doc = {k: v for k, v in body.items() if v is not None and k[:1] != "_" and not k.startswith("odata.")
+           and k not in _READ_ONLY}
+    check_task_spec(doc)
+    slots = m.integer(doc, "requiredSlots", lo=1)
+    _check_task_extras(doc, job)
     doc.update(
         url=f"{base_url}/jobs/{job['id']}/tasks/{task_id}",
         eTag=new_etag(),
@@ -307,12 +178,12 @@ def build_task(body: Any, job: Doc, now: str, base_url: str) -> Doc:
         creationTime=now,
         state=states.TaskState.ACTIVE.value,
         stateTransitionTime=now,
-        constraints=task_constraints(get_obj(body, "constraints"), job),
+        constraints=task_constraints(m.obj(doc, "constraints"), job),
         requiredSlots=slots or 1,
         executionInfo={"retryCount": 0, "requeueCount": 0},
     )
     if "userIdentity" not in doc:
-        doc["userIdentity"] = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+        doc["userIdentity"] = dict(DEFAULT_IDENTITY)
     return doc
 
 
@@ -385,7 +256,7 @@ async def add_task_collection(ctx: BatchContext, account: str, job_id: str, bodi
     """Add up to 100 tasks; a per-task result for each (success or clienterror), valid ones are kept."""
     job = writable_job(ctx, account, job_id)
     if not isinstance(bodies, list):
-        raise missing("value") if bodies is None else invalid("value", bodies, "The value must be a JSON array.")
+        raise m.missing("value") if bodies is None else m.wrong_type("value", "Collection")
     if len(bodies) > MAX_COLLECTION:
         raise e.RequestBodyTooLarge(
             f"The number of tasks in the collection exceeds the maximum of {MAX_COLLECTION}.",
@@ -475,7 +346,7 @@ async def update_task(ctx: BatchContext, account: str, job_id: str, task_id: str
     guard(task)
     if task["state"] == states.TaskState.COMPLETED.value:
         raise e.TaskCompleted("The specified task is already in a completed state.", {"TaskId": task["id"]})
-    task["constraints"] = task_constraints(get_obj(body, "constraints"), job)
+    task["constraints"] = task_constraints(m.obj(body, "constraints"), job)
     touch(task, now_iso())
     await _save(ctx, account, job_id, task)
     return task
@@ -499,9 +370,6 @@ async def delete_task(ctx: BatchContext, account: str, job_id: str, task_id: str
         ctx.hooks.perform(account, instructions)
     task["_deleted"] = True
     ctx.hooks.task_changed(account, job_id, task)
-
-
-TERMINATED = {"category": "usererror", "code": "TaskEnded", "message": "Task Was Ended by User Request"}
 
 
 async def terminate_task(ctx: BatchContext, account: str, job_id: str, task_id: str,
