@@ -84,7 +84,7 @@ def test_add_job_with_every_part_round_trips(client: BatchClient) -> None:
     assert job.job_preparation_task.wait_for_success is True
     assert job.job_release_task is not None and job.job_release_task.id == "jobrelease"
     assert job.job_manager_task is not None and job.job_manager_task.id == "manager"
-    assert job.common_environment_settings[0].name == "COMMON"
+    assert job.common_environment_settings and job.common_environment_settings[0].name == "COMMON"
     assert job.task_failure_mode == m.BatchTaskFailureMode.PERFORM_EXIT_OPTIONS_JOB_ACTION
     assert [(i.name, i.value) for i in job.metadata or []] == [("owner", "tests")]
     manager = client.get_task("Full-Job", "manager")
@@ -187,11 +187,11 @@ def test_jobs_of_an_unknown_schedule(client: BatchClient) -> None:
 def test_disable_and_enable(client: BatchClient) -> None:
     new_job(client, "toggled")
     client.begin_disable_job("toggled", m.BatchJobDisableOptions(disable_tasks=m.DisableBatchJobOption.REQUEUE),
-                             polling_interval=0.1).result(timeout=30)
+                             polling_interval=1).result(timeout=30)
     job = client.get_job("toggled")
     assert job.state == m.BatchJobState.DISABLED and job.previous_state == m.BatchJobState.DISABLING
     client.create_task("toggled", m.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
-    client.begin_enable_job("toggled", polling_interval=0.1).result(timeout=30)
+    client.begin_enable_job("toggled", polling_interval=1).result(timeout=30)
     job = client.get_job("toggled")
     assert job.state == m.BatchJobState.ACTIVE and job.previous_state == m.BatchJobState.ENABLING
     exc = fails(client.begin_disable_job, "toggled", m.BatchJobDisableOptions(disable_tasks="sometimes"))
@@ -202,7 +202,7 @@ def test_terminate_completes_the_job(client: BatchClient) -> None:
     new_job(client, "ended")
     client.create_task("ended", m.BatchTaskCreateOptions(id="queued", command_line="/bin/true"))
     client.begin_terminate_job("ended", m._models.BatchJobTerminateOptions(termination_reason="Enough"),
-                               polling_interval=0.1).result(timeout=30)
+                               polling_interval=1).result(timeout=30)
     job = wait_state(client, "ended", m.BatchJobState.COMPLETED)
     assert job.state == m.BatchJobState.COMPLETED
     assert job.execution_info is not None and job.execution_info.termination_reason == "Enough"
@@ -217,7 +217,7 @@ def test_delete_job_poller_finishes_when_the_job_is_gone(client: BatchClient) ->
     new_job(client, "doomed")
     client.create_tasks("doomed", [m.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true")
                                    for i in range(5)])
-    client.begin_delete_job("doomed", polling_interval=0.1).result(timeout=30)
+    client.begin_delete_job("doomed", polling_interval=1).result(timeout=30)
     with pytest.raises(ResourceNotFoundError):
         client.get_job("doomed")
     assert "doomed" not in [j.id for j in client.list_jobs()]

@@ -69,14 +69,17 @@ def test_add_one_task_with_every_part(client: BatchClient) -> None:
     task = client.get_task(job, "full")
     assert task.id == "Full" and task.display_name == "full task" and task.state == m.BatchTaskState.ACTIVE
     assert task.url and task.url.endswith("/jobs/one-task/tasks/Full") and task.etag and task.creation_time
-    assert task.required_slots == 2 and task.environment_settings[0].value == "1"
-    assert task.resource_files[0].file_path == "input.txt" and task.resource_files[1].blob_prefix == "in/"
+    assert task.required_slots == 2 and task.environment_settings and task.environment_settings[0].value == "1"
+    assert task.resource_files and task.resource_files[0].file_path == "input.txt"
+    assert task.resource_files[1].blob_prefix == "in/"
+    assert task.output_files
     assert task.output_files[0].upload_options.upload_condition == m.OutputFileUploadCondition.TASK_SUCCESS
-    assert task.constraints.max_wall_clock_time == dt.timedelta(minutes=10)
+    assert task.constraints and task.constraints.max_wall_clock_time == dt.timedelta(minutes=10)
     assert task.constraints.retention_time == dt.timedelta(days=7) and task.constraints.max_task_retry_count == 2
+    assert task.user_identity and task.user_identity.auto_user
     assert task.user_identity.auto_user.elevation_level == m.ElevationLevel.ADMIN
-    assert task.depends_on.task_id_ranges[0].end == 5
-    assert task.execution_info.retry_count == 0 and task.execution_info.requeue_count == 0
+    assert task.depends_on and task.depends_on.task_id_ranges and task.depends_on.task_id_ranges[0].end == 5
+    assert task.execution_info and task.execution_info.retry_count == 0 and task.execution_info.requeue_count == 0
     assert list(client.list_subtasks(job, "Full")) == []
 
 
@@ -91,7 +94,7 @@ def test_add_one_task_with_every_part(client: BatchClient) -> None:
          "MissingRequiredProperty"),
         ({"id": "deps", "command_line": "x", "depends_on": m.BatchTaskDependencies(task_ids=["a"])},
          "TaskDependenciesNotSpecifiedOnJob"),
-        ({"id": "badout", "command_line": "x", "output_files": [m.OutputFile(file_pattern="*")]},
+        ({"id": "badout", "command_line": "x", "output_files": [m.OutputFile({"filePattern": "*"})]},
          "MissingRequiredProperty"),
     ],
 )
@@ -107,8 +110,8 @@ def test_missing_command_line_is_a_missing_property(client: BatchClient) -> None
     job = make_job(client, "no-command")
     exc = fails(client.create_task, job, {"id": "t"})
     assert exc.status_code == 400 and error_code(exc) == "MissingRequiredProperty"
-    assert exc.response is not None
-    assert exc.response.json()["values"] == [{"key": "PropertyName", "value": "commandLine"}]
+    response: Any = exc.response
+    assert response.json()["values"] == [{"key": "PropertyName", "value": "commandLine"}]
 
 
 def test_duplicates_and_missing_parents(client: BatchClient) -> None:
@@ -128,12 +131,12 @@ def test_duplicates_and_missing_parents(client: BatchClient) -> None:
 def test_create_tasks_chunks_and_adds_everything(client: BatchClient) -> None:
     job = make_job(client, "many")
     result = client.create_tasks(job, [simple(f"t{i:04d}") for i in range(450)], max_concurrency=4)
-    assert len(result.result_values) == 450
+    assert result.result_values and len(result.result_values) == 450
     assert {r.status for r in result.result_values} == {m.BatchTaskAddStatus.SUCCESS}
     counts = client.get_job_task_counts(job)
     assert counts.task_counts.active == 450
     again = client.create_tasks(job, [simple("t0000"), simple("new-one")])  # TaskExists counts as added
-    assert {r.task_id for r in again.result_values} == {"t0000", "new-one"}
+    assert {r.task_id for r in again.result_values or []} == {"t0000", "new-one"}
 
 
 def test_collection_reports_each_task(client: BatchClient) -> None:
@@ -143,12 +146,13 @@ def test_collection_reports_each_task(client: BatchClient) -> None:
         simple("ok1"), simple("there"), m.BatchTaskCreateOptions(id="bad", command_line="x", required_slots=-1),
         simple("ok2"),
     ]))
-    by_id = {r.task_id: r for r in result.result_values}
-    assert by_id["ok1"].status == m.BatchTaskAddStatus.SUCCESS and by_id["ok1"].location.endswith("/tasks/ok1")
-    assert by_id["ok1"].etag and by_id["ok1"].last_modified
-    assert by_id["there"].status == m.BatchTaskAddStatus.CLIENT_ERROR and by_id["there"].error.code == "TaskExists"
-    assert by_id["bad"].status == m.BatchTaskAddStatus.CLIENT_ERROR
-    assert by_id["bad"].error.code == "InvalidPropertyValue"
+    by_id = {r.task_id: r for r in result.result_values or []}
+    ok, there, bad = by_id["ok1"], by_id["there"], by_id["bad"]
+    assert ok.status == m.BatchTaskAddStatus.SUCCESS and ok.location and ok.location.endswith("/tasks/ok1")
+    assert ok.etag and ok.last_modified
+    assert there.status == m.BatchTaskAddStatus.CLIENT_ERROR and there.error and there.error.code == "TaskExists"
+    assert bad.status == m.BatchTaskAddStatus.CLIENT_ERROR
+    assert bad.error and bad.error.code == "InvalidPropertyValue"
     assert sorted(t.id for t in client.list_tasks(job)) == ["ok1", "ok2", "there"]
     with pytest.raises(m.CreateTasksError) as failed:
         client.create_tasks(job, [simple("ok3"), m.BatchTaskCreateOptions(id="bad", command_line="")])
@@ -191,7 +195,7 @@ def test_replace_task_constraints(client: BatchClient) -> None:
     client.replace_task(job, "t", m.BatchTask(constraints=m.BatchTaskConstraints(
         max_wall_clock_time=dt.timedelta(hours=1), retention_time=dt.timedelta(hours=2), max_task_retry_count=1)))
     task = client.get_task(job, "t")
-    assert task.constraints.max_wall_clock_time == dt.timedelta(hours=1)
+    assert task.constraints and task.constraints.max_wall_clock_time == dt.timedelta(hours=1)
     assert task.constraints.retention_time == dt.timedelta(hours=2) and task.constraints.max_task_retry_count == 1
     client.terminate_task(job, "t")
     exc = fails(client.replace_task, job, "t", m.BatchTask(constraints=m.BatchTaskConstraints(max_task_retry_count=2)))
@@ -204,16 +208,17 @@ def test_terminate_reactivate_delete(client: BatchClient) -> None:
     client.terminate_task(job, "a")
     task = client.get_task(job, "a")
     assert task.state == m.BatchTaskState.COMPLETED and task.previous_state == m.BatchTaskState.ACTIVE
-    assert task.execution_info.result == m.BatchTaskExecutionResult.FAILURE
-    assert task.execution_info.failure_info.code == "TaskEnded" and task.execution_info.end_time is not None
+    info = task.execution_info
+    assert info and info.result == m.BatchTaskExecutionResult.FAILURE and info.end_time is not None
+    assert info.failure_info and info.failure_info.code == "TaskEnded"
     exc = fails(client.terminate_task, job, "a")
     assert exc.status_code == 409 and error_code(exc) == "TaskCompleted"
     exc = fails(client.reactivate_task, job, "b")
     assert exc.status_code == 409 and error_code(exc) == "TaskNotCompleted"
     client.reactivate_task(job, "a")
     task = client.get_task(job, "a")
-    assert task.state == m.BatchTaskState.ACTIVE and task.execution_info.failure_info is None
-    assert task.execution_info.retry_count == 0
+    assert task.state == m.BatchTaskState.ACTIVE and task.execution_info
+    assert task.execution_info.failure_info is None and task.execution_info.retry_count == 0
     client.delete_task(job, "a")
     with pytest.raises(ResourceNotFoundError):
         client.get_task(job, "a")
