@@ -305,8 +305,10 @@ class BlobApi:
     def _copy_source(self, url: str) -> tuple[tuple[str, str, str], dict[str, str]]:
         parts = urlsplit(url)
         segments = parts.path.split("/", 3)
-        if parts.scheme not in ("http", "https") or len(segments) < 4 or not segments[3]:
+        if parts.scheme not in ("http", "https") or not parts.netloc:
             raise bad_header("x-ms-copy-source", url.split("?", 1)[0][:256])
+        if len(segments) < 4 or not segments[3]:
+            raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
         probe = Request({"method": "GET", "raw_path": parts.path.encode("latin-1", "replace"), "headers": []},
                         _no_body)
         probe.parse_target(b"")
