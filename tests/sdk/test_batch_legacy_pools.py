@@ -183,7 +183,7 @@ client.pool.add(bm.PoolAddParameter(id="legacy-nodes", vm_size="small", target_d
 deadline = time.time() + 30
 while time.time() < deadline:
     nodes = list(client.compute_node.list("legacy-nodes"))
-    if len(nodes) == 2 and all(n.state == "idle" for n in nodes):
+    if len(nodes) == 2 and all(getattr(n.state, "value", n.state) == "idle" for n in nodes):  # 1.0 enums
         break
     time.sleep(0.05)
 pool = client.pool.get("legacy-nodes")
@@ -194,12 +194,12 @@ client.compute_node.enable_scheduling("legacy-nodes", node.id)
 client.compute_node.reboot("legacy-nodes", node.id)
 dump({
     "states": [n.state for n in nodes], "current": pool.current_dedicated, "node": node.id,
-    "dedicated": node.is_dedicated, "disabled": disabled,
+    "vm_size": node.vm_size, "disabled": disabled,
     "rdp": error_of(client.compute_node.get_remote_login_settings, "legacy-nodes", node.id),
 })
 """)
     assert out["states"] == ["idle", "idle"] and out["current"] == 2
-    assert out["dedicated"] is True and out["disabled"] == "disabled"
+    assert out["vm_size"] == "small" and out["disabled"] == "disabled"
     assert out["rdp"]["code"] == "OperationInvalidForCurrentState"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.batch.models._models import BatchNodeReimageOptions  # not exported by 15.1
+from azure.batch.models._models import BatchNodeRebootOptions, BatchNodeReimageOptions  # not exported by 15.1
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -296,15 +296,15 @@ def test_usage_metrics_and_unsupported_pool_actions(client: BatchClient) -> None
 
 
 def _nodes_ready(client: BatchClient, pool_id: str, count: int) -> list[bm.BatchNode]:
-    def ready() -> list[bm.BatchNode] | None:
+    def ready() -> tuple[list[bm.BatchNode]] | None:
         nodes = list(client.list_nodes(pool_id))
         pool = client.get_pool(pool_id)
         if len(nodes) == count and all(n.state == "idle" for n in nodes) and pool.allocation_state == "steady":
-            return nodes
+            return (nodes,)
         return None
 
-    result: list[bm.BatchNode] = wait_for(ready, f"{count} idle nodes in {pool_id}")
-    return result
+    result: tuple[list[bm.BatchNode]] = wait_for(ready, f"{count} idle nodes in {pool_id}")
+    return result[0]
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +351,9 @@ def test_disable_and_enable_scheduling(client: BatchClient, node_pool: str) -> N
 
 def test_reboot_and_reimage(client: BatchClient, node_pool: str) -> None:
     node_id = list(client.list_nodes(node_pool))[0].id
-    client.begin_reboot_node(node_pool, node_id, polling_interval=0).result(timeout=60)
+    # 15.1 cannot send a reboot without options (it serializes a None content type)
+    client.begin_reboot_node(node_pool, node_id, BatchNodeRebootOptions(node_reboot_kind="requeue"),
+                             polling_interval=0).result(timeout=60)
     wait_for(lambda: client.get_node(node_pool, node_id).state == "idle", "rebooted node idle")
     client.begin_reimage_node(node_pool, node_id, BatchNodeReimageOptions(node_reimage_option="terminate"),
                               polling_interval=0).result(timeout=60)
