@@ -7,6 +7,7 @@ clients is parsed with defusedxml; anything malformed or hostile is ``InvalidXml
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -97,8 +98,8 @@ def decode_marker(marker: str) -> str:
     if not marker.startswith("2!"):
         raise BlobError("OutOfRangeInput", QueryParameterName="marker", QueryParameterValue=marker[:100])
     try:
-        return base64.urlsafe_b64decode(marker[2:].encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError) as exc:
+        return base64.b64decode(marker[2:].encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+    except (ValueError, UnicodeError, binascii.Error) as exc:
         raise BlobError("OutOfRangeInput", QueryParameterName="marker",
                         QueryParameterValue=marker[:100]) from exc
 
