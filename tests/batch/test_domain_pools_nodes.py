@@ -140,6 +140,7 @@ def test_new_pool_defaults() -> None:
     assert doc["enableAutoScale"] is False and "autoScaleFormula" not in doc
     assert doc["eTag"].startswith("0x") and doc["lastModified"] == doc["creationTime"]
     assert doc["virtualMachineConfiguration"]["nodeAgentSKUId"] == "batch.node.ubuntu 22.04"
+    assert doc["virtualMachineConfiguration"]["imageReference"]["version"] == "latest"
 
 
 def test_new_pool_with_targets_is_resizing() -> None:

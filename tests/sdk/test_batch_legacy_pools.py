@@ -192,15 +192,38 @@ client.compute_node.disable_scheduling("legacy-nodes", node.id)
 disabled = client.compute_node.get("legacy-nodes", node.id).scheduling_state
 client.compute_node.enable_scheduling("legacy-nodes", node.id)
 client.compute_node.reboot("legacy-nodes", node.id)
+client.compute_node.reimage("legacy-nodes", nodes[1].id, node_reimage_option="terminate")
+rdp = error_of(client.compute_node.get_remote_login_settings, "legacy-nodes", node.id)
+
+def count_idle(pool_id):
+    pool = client.pool.get(pool_id)
+    states = [getattr(n.state, "value", n.state) for n in client.compute_node.list(pool_id)]
+    steady = getattr(pool.allocation_state, "value", pool.allocation_state) == "steady"
+    return len(states) if steady and all(s == "idle" for s in states) else -1
+
+def wait_count(pool_id, count):
+    deadline = time.time() + 30
+    while count_idle(pool_id) != count and time.time() < deadline:
+        time.sleep(0.05)
+    return count_idle(pool_id)
+
+after_restart = wait_count("legacy-nodes", 2)
+client.pool.remove_nodes("legacy-nodes", bm.NodeRemoveParameter(node_list=[node.id]))
+after_remove = wait_count("legacy-nodes", 1)
+target_after_remove = client.pool.get("legacy-nodes").target_dedicated
+client.pool.resize("legacy-nodes", bm.PoolResizeParameter(target_dedicated=3))
+after_grow = wait_count("legacy-nodes", 3)
 dump({
     "states": [n.state for n in nodes], "current": pool.current_dedicated, "node": node.id,
-    "vm_size": node.vm_size, "disabled": disabled,
-    "rdp": error_of(client.compute_node.get_remote_login_settings, "legacy-nodes", node.id),
+    "vm_size": node.vm_size, "disabled": disabled, "rdp": rdp, "start": node.start_task_info,
+    "counts": [after_restart, after_remove, target_after_remove, after_grow],
+    "current_after": client.pool.get("legacy-nodes").current_dedicated,
 })
 """)
     assert out["states"] == ["idle", "idle"] and out["current"] == 2
     assert out["vm_size"] == "small" and out["disabled"] == "disabled"
     assert out["rdp"]["code"] == "OperationInvalidForCurrentState"
+    assert out["counts"] == [2, 1, 1, 3] and out["current_after"] == 3
 
 
 # --- azure-batch 14.2.0 ------------------------------------------------------------------------
@@ -262,3 +285,54 @@ while client.pool.exists("gone-{generation}") and time.time() < deadline:
 dump({{"exists": client.pool.exists("gone-{generation}")}})
 """, env(server))
     assert out["exists"] is False
+
+
+def test_v14_nodes(server: LiveServer) -> None:
+    out = v14(server, """
+import time
+
+def wait_idle(pool_id, count):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        nodes = list(client.compute_node.list(pool_id))
+        pool = client.pool.get(pool_id)
+        if len(nodes) == count and all(n.state == "idle" for n in nodes) and pool.allocation_state == "steady":
+            return nodes
+        time.sleep(0.05)
+    raise AssertionError(f"{pool_id}: {[n.state for n in nodes]} {pool.allocation_state}")
+
+client.pool.add(bm.PoolAddParameter(id="v14-nodes", vm_size="standard_d2s_v3", virtual_machine_configuration=JAMMY,
+                                    target_dedicated_nodes=2, target_low_priority_nodes=1,
+                                    start_task=bm.StartTask(command_line="/bin/true", wait_for_success=True)))
+nodes = wait_idle("v14-nodes", 3)
+node = client.compute_node.get("v14-nodes", nodes[0].id)
+counts = [c for c in client.account.list_pool_node_counts() if c.pool_id == "v14-nodes"][0]
+client.compute_node.disable_scheduling("v14-nodes", node.id, node_disable_scheduling_option="requeue")
+offline = client.compute_node.get("v14-nodes", node.id)
+client.compute_node.enable_scheduling("v14-nodes", node.id)
+client.compute_node.reboot("v14-nodes", node.id, node_reboot_option="terminate")
+client.compute_node.reimage("v14-nodes", nodes[1].id)
+nodes = wait_idle("v14-nodes", 3)
+filtered = [n.id for n in client.compute_node.list("v14-nodes", bm.ComputeNodeListOptions(filter="state eq 'idle'"))]
+client.pool.remove_nodes("v14-nodes", bm.NodeRemoveParameter(node_list=[node.id]))
+remaining = wait_idle("v14-nodes", 2)
+pool = client.pool.get("v14-nodes")
+login = error_of(client.compute_node.get_remote_login_settings, "v14-nodes", remaining[0].id)
+extensions = list(client.compute_node_extension.list("v14-nodes", remaining[0].id))
+client.pool.resize("v14-nodes", bm.PoolResizeParameter(target_dedicated_nodes=0, target_low_priority_nodes=0))
+empty = wait_idle("v14-nodes", 0)
+dump({
+    "dedicated": sorted(n.is_dedicated for n in nodes), "start": node.start_task_info.result,
+    "counts": [counts.dedicated.idle, counts.dedicated.total, counts.low_priority.total],
+    "offline": [offline.state, offline.scheduling_state], "filtered": len(filtered),
+    "remaining": node.id in [n.id for n in remaining],
+    "targets": [pool.target_dedicated_nodes, pool.target_low_priority_nodes, pool.current_dedicated_nodes],
+    "empty": len(empty), "extensions": extensions, "login": login,
+})
+""")
+    assert out["dedicated"] == [False, True, True] and out["start"] == "success"
+    assert out["counts"] == [2, 2, 1]
+    assert out["offline"] == ["offline", "disabled"] and out["filtered"] == 3
+    assert out["remaining"] is False
+    assert out["targets"][:2] in ([1, 1], [2, 0]) and out["empty"] == 0
+    assert out["login"]["code"] == "OperationInvalidForCurrentState" and out["extensions"] == []

@@ -87,13 +87,15 @@ def check_virtual_machine_configuration(vm: Mapping[str, Any], prop: str = "virt
                              "The node agent SKU is not supported. openbatch runs Linux nodes on this host; "
                              f"supported SKUs: {', '.join(sorted(NODE_AGENT_SKUS))}.")
     _check_reference(reference, agent, f"{prop}.imageReference")
+    if not any(reference.get(k) for k in _CUSTOM_IMAGE_KEYS) and not reference.get("version"):
+        reference = {**reference, "version": "latest"}  # what Azure reports when none was asked for
     if vm.get("windowsConfiguration") is not None:
         raise models.invalid(f"{prop}.windowsConfiguration", "windowsConfiguration",
                              "Windows settings are not valid for a Linux node agent SKU.")
     if vm.get("containerConfiguration") is not None:
         raise models.invalid(f"{prop}.containerConfiguration", "containerConfiguration",
                              "Container pools are not supported by openbatch: tasks run as processes on the host.")
-    return {**vm, "nodeAgentSKUId": agent}
+    return {**vm, "imageReference": reference, "nodeAgentSKUId": agent}
 
 
 def _check_reference(reference: Mapping[str, Any], agent: str, prop: str) -> None:
