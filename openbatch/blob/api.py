@@ -311,7 +311,7 @@ class BlobApi:
             raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
         probe = Request({"method": "GET", "raw_path": parts.path.encode("latin-1", "replace"), "headers": []},
                         _no_body)
-        probe.parse_target(b"")
+        probe.parse_target(b"", self.settings.accounts)
         if probe.account not in self.settings.accounts or probe.blob is None:
             raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
         query: dict[str, str] = {}
@@ -484,7 +484,7 @@ class BlobService:
     async def _handle(self, req: Request, scope: dict[str, Any]) -> Response:
         if self._api is None:
             raise BlobError("ServerBusy", "The server is starting.", status=503)
-        req.parse_target(scope.get("query_string", b""))
+        req.parse_target(scope.get("query_string", b""), self.settings.accounts)
         if not req.account:
             raise BlobError("InvalidUri")
         handler, rule = self._api.route(req)

@@ -7,7 +7,7 @@ microsecond per request counts for small blobs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -80,10 +80,22 @@ class Request:
         self.pairs: list[tuple[str, str]] = []
         self.query: dict[str, str] = {}
 
-    def parse_target(self, query_string: bytes) -> None:
-        """Split the path (``/{account}/{container}/{blob}``) and the query; may raise BlobError."""
+    def parse_target(self, query_string: bytes, accounts: Collection[str]) -> None:
+        """Split the path and the query; may raise BlobError.
+
+        Path style is ``/{account}/{container}/{blob}``. A path whose first segment is not a
+        served account is ``/{container}/{blob}`` of the account the request names otherwise
+        (its SharedKey header or host name, else the only account): azure-storage 0.33 sends
+        the later chunks of a ranged download that way.
+        """
         segments = self.raw_path.split("/", 3)
-        self.account = decode_component(segments[1], "account") if len(segments) > 1 else ""
+        first = decode_component(segments[1], "account") if len(segments) > 1 else ""
+        implicit = None if first in accounts else self._implicit_account(accounts)
+        if implicit is not None:
+            self.account = implicit
+            segments = ["", implicit, *self.raw_path.split("/", 2)[1:]]
+        else:
+            self.account = first
         self.container = decode_component(segments[2], "container name") if len(segments) > 2 else ""
         blob = segments[3] if len(segments) > 3 else ""
         self.blob = decode_component(blob, "blob name") if blob else None
@@ -91,6 +103,18 @@ class Request:
             self.pairs = parse_query(query_string.decode("latin-1"))
             for name, value in self.pairs:
                 self.query.setdefault(name, value)
+
+    def _implicit_account(self, accounts: Collection[str]) -> str | None:
+        authorization = self.headers.get("authorization", "")
+        if authorization.startswith("SharedKey "):
+            name = authorization[10:].partition(":")[0].strip()
+            return name if name in accounts else None
+        label = self.host.partition(".")[0]
+        if label in accounts and "." in self.host:
+            return label
+        if len(accounts) == 1:
+            return next(iter(accounts))
+        return None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
