@@ -7,6 +7,8 @@ variable) to the command's signature and turns Azure errors into one line on std
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import inspect
 import os
@@ -56,6 +58,17 @@ class Connection:
             key=key or DEV_KEY,
         )
 
+    def validate(self) -> Connection:
+        """Refuse what cannot work before any request: a key that is not base64, a URL without a scheme."""
+        try:
+            base64.b64decode(self.key, validate=True)
+        except (binascii.Error, ValueError):
+            raise CliError("the account key (--key / OPENBATCH_KEY) is not valid base64") from None
+        for name, url in (("--batch-url", self.batch_url), ("--blob-url", self.blob_url)):
+            if not url.startswith(("http://", "https://")):
+                raise CliError(f"{name} must be an http:// or https:// URL, got {url!r}")
+        return self
+
     @property
     def connection_string(self) -> str:
         scheme = self.blob_url.split(":", 1)[0]
@@ -64,16 +77,18 @@ class Connection:
             f"BlobEndpoint={self.blob_url};"
         )
 
+    # A refused connection is not retried: the server is down, and the user should hear it now.
     def batch(self) -> BatchClient:
         from azure.batch import BatchClient
         from azure.core.credentials import AzureNamedKeyCredential
 
-        return BatchClient(self.batch_url, AzureNamedKeyCredential(self.account, self.key))
+        return BatchClient(self.batch_url, AzureNamedKeyCredential(self.account, self.key), retry_connect=0)
 
     def blob(self) -> BlobServiceClient:
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(self.blob_url, credential={"account_name": self.account, "account_key": self.key})
+        return BlobServiceClient(self.blob_url, credential={"account_name": self.account, "account_key": self.key},
+                                 retry_connect=0)
 
 
 BatchUrlOption = Annotated[
@@ -107,22 +122,44 @@ class CliError(Exception):
 
 def describe_error(exc: BaseException) -> str:
     """``Code: message (HTTP status)`` for an Azure error from either SDK: one line, no request ids."""
-    from azure.core.exceptions import HttpResponseError
+    from azure.core.exceptions import AzureError, HttpResponseError
 
     if not isinstance(exc, HttpResponseError):
-        return _first_line(exc)
+        prefix = f"{type(exc).__name__}: " if isinstance(exc, AzureError) else ""
+        return prefix + _first_line(exc)
     error = getattr(exc, "error", None)  # Batch: the odata error (code, message.value)
     code = getattr(error, "code", None)
     storage_code = getattr(exc, "error_code", None)  # Blob: x-ms-error-code
     if storage_code:
         code = str(getattr(storage_code, "value", storage_code))
+    message = _first_line_of(getattr(error, "message", None))
+    if not code:
+        code, message = _error_from_body(exc.response)
     headers = getattr(exc.response, "headers", None)
     if not code and headers is not None:
         code = headers.get("x-ms-error-code")
-    message = _first_line_of(getattr(error, "message", None)) or _first_line_of(exc.message)
+    message = message or _first_line_of(exc.message)
     message = message or exc.reason or "no details"
     status = f" (HTTP {exc.status_code})" if exc.status_code else ""
     return f"{code or 'Error'}: {message}{status}"
+
+
+def _error_from_body(response: object) -> tuple[str | None, str]:
+    """The Batch JSON error of a streamed response (file downloads), which the SDK leaves unread."""
+    import json
+
+    try:
+        read = getattr(response, "read", None)
+        body = read() if read is not None else b""
+        data = json.loads(body) if body else None
+    except Exception:  # not JSON, or the connection is gone: nothing to add
+        return None, ""
+    if not isinstance(data, dict):
+        return None, ""
+    message = data.get("message")
+    if isinstance(message, dict):
+        message = message.get("value")
+    return (str(data["code"]) if data.get("code") else None), _first_line_of(message)
 
 
 def as_text(value: object) -> str:
@@ -147,7 +184,7 @@ def reporting_errors() -> Iterator[None]:
     except HttpResponseError as exc:
         _fail(describe_error(exc))
     except AzureError as exc:  # ServiceRequestError, connection refused, timeouts ...
-        _fail(f"{type(exc).__name__}: {_first_line(exc)}")
+        _fail(describe_error(exc))
     except (CliError, ValueError, OSError) as exc:
         _fail(_first_line(exc))
     except Exception as exc:  # a bug here or an SDK surprise: still one line, unless debugging
@@ -184,9 +221,9 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
-        conn = Connection.resolve(**{name: kwargs.pop(name) for name in _CONNECTION_PARAMS})
+        options = {name: kwargs.pop(name) for name in _CONNECTION_PARAMS}
         with reporting_errors():
-            return func(conn, **kwargs)
+            return func(Connection.resolve(**options).validate(), **kwargs)
 
     wrapper.__signature__ = original.replace(  # type: ignore[attr-defined]
         parameters=[*params, *extra], return_annotation=inspect.Signature.empty

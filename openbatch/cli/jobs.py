@@ -106,7 +106,8 @@ def job_terminate(
     """Terminate a job: running tasks are killed, the job completes."""
     from azure.batch.models._models import BatchJobTerminateOptions
 
-    options = BatchJobTerminateOptions(termination_reason=reason) if reason else None
+    # Always a body: azure-batch 15.1 fails to build a terminate request without one.
+    options = BatchJobTerminateOptions(termination_reason=reason or "UserTerminate")
     poller = conn.batch().begin_terminate_job(job_id, options, polling_interval=inputs.FAST_POLL)
     if wait:
         inputs.wait_for(poller, f"job {job_id} to terminate", timeout)

@@ -9,12 +9,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
 from openbatch.cli.connection import Connection
 from openbatch.quickstart.embedded import EmbeddedServer, EmbeddedServerError
-from openbatch.quickstart.progress import QuickstartView, StepFailed
+from openbatch.quickstart.progress import QuickstartView, StepFailed, print_block
 from openbatch.quickstart.workflow import Options, Outcome, Quickstart
 
 
@@ -59,9 +58,7 @@ def quickstart(
         outcome = Quickstart(conn, options, view).run()
         code = report(console, outcome)
     except StepFailed as exc:
-        console.print(f"[bold red]error:[/] {escape(exc.message)}")
-        if exc.detail.strip():
-            console.print(Panel(escape(exc.detail.rstrip()), title="stderr", title_align="left", border_style="red"))
+        view.failure(exc)  # no-op when the failing step already printed it
         code = 1
     except EmbeddedServerError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}")
@@ -92,8 +89,7 @@ def report(console: Console, outcome: Outcome) -> int:
         why = task.failure or f"exit code {task.exit_code}"
         console.print(f"[bold red]task {escape(task.task_id)} ({escape(task.input_name)}) failed:[/] {escape(why)}")
         if task.stderr.strip():
-            console.print(Panel(escape(task.stderr.rstrip()), title=f"{task.task_id} stderr.txt", title_align="left",
-                                border_style="red"))
+            print_block(console, f"{task.task_id} stderr.txt", task.stderr)
     missing = len(outcome.tasks) - len(outcome.top_words)
     if outcome.ok and missing > 0:
         console.print(f"[bold red]error:[/] {missing} task(s) succeeded but uploaded no output")

@@ -13,8 +13,10 @@ import contextlib
 import socket
 import tempfile
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from openbatch.config import DEV_ACCOUNT, DEV_KEY, Settings
 
@@ -27,6 +29,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop when available (as ``openbatch serve``), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run
+    return uvloop.run
 
 
 class EmbeddedServer:
@@ -72,7 +83,7 @@ class EmbeddedServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            _event_loop_runner()(self._main())
         except BaseException as exc:  # reported to the starting thread, which raises it
             self._error = exc
         finally:

@@ -37,6 +37,11 @@ class Snapshot:
     tasks: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Step:
+    title: str
+
+
 class StepFailed(Exception):
     """A step of the workflow failed; ``detail`` (e.g. a task's stderr) is shown under the message."""
 
@@ -44,6 +49,7 @@ class StepFailed(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.reported = False
 
 
 class QuickstartView:
@@ -57,15 +63,33 @@ class QuickstartView:
         return time.monotonic() - self.started
 
     @contextmanager
-    def step(self, title: str) -> Iterator[None]:
-        """``✓ title (0.12s)`` when the block succeeds, ``✗ title`` and the error when it raises."""
+    def step(self, title: str) -> Iterator[Step]:
+        """``✓ title (0.12s)`` when the block succeeds, ``✗ title`` and the error when it raises.
+
+        The block may change ``step.title`` (e.g. to add what it found) before it is printed.
+        """
         began = time.monotonic()
+        step = Step(title)
         try:
-            yield
-        except BaseException:
-            self.console.print(f"[red]✗[/] {escape(title)}")
+            yield step
+        except StepFailed as exc:
+            self.console.print(f"[red]✗[/] {escape(step.title)}")
+            self.failure(exc)
             raise
-        self.console.print(f"[green]✓[/] {escape(title)} [dim]({time.monotonic() - began:.2f}s)[/]")
+        except BaseException:
+            self.console.print(f"[red]✗[/] {escape(step.title)}")
+            raise
+        self.console.print(f"[green]✓[/] {escape(step.title)} [dim]({time.monotonic() - began:.2f}s)[/]")
+
+    def failure(self, exc: StepFailed) -> None:
+        """Print a failure (once): the message, then its detail (e.g. stderr) verbatim."""
+        if exc.reported:
+            return
+        exc.reported = True
+        self.console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        if exc.detail.strip():
+            print_block(self.console, "stderr", exc.detail)
+
 
     def info(self, text: str) -> None:
         self.console.print(text)
@@ -123,6 +147,13 @@ class LiveProgress:
         for task, state in snap.tasks.items():
             tasks.add_row("[bold]task[/]", escape(task), _styled(state))
         return Group(header, pool, tasks)
+
+
+def print_block(console: Console, title: str, body: str) -> None:
+    """A file's text (e.g. stderr.txt) verbatim between two rules: no cropping, no markup."""
+    console.rule(f"[red]{escape(title)}[/]", align="left", style="red")
+    console.print(Text(body.rstrip()), soft_wrap=True)
+    console.rule(style="red")
 
 
 def _styled(state: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from openbatch.cli.connection import Connection, as_text, describe_error
 from openbatch.cli.inputs import FAST_POLL, Backoff, first_linux_image
-from openbatch.quickstart.progress import LiveProgress, QuickstartView, Snapshot, StepFailed
+from openbatch.quickstart.progress import LiveProgress, QuickstartView, Snapshot, Step, StepFailed
 from openbatch.quickstart.texts import TEXTS
 
 if TYPE_CHECKING:
@@ -104,41 +104,38 @@ class Quickstart:
 
     def _run(self) -> Outcome:
         opts = self.options
-        with self._step(f"Created containers {', '.join(CONTAINERS)}"):
+        with self._step(f"Create containers {', '.join(CONTAINERS)}"):
             self._create_containers()
-        with self._step(f"Uploaded {TASK_PROGRAM} and {len(TEXTS)} input files"):
+        with self._step(f"Upload {TASK_PROGRAM} and {len(TEXTS)} input files"):
             program_url, input_urls = self._upload()
-        with self._step("Found a Linux image") as note:
+        with self._step("Find a Linux image") as step:
             image = first_linux_image(self.batch)
-            note(f"{image.node_agent_sku_id}")
-        with self._step(f"Created pool {opts.pool_id} ({opts.nodes} nodes, elevated start task)"):
+            step.title += f": {image.node_agent_sku_id}"
+        with self._step(f"Create pool {opts.pool_id} ({opts.nodes} nodes, elevated start task)"):
             self._create_pool(image, program_url)
-        with self._step(f"Created job {opts.job_id}"):
+        with self._step(f"Create job {opts.job_id}"):
             self._create_job()
-        with self._step(f"Added {len(input_urls)} tasks"):
+        with self._step(f"Add {len(input_urls)} tasks"):
             self._add_tasks(input_urls)
-        with self._step("Pool allocated and all tasks completed"), self.view.live() as live:
+        with self._step("Allocate the nodes and run the tasks"), self.view.live() as live:
             self._monitor(live)
         outcome = Outcome()
-        with self._step("Collected task results"):
+        with self._step("Collect the task results"):
             outcome.tasks = self._results()
-        with self._step("Downloaded outputs"):
+        with self._step("Download the outputs"):
             outcome.top_words = self._download_outputs()
         return outcome
 
     @contextmanager
-    def _step(self, title: str) -> Iterator[Callable[[str], None]]:
+    def _step(self, title: str) -> Iterator[Step]:
         """One step; Azure errors become StepFailed with their code and message."""
         from azure.core.exceptions import AzureError
 
-        notes: list[str] = []
-        with self.view.step(title):
+        with self.view.step(title) as step:
             try:
-                yield notes.append
+                yield step
             except (AzureError, ValueError) as exc:  # ValueError: e.g. a key that is not base64
-                raise StepFailed(f"{title}: {describe_error(exc)}") from exc
-        for note in notes:
-            self.view.info(f"  [dim]{note}[/]")
+                raise StepFailed(describe_error(exc)) from exc
 
     # -- storage -------------------------------------------------------------------------------------
 
@@ -238,7 +235,9 @@ class Quickstart:
             self._check_nodes(snapshot)
             if time.monotonic() > deadline:
                 waiting = ", ".join(t for t, s in snapshot.tasks.items() if s != "completed")
-                raise StepFailed(f"timed out after {self.options.timeout:g}s; tasks not completed: {waiting}")
+                ready = sum(s in ("idle", "running") for s in snapshot.nodes.values())
+                raise StepFailed(f"timed out after {self.options.timeout:g}s with tasks {waiting} not completed "
+                                 f"(pool {snapshot.allocation_state}, {ready}/{snapshot.target_nodes} nodes ready)")
             backoff.sleep()
 
     def _snapshot(self) -> Snapshot:
@@ -309,8 +308,9 @@ class Quickstart:
                                 self.batch.begin_delete_pool(self.options.pool_id, polling_interval=FAST_POLL)))
         except AzureError as exc:
             problems.append(describe_error(exc))
+        deadline = time.monotonic() + 30
         for name, poller in pollers:
-            poller.wait(60)
+            poller.wait(max(0.0, deadline - time.monotonic()))
             if poller.done() and poller.status() == "Succeeded":
                 deleted.append(name)
             else:
@@ -322,7 +322,7 @@ class Quickstart:
             except AzureError as exc:
                 problems.append(f"container {container}: {describe_error(exc)}")
         if deleted:
-            self.view.info(f"[green]✓[/] Deleted {', '.join(deleted)} [dim]({time.monotonic() - began:.2f}s)[/]")
+            self.view.info(f"[green]✓[/] Delete {', '.join(deleted)} [dim]({time.monotonic() - began:.2f}s)[/]")
         for problem in problems:
             self.view.info(f"[yellow]![/] cleanup: {problem}")
 
