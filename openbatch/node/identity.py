@@ -134,3 +134,15 @@ def grant_traverse(path: Path, up_to: Path) -> None:
 def share_dir(path: Path) -> None:
     """Make a directory writable by every task account (sticky, like /tmp): the node's shared dir."""
     path.chmod(0o1777)
+
+
+def prepare_node(root: Path, shared: Path, up_to: Path) -> None:
+    """Ready a node's tree for task accounts when the server is root: reachable, shared dir writable.
+
+    ``up_to`` is the highest directory to open for traversal (the server's data dir). No-op when
+    the server is not root (every task then runs as the server's own user).
+    """
+    if not is_root():
+        return
+    grant_traverse(root, up_to)
+    share_dir(shared)

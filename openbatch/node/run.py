@@ -24,6 +24,7 @@ under ``setpriv`` (util-linux) which drops to that account and execs it; that ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
@@ -39,6 +40,7 @@ from functools import cache
 from pathlib import Path
 
 from openbatch.node.identity import UserSpec, needs_switch
+from openbatch.node.spawner import Spawner, SpawnerGone, SpawnFailed
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 _POLL_MAX = 0.1  # seconds between waitpid polls where pidfds are not available
@@ -75,60 +77,28 @@ class ProcessResult:
 class RunningProcess:
     """A started task process; ``wait()`` for its end, ``kill()`` it and everything it started."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], started: float):
-        self.pid = popen.pid
-        self._popen = popen
+    def __init__(self, pid: int, started: float, exited: asyncio.Future[int | None]):
+        self.pid = pid
         self._started = started
         self._loop = asyncio.get_running_loop()
-        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._exited = exited
         self._timed_out = False
         self._killed = False
         self._ended = 0.0
-        self._pidfd = -1
-        self._watch()
+        exited.add_done_callback(self._on_exit)
 
-    # -- noticing the end -------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):  # no pidfd support: poll (old kernels, other systems)
-            self._loop.call_soon(self._poll, 0.001)
-            return
-        self._loop.add_reader(self._pidfd, self._on_pidfd)
-
-    def _on_pidfd(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = -1
-        self._reap(0)
-
-    def _poll(self, delay: float) -> None:
-        if not self._reap(os.WNOHANG):
-            self._loop.call_later(delay, self._poll, min(delay * 2, _POLL_MAX))
-
-    def _reap(self, flags: int) -> bool:
-        try:
-            pid, status = os.waitpid(self.pid, flags)
-        except ChildProcessError:  # reaped elsewhere: the status is lost
-            pid, status = self.pid, 255 << 8
-        if pid == 0:
-            return False
+    def _on_exit(self, _: asyncio.Future[int | None]) -> None:
         self._ended = time.time()
-        code = os.waitstatus_to_exitcode(status)
-        self._popen.returncode = code
-        if not self._exited.done():
-            self._exited.set_result(code)
-        return True
-
-    # -- public ------------------------------------------------------------------------------
 
     @property
     def done(self) -> bool:
         return self._exited.done()
 
     async def wait(self, timeout: float | None = None) -> ProcessResult:
-        """Wait for the end; after ``timeout`` seconds (maxWallClockTime) kill the whole group."""
+        """Wait for the end; after ``timeout`` seconds (maxWallClockTime) kill the whole group.
+
+        ``exit_code`` is None when the end could not be observed (the helper starting it died).
+        """
         timer = None
         if timeout is not None and not self._exited.done():
             timer = self._loop.call_later(max(timeout, 0.0), self._on_timeout)
@@ -137,7 +107,7 @@ class RunningProcess:
         finally:
             if timer is not None:
                 timer.cancel()
-        sig = -code if code < 0 else None
+        sig = -code if code is not None and code < 0 else None
         return ProcessResult(
             exit_code=128 + sig if sig is not None else code,
             timed_out=self._timed_out,
@@ -160,13 +130,63 @@ class RunningProcess:
         self._kill_group()
 
     def _kill_group(self) -> None:
-        # While the leader is unreaped its pid cannot be reused, so the group id is still ours.
+        raise NotImplementedError
+
+
+class _LocalProcess(RunningProcess):
+    """A child of the server: its end is noticed through a pidfd (or waitpid polling)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], started: float):
+        loop = asyncio.get_running_loop()
+        super().__init__(popen.pid, started, loop.create_future())
+        self._popen = popen
+        self._pidfd = -1
         try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd support: poll (old kernels, other systems)
+            loop.call_soon(self._poll, 0.001)
+            return
+        loop.add_reader(self._pidfd, self._on_pidfd)
+
+    def _on_pidfd(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self._reap(0)
+
+    def _poll(self, delay: float) -> None:
+        if not self._reap(os.WNOHANG):
+            self._loop.call_later(delay, self._poll, min(delay * 2, _POLL_MAX))
+
+    def _reap(self, flags: int) -> bool:
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:  # reaped elsewhere: the status is lost
+            pid, status = self.pid, 255 << 8
+        if pid == 0:
+            return False
+        code = os.waitstatus_to_exitcode(status)
+        self._popen.returncode = code
+        if not self._exited.done():
+            self._exited.set_result(code)
+        return True
+
+    def _kill_group(self) -> None:
+        # While the leader is unreaped its pid cannot be reused, so the group id is still ours.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # group already gone and the id reused by someone else's leader
-            pass
+
+
+class _HelperProcess(RunningProcess):
+    """A process a spawner helper started as another account: kills are requests to the helper."""
+
+    def __init__(self, spawner: Spawner, request: int, pid: int, started: float, exited: asyncio.Future[int | None]):
+        super().__init__(pid, started, exited)
+        self._spawner = spawner
+        self._request = request
+
+    def _kill_group(self) -> None:
+        self._spawner.kill(self._request)
 
 
 @cache
@@ -219,11 +239,65 @@ def _open_output(path: Path, append: bool) -> int:
 
 
 def _spawn_error(exc: OSError, argv: list[str], cwd: Path) -> CommandError:
-    if exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd):
+    in_cwd = exc.in_cwd if isinstance(exc, SpawnFailed) else (
+        exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd))
+    if in_cwd:
         return CommandError("CommandLaunchFailed", f"The working directory is not usable: {exc.strerror}")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return CommandError("CommandProgramNotFound", f"The program {argv[0]!r} was not found")
     return CommandError("CommandLaunchFailed", f"The program {argv[0]!r} cannot be started: {exc.strerror}")
+
+
+# Helpers starting processes as other accounts, one per (event loop, uid, gid).
+_spawners: dict[tuple[int, int, int], Spawner] = {}
+_broken: set[tuple[int, int]] = set()
+USE_SPAWNER = hasattr(os, "pidfd_open")
+
+
+def _spawner_for(user: UserSpec) -> Spawner | None:
+    if not USE_SPAWNER or (user.uid, user.gid) in _broken:
+        return None
+    loop = asyncio.get_running_loop()
+    key = (id(loop), user.uid, user.gid)
+    spawner = _spawners.get(key)
+    if spawner is not None and spawner.alive and spawner.loop is loop:
+        return spawner
+    for other_key, other in list(_spawners.items()):  # helpers of loops that are gone, or dead ones
+        if other.loop.is_closed() or not other.alive or other_key == key:
+            del _spawners[other_key]
+            other.close()
+    if spawner is not None and not spawner.ever_spawned:  # died before doing anything: do not retry
+        _broken.add((user.uid, user.gid))
+        return None
+    try:
+        _spawners[key] = spawner = Spawner(user.uid, user.gid)
+    except OSError:
+        _broken.add((user.uid, user.gid))
+        return None
+    return spawner
+
+
+def close_spawners() -> None:
+    """Stop every helper (each kills what it started). For a server shutting down."""
+    for spawner in _spawners.values():
+        spawner.close()
+    _spawners.clear()
+
+
+async def _start_via_spawner(
+    user: UserSpec, argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int
+) -> RunningProcess | None:
+    spawner = _spawner_for(user)
+    if spawner is None:
+        return None
+    started = time.time()
+    try:
+        request, pid, exited = await spawner.spawn(argv, str(cwd), env, out, err)
+    except SpawnerGone:
+        return None
+    except SpawnFailed as exc:
+        raise _spawn_error(exc, argv, cwd) from None
+    return _HelperProcess(spawner, request, pid, started, exited)
 
 
 async def start_process(
@@ -241,9 +315,8 @@ async def start_process(
     stdout/stderr are truncated (``append=True`` keeps what earlier attempts wrote).
     """
     argv = split_command_line(command_line)
-    switch = needs_switch(user)
-    if switch:
-        assert user is not None
+    switch = user if needs_switch(user) else None
+    if switch is not None:
         argv[0] = find_program(argv[0], cwd, env)
     out = _open_output(stdout_path, append)
     try:
@@ -252,18 +325,20 @@ async def start_process(
         os.close(out)
         raise
     try:
-        if switch:
-            assert user is not None
-            os.fchown(out, user.uid, user.gid)
-            os.fchown(err, user.uid, user.gid)
+        if switch is not None:
+            os.fchown(out, switch.uid, switch.gid)
+            os.fchown(err, switch.uid, switch.gid)
+            helped = await _start_via_spawner(switch, argv, cwd, env, out, err)
+            if helped is not None:
+                return helped
         started = time.time()
-        popen = _popen(argv, cwd, env, out, err, user if switch else None)
+        popen = _popen(argv, cwd, env, out, err, switch)
     except OSError as exc:
         raise _spawn_error(exc, argv, cwd) from None
     finally:
         os.close(out)
         os.close(err)
-    return RunningProcess(popen, started)
+    return _LocalProcess(popen, started)
 
 
 def _popen(

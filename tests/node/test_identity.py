@@ -43,6 +43,7 @@ def node() -> Iterator[NodeLayout]:
     layout.create()
     os.chmod(top, 0o700)
     yield layout
+    run_module.close_spawners()
     shutil.rmtree(top)
 
 
@@ -58,11 +59,13 @@ async def _run_as(user: UserSpec | None, layout: NodeLayout, command: str) -> tu
 
 
 @root_only
-@pytest.mark.parametrize("via", ["setpriv", "popen-user"])
+@pytest.mark.parametrize("via", ["spawner", "setpriv", "popen-user"])
 def test_nonadmin_task_runs_as_the_unprivileged_account(node: NodeLayout, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if via != "spawner":
+        monkeypatch.setattr(run_module, "USE_SPAWNER", False)
     if via == "popen-user":
         monkeypatch.setattr(run_module, "_setpriv", lambda: None)
-    elif run_module._setpriv() is None:
+    elif via == "setpriv" and run_module._setpriv() is None:
         pytest.skip("setpriv is not installed")
     user = resolve_user("nonadmin")
     assert user is not None

@@ -1,0 +1,284 @@
+"""A helper process that starts task processes as another account, for a server running as root.
+
+Starting a process as another user from the server itself either costs a full ``fork`` of the
+server (``Popen(user=...)``, slow in proportion to the server's memory) or one more ``exec`` per
+task (``setpriv``). Instead one small helper per account is started once: it loads, drops to the
+account (``setresgid``/``setresuid``, no supplementary groups) and from then on starts that
+account's processes with ``vfork`` exactly as the server would start its own, reporting pids and
+exit statuses back.
+
+Server and helper talk over a ``SOCK_SEQPACKET`` socket pair: one JSON message per request or
+event, stdout/stderr descriptors passed along with spawn requests (``SCM_RIGHTS``). The helper
+runs as the task account, so the server treats what it says as untrusted: messages are parsed as
+JSON and checked, and the server never signals a pid the helper reports; kills are requests to
+the helper, which can only signal that account's processes. When the server goes away the helper
+kills what it started and exits.
+
+Only the standard library is imported here: the helper starts in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+MAX_MESSAGE = 1 << 17  # a request bigger than this (a huge environment) is started the slow way
+_FDS = socket.CMSG_SPACE(2 * array.array("i").itemsize)
+
+
+class SpawnerGone(Exception):
+    """The helper is not running (it could not start, or died)."""
+
+
+class SpawnFailed(OSError):
+    """The helper could not start the process: ``errno``, and ``in_cwd`` when the directory was the problem."""
+
+    def __init__(self, err: int, message: str, in_cwd: bool):
+        super().__init__(err, message)
+        self.in_cwd = in_cwd
+
+
+class Spawner:
+    """The server's side: one helper for one account, bound to the running event loop."""
+
+    def __init__(self, uid: int, gid: int):
+        self.uid = uid
+        self.gid = gid
+        self.loop = self._loop = asyncio.get_running_loop()
+        self.ever_spawned = False
+        self._ids = itertools.count(1)
+        self._started: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "openbatch.node.spawner", str(uid), str(gid), str(child.fileno())],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            child.close()
+        self._sock.setblocking(False)
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self.alive = True
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def spawn(
+        self, argv: list[str], cwd: str, env: Mapping[str, str], out: int, err: int
+    ) -> tuple[int, int, asyncio.Future[int | None]]:
+        """Start a process; (request id, pid, future of its exit code). SpawnFailed / SpawnerGone."""
+        if not self.alive:
+            raise SpawnerGone("the spawner is not running")
+        req = next(self._ids)
+        payload = json.dumps({"op": "spawn", "id": req, "argv": argv, "cwd": cwd, "env": dict(env)}).encode()
+        if len(payload) > MAX_MESSAGE:
+            raise SpawnerGone("request too large for the spawner")
+        started: asyncio.Future[int] = self._loop.create_future()
+        exited: asyncio.Future[int | None] = self._loop.create_future()
+        self._started[req] = started
+        self._exits[req] = exited  # the exit may be reported before this coroutine resumes
+        try:
+            await self._send(payload, [out, err])
+            pid = await started
+        except BaseException:
+            self._started.pop(req, None)
+            self._exits.pop(req, None)
+            raise
+        return req, pid, exited
+
+    def kill(self, req: int) -> None:
+        """Ask the helper to SIGKILL the process group of request ``req``."""
+        if self.alive and req in self._exits and not self._exits[req].done():
+            with contextlib.suppress(OSError):
+                self._sock.send(json.dumps({"op": "kill", "id": req}).encode())
+
+    async def _send(self, payload: bytes, fds: list[int]) -> None:
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        while True:
+            try:
+                self._sock.sendmsg([payload], ancillary)
+                return
+            except BlockingIOError:
+                await self._writable()
+            except OSError as exc:
+                self._die()
+                raise SpawnerGone(f"the spawner is gone: {exc}") from None
+
+    async def _writable(self) -> None:
+        ready: asyncio.Future[None] = self._loop.create_future()
+        fd = self._sock.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_writer(fd)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._die()
+                return
+            self._event(data)
+
+    def _event(self, data: bytes) -> None:
+        try:
+            msg = json.loads(data)
+            req = msg["id"]
+        except (ValueError, TypeError, KeyError):
+            return
+        if not isinstance(req, int) or isinstance(req, bool):
+            return
+        self.ever_spawned = True  # the helper is up and answering
+        if "pid" in msg:
+            started = self._started.pop(req, None)
+            if started is not None and not started.done() and isinstance(msg["pid"], int):
+                started.set_result(msg["pid"])
+        elif "errno" in msg:
+            started = self._started.pop(req, None)
+            self._exits.pop(req, None)
+            if started is not None and not started.done():
+                started.set_exception(SpawnFailed(int(msg["errno"]), str(msg.get("error", "")), bool(msg.get("cwd"))))
+        elif "exit" in msg:
+            done = self._exits.pop(req, None)
+            if done is not None and not done.done() and isinstance(msg["exit"], int):
+                done.set_result(msg["exit"])
+
+    def _die(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        with contextlib.suppress(ValueError, OSError):
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for started in self._started.values():
+            if not started.done():
+                started.set_exception(SpawnerGone("the spawner died"))
+        for done in self._exits.values():
+            if not done.done():
+                done.set_result(None)
+        self._started.clear()
+        self._exits.clear()
+        self._proc.poll()
+
+    def close(self) -> None:
+        """Stop the helper (it kills the processes it started)."""
+        self._die()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+
+
+# -- the helper ---------------------------------------------------------------------------------
+
+
+class _Helper:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(sock, selectors.EVENT_READ, None)
+        self.running: dict[int, tuple[int, int]] = {}  # request id -> (pid, pidfd)
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def reply(self, **msg: Any) -> None:
+        self.sock.send(json.dumps(msg).encode())
+
+    def serve(self) -> None:
+        while True:
+            for key, _ in self.sel.select():
+                if key.data is None:
+                    if not self.request():
+                        return
+                else:
+                    self.reap(key.data)
+
+    def request(self) -> bool:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(MAX_MESSAGE + 1024, _FDS)
+        except OSError:  # the server is gone
+            return False
+        fds = array.array("i")
+        for level, kind, blob in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(blob[: len(blob) - len(blob) % fds.itemsize])
+        try:
+            if not data:
+                return False
+            msg = json.loads(data)
+            if msg["op"] == "spawn" and len(fds) == 2:
+                self.spawn(msg, fds[0], fds[1])
+            elif msg["op"] == "kill" and msg["id"] in self.running:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.running[msg["id"]][0], signal.SIGKILL)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return True
+
+    def spawn(self, msg: dict[str, Any], out: int, err: int) -> None:
+        req = msg["id"]
+        try:
+            proc = subprocess.Popen(msg["argv"], stdin=self.devnull, stdout=out, stderr=err, cwd=msg["cwd"],
+                                    env=msg["env"], start_new_session=True)
+        except OSError as exc:
+            in_cwd = exc.filename is not None and os.fspath(exc.filename) == msg["cwd"]
+            self.reply(id=req, errno=exc.errno or 0, error=exc.strerror or str(exc), cwd=in_cwd)
+            return
+        pidfd = os.pidfd_open(proc.pid)
+        self.running[req] = (proc.pid, pidfd)
+        self.sel.register(pidfd, selectors.EVENT_READ, req)
+        proc.returncode = 0  # reaped by reap(), not by Popen
+        self.reply(id=req, pid=proc.pid)
+
+    def reap(self, req: int) -> None:
+        pid, pidfd = self.running.pop(req)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        self.reply(id=req, exit=os.waitstatus_to_exitcode(status))
+
+    def kill_all(self) -> None:
+        for pid, _ in self.running.values():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def helper_main(args: list[str]) -> int:
+    uid, gid, fd = (int(a) for a in args)
+    sock = socket.socket(fileno=fd)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is for the server
+    helper = _Helper(sock)
+    try:
+        helper.serve()
+    finally:
+        helper.kill_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(helper_main(sys.argv[1:]))
