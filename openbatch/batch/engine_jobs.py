@@ -117,6 +117,11 @@ class EngineJobs(EngineCore):
     def job_task_completed(self, job: JobRt, doc: Doc, outcome: RunOutcome | None, now: str) -> None:
         if self.jobs.get(job.key) is not job:
             return
+        manager = doc.get("_jobManager")
+        if (outcome is not None and isinstance(manager, dict) and manager.get("killJobOnCompletion", True)
+                and job.doc.get("state") == _J.ACTIVE.value):
+            self.terminate_job(job, ex.JOB_MANAGER_COMPLETE)
+            return
         if outcome is not None and job.doc.get("state") == _J.ACTIVE.value:
             action = ex.job_action(job.doc, doc, succeeded=outcome.succeeded, exit_code=outcome.exit_code,
                                    preprocessing=outcome.preprocessing, upload_failed=outcome.upload_failed)

@@ -91,6 +91,8 @@ class LocalProvider:
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if identity.is_root():
+            _open_the_way(self.root)
         killed = kill_processes_under(self.root)
         if killed:
             log.info("killed %d processes left over from a previous run", killed)
@@ -120,7 +122,7 @@ class LocalProvider:
         layout = NodeLayout(self.root / node_id)
         layout.create()
         if identity.is_root():
-            identity.grant_traverse(layout.root, self.root.parent)
+            identity.grant_traverse(layout.root, self.root)
             identity.share_dir(layout.shared)
         node = self._nodes.get(node_id)
         if node is None:
@@ -268,7 +270,7 @@ class LocalProvider:
         except PathOutsideNode as exc:
             raise ResourceFileError("ResourceDirectoryCreateFailed", str(exc)) from None
         try:
-            wd = _make_task_dir(task_dir)
+            wd = _make_task_dir(task_dir, node.layout)
         except OSError as exc:
             if not node.layout.exists():
                 raise NodeGone(spec.node_id) from None
@@ -380,11 +382,25 @@ class LocalProvider:
                                   exc.strerror or "The file cannot be deleted.") from None
 
 
-def _make_task_dir(task_dir: Path) -> Path:
-    """task_dir/wd, creating what is missing: two mkdirs for a new task in a known job."""
+def _open_the_way(root: Path) -> None:
+    """Non-admin tasks run as an unprivileged account and use absolute node paths
+    ($AZ_BATCH_NODE_SHARED_DIR/...): every directory above the nodes must let others through.
+    Only the search bit (o+x) is added, never read; what is changed is logged."""
+    closed = [p for p in (root, *root.parents) if not p.stat().st_mode & stat.S_IXOTH]
+    if closed:
+        log.warning("non-admin tasks need to reach %s: adding search permission for others (o+x) to %s",
+                    root, ", ".join(str(p) for p in closed))
+        identity.grant_traverse(root, Path(root.anchor))
+
+
+def _make_task_dir(task_dir: Path, layout: NodeLayout) -> Path:
+    """task_dir/wd, creating what is missing: two mkdirs for a new task in a known job. Never
+    recreates a node directory that vanished (that node is gone)."""
     try:
         os.mkdir(task_dir)
     except FileNotFoundError:
+        if not layout.exists():
+            raise
         os.makedirs(task_dir, exist_ok=True)
     except FileExistsError:
         pass

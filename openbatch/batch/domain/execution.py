@@ -17,6 +17,7 @@ Doc = dict[str, Any]
 
 USER_ERROR, SERVER_ERROR = "usererror", "servererror"
 
+EXIT_CODE_FAILURE = "The task exited with an exit code representing a failure"
 ENDED_BY_USER = "Task Was Ended by User Request"
 ENDED_BY_TIMEOUT = "Task Was Ended Due To Wall Clock Time Limit"
 ENDED_BY_JOB = "Task Was Ended Because The Job Was Terminated"
@@ -27,6 +28,7 @@ ALL_TASKS_COMPLETE = "AllTasksComplete"
 TASK_FAILED = "TaskFailed"
 MAX_WALL_CLOCK_EXPIRY = "MaxWallClockTimeExpiry"
 USER_TERMINATE = "UserTerminate"
+JOB_MANAGER_COMPLETE = "JMComplete"
 
 # Anything at or beyond this many seconds is "no limit" (Azure's TimeSpan.MaxValue and friends).
 _UNLIMITED = 10 * 365 * 86400.0
@@ -96,10 +98,8 @@ def record_result(info: Doc, *, now: str, exit_code: int | None, failure_info: D
         info.pop("failureInfo", None)
     else:
         info["result"] = "failure"
-        info["failureInfo"] = failure_info or failure(USER_ERROR, "FailureExitCode",
-                                                      f"The task process exited with an unexpected exit code: "
-                                                      f"{exit_code}",
-                                                      [{"name": "AdditionalErrorCode", "value": "FailureExitCode"}])
+        info["failureInfo"] = failure_info or failure(USER_ERROR, "FailureExitCode", EXIT_CODE_FAILURE,
+                                                      [{"name": "Message", "value": EXIT_CODE_FAILURE}])
 
 
 def start_running(info: Doc, now: str) -> None:
