@@ -35,6 +35,9 @@ from typing import Any
 
 MAX_MESSAGE = 1 << 17  # a request bigger than this (a huge environment) is started the slow way
 _FDS = socket.CMSG_SPACE(2 * array.array("i").itemsize)
+# What the helper needs to find Python and this package; never the server's settings or keys (the
+# helper runs as the task account; it also becomes non-dumpable when it drops to it).
+_HELPER_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL", "LC_CTYPE")
 
 
 class SpawnerGone(Exception):
@@ -65,6 +68,7 @@ class Spawner:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "openbatch.node.spawner", str(uid), str(gid), str(child.fileno())],
                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                env={k: v for k, v in os.environ.items() if k in _HELPER_ENV},
             )
         finally:
             child.close()
