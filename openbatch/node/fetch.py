@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +33,8 @@ import httpx
 from defusedxml import ElementTree
 
 from openbatch.node.layout import PathOutsideNode, resolve_under
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODE = 0o770
 CHUNK = 1 << 20
@@ -79,10 +82,13 @@ class _Download:
 
 def public_url(url: str) -> str:
     """``url`` without its query string (a SAS) and user info: safe to show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "(an invalid URL)"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
@@ -149,12 +155,12 @@ async def _list_page(client: httpx.AsyncClient, container_url: str, prefix: str,
         query["prefix"] = prefix
     if marker:
         query["marker"] = marker
-    url = _with_query(container_url, query)
     try:
+        url = _with_query(container_url, query)
         response = await client.get(url, headers={"x-ms-version": BLOB_API_VERSION})
     except httpx.TimeoutException:
         raise _error("ResourceContainerListTimedOut", container_url, None) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         raise _error("ResourceContainerListMiscError", container_url, None, {"Reason": type(exc).__name__}) from None
     if response.status_code != 200:
         code = _LISTING.get(response.status_code, "ResourceContainerListMiscError")
@@ -226,7 +232,7 @@ async def _stream_to(client: httpx.AsyncClient, item: _Download, temp: Path) -> 
                 os.close(fd)
     except httpx.TimeoutException:
         raise _error("BlobDownloadTimedOut", item.url, item.target) from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         raise _error("BlobDownloadMiscError", item.url, item.target, {"Reason": type(exc).__name__}) from None
 
 
@@ -279,10 +285,17 @@ async def fetch_resource_files(
     """Put every resource file in place under ``working_dir``; ResourceFileError on the first failure."""
     if not files:
         return
-    downloads: list[_Download] = []
-    for spec in files:
-        downloads.extend(await _plan(client, spec, working_dir, auto_storage_url))
-    await _run_bounded(client, iter(downloads))
+    try:
+        downloads: list[_Download] = []
+        for spec in files:
+            downloads.extend(await _plan(client, spec, working_dir, auto_storage_url))
+        await _run_bounded(client, iter(downloads))
+    except ResourceFileError:
+        raise
+    except Exception as exc:  # a failure of ours, never the caller's crash
+        log.exception("resource files failed unexpectedly")
+        raise ResourceFileError("BlobDownloadMiscError", _MESSAGES["BlobDownloadMiscError"],
+                                [{"name": "Reason", "value": type(exc).__name__}], category="servererror") from None
 
 
 async def _run_bounded(client: httpx.AsyncClient, items: Iterator[_Download]) -> None:

@@ -202,7 +202,7 @@ def _check(response: httpx.Response, item: _Upload) -> None:
     code = _CODES.get(response.status_code, "FileUploadMiscError")
     details = [
         {"name": "FilePath", "value": str(item.source)},
-        {"name": "BlobUrl", "value": public_url(_blob_url(item.container_url, item.blob_name))},
+        {"name": "BlobUrl", "value": _shown(item)},
         {"name": "HttpStatusCode", "value": str(response.status_code)},
     ]
     error_code = response.headers.get("x-ms-error-code")
@@ -252,14 +252,21 @@ async def _upload_one(client: httpx.AsyncClient, item: _Upload) -> int:
         return size
     except httpx.TimeoutException:
         raise OutputFileError("FileUploadTimedOut", _MESSAGES["FileUploadTimedOut"], _where(item)) from None
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
         details = [*_where(item), {"name": "Reason", "value": type(exc).__name__}]
         raise OutputFileError("FileUploadMiscError", _MESSAGES["FileUploadMiscError"], details) from None
 
 
 def _where(item: _Upload) -> list[dict[str, str]]:
-    return [{"name": "FilePath", "value": str(item.source)},
-            {"name": "BlobUrl", "value": public_url(_blob_url(item.container_url, item.blob_name))}]
+    return [{"name": "FilePath", "value": str(item.source)}, {"name": "BlobUrl", "value": _shown(item)}]
+
+
+def _shown(item: _Upload) -> str:
+    """The blob's URL without its SAS, for messages and logs."""
+    try:
+        return public_url(_blob_url(item.container_url, item.blob_name))
+    except ValueError:
+        return "(an invalid URL)"
 
 
 def _log_line(handle: TextIO | None, text: str) -> None:
@@ -299,7 +306,7 @@ async def upload_output_files(
     out, err = _open_log(task_dir / UPLOAD_LOG), _open_log(task_dir / UPLOAD_ERR)
     try:
         for item in uploads:
-            shown = public_url(_blob_url(item.container_url, item.blob_name))
+            shown = _shown(item)
             try:
                 size = await _upload_one(client, item)
             except OutputFileError as exc:

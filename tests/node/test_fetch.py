@@ -165,6 +165,14 @@ def test_unreachable_host_is_misc_error(tmp_path: Path) -> None:
     assert listing.code == "ResourceContainerListMiscError"
 
 
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "http://[::1", "not a url", "http://"])
+def test_urls_that_are_not_http_fail_cleanly(tmp_path: Path, url: str) -> None:
+    error = _failure([{"httpUrl": url, "filePath": "x"}], tmp_path)
+    assert error.code == "BlobDownloadMiscError"
+    assert not (tmp_path / "x").exists()
+    assert _failure([{"storageContainerUrl": url}], tmp_path).code == "ResourceContainerListMiscError"
+
+
 @pytest.mark.parametrize("file_path", ["../escape.txt", "/etc/x", "a/../../x"])
 def test_file_path_cannot_leave_the_working_directory(server: LiveServer, inputs: ContainerClient, tmp_path: Path,
                                                       file_path: str) -> None:

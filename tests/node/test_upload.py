@@ -171,6 +171,13 @@ def test_unreachable_endpoint(task_dir: Path) -> None:
     assert "secret" not in repr(info.value.failure_info())
 
 
+@pytest.mark.parametrize("url", ["file:///tmp/x", "http://[::1", "not a url"])
+def test_container_urls_that_are_not_http_fail_cleanly(task_dir: Path, url: str) -> None:
+    with pytest.raises(OutputFileError) as info:
+        _upload([_spec(url, "result.txt")], task_dir)
+    assert info.value.code == "FileUploadMiscError"
+
+
 def test_links_out_of_the_node_are_not_uploaded(tmp_path: Path, task_dir: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("secret")
