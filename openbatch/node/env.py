@@ -50,6 +50,29 @@ def app_package_names(application_id: str, version: str | None) -> list[str]:
     return [exact] if exact == lower else [exact, lower]
 
 
+def _process_vars(base: Mapping[str, str], shared: str, wd: str, task_user: str | None) -> dict[str, str]:
+    """What passes from the server's environment, and PATH/HOME/USER as a Linux node sets them."""
+    env = {name: base[name] for name in PASS_THROUGH if name in base}
+    env["PATH"] = f"{env.get('PATH') or DEFAULT_PATH}:{shared}:{wd}"
+    env["HOME"] = wd
+    if task_user:
+        env["USER"] = env["LOGNAME"] = task_user
+    return env
+
+
+def _directory_vars(root: str, task: str) -> dict[str, str]:
+    return {
+        "AZ_BATCH_NODE_ROOT_DIR": root,
+        "AZ_BATCH_NODE_SHARED_DIR": f"{root}/shared",
+        "AZ_BATCH_NODE_STARTUP_DIR": f"{root}/startup",
+        "AZ_BATCH_NODE_STARTUP_WORKING_DIR": f"{root}/startup/{WORKING_DIR}",
+        "AZ_BATCH_NODE_MOUNTS_DIR": f"{root}/fsmounts",
+        "AZ_BATCH_TASK_DIR": task,
+        "AZ_BATCH_TASK_WORKING_DIR": f"{task}/{WORKING_DIR}",
+        "AZ_BATCH_CERTIFICATES_DIR": f"{task}/certs",
+    }
+
+
 def _multi_instance(host_ips: Sequence[str], node_ip: str, task_dir: Path) -> dict[str, str]:
     master = host_ips[0]
     return {
@@ -92,13 +115,7 @@ def task_environment(
     first). ``app_packages`` holds (application id, version or None for the default, directory).
     """
     root, task = str(layout.root), str(task_dir)
-    wd = f"{task}/{WORKING_DIR}"
-    shared = f"{root}/shared"
-    env = {name: base[name] for name in PASS_THROUGH if name in base}
-    env["PATH"] = f"{env.get('PATH') or DEFAULT_PATH}:{shared}:{wd}"
-    env["HOME"] = wd
-    if task_user:
-        env["USER"] = env["LOGNAME"] = task_user
+    env = _process_vars(base, f"{root}/shared", f"{task}/{WORKING_DIR}", task_user)
     for setting in settings:
         name = setting.get("name")
         if name and not str(name).startswith("AZ_BATCH_"):
@@ -110,17 +127,10 @@ def task_environment(
         AZ_BATCH_POOL_ID=pool_id,
         AZ_BATCH_NODE_ID=node_id,
         AZ_BATCH_NODE_IS_DEDICATED="true" if is_dedicated else "false",
-        AZ_BATCH_NODE_ROOT_DIR=root,
-        AZ_BATCH_NODE_SHARED_DIR=shared,
-        AZ_BATCH_NODE_STARTUP_DIR=f"{root}/startup",
-        AZ_BATCH_NODE_STARTUP_WORKING_DIR=f"{root}/startup/{WORKING_DIR}",
-        AZ_BATCH_NODE_MOUNTS_DIR=f"{root}/fsmounts",
-        AZ_BATCH_TASK_DIR=task,
-        AZ_BATCH_TASK_WORKING_DIR=wd,
-        AZ_BATCH_CERTIFICATES_DIR=f"{task}/certs",
         AZ_BATCH_TASK_USER_IDENTITY=identity_name(user_identity),
         AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES=_RESERVED,
     )
+    env.update(_directory_vars(root, task))
     if task_user:
         env["AZ_BATCH_TASK_USER"] = task_user
     if job_id is not None:

@@ -15,10 +15,12 @@ Speed matters here (thousands of short tasks a second), so:
 - stdout/stderr are the task's files, passed as descriptors: output never passes through the
   server, so a task writing gigabytes costs the server nothing.
 
-When a non-admin task must run as another account (server running as root), the program runs
-under ``setpriv`` (util-linux) which drops to that account and execs it; that keeps the fast
-``vfork`` path (``Popen(user=...)`` forces a full ``fork``). Without ``setpriv`` the slower
-``Popen(user=...)`` is used.
+When a non-admin task must run as another account (server running as root) it is started by a
+helper that already runs as that account (:mod:`openbatch.node.spawner`), with the same ``vfork``
+path. Should the helper be unavailable, the program runs under ``setpriv`` (util-linux), which
+drops to the account and execs it (one more exec per task), or else ``Popen(user=...)`` (a full
+``fork`` of the server). The program is looked up by the server first in that case, so a missing
+program is still CommandProgramNotFound.
 """
 
 from __future__ import annotations
