@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,9 @@ def quickstart(
         view.info(f"  [dim]batch endpoint {conn.batch_url}   blob endpoint {conn.blob_url}[/]")
         outcome = Quickstart(conn, options, view).run()
         code = report(console, outcome)
+        if keep and server is not None and data_dir is None:
+            view.info("[dim]note: the embedded server's temporary data dir goes away now; to look at what was "
+                      "kept, run with --data-dir DIR and then `openbatch serve --data-dir DIR`[/]")
     except StepFailed as exc:
         view.failure(exc)  # no-op when the failing step already printed it
         code = 1
@@ -66,6 +70,11 @@ def quickstart(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         code = 130
+    except Exception as exc:  # a surprise: one line, like every other error, unless debugging
+        if os.environ.get("OPENBATCH_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}")
+        code = 1
     finally:
         if server is not None:
             server.stop()

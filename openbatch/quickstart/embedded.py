@@ -48,6 +48,7 @@ class EmbeddedServer:
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="openbatch-quickstart-", ignore_cleanup_errors=True)
             data_dir = Path(self._tmp.name)
+            data_dir.chmod(0o711)  # non-admin tasks run as another account and must reach their node dirs
         self.settings = Settings(data_dir=data_dir, host=host, blob_port=free_port(host), batch_port=free_port(host))
         self.account = DEV_ACCOUNT
         self.key = DEV_KEY

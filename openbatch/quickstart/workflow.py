@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from openbatch.cli.connection import Connection, as_text, describe_error
+from openbatch.cli.connection import CliError, Connection, as_text, describe_error
 from openbatch.cli.inputs import FAST_POLL, Backoff, first_linux_image
 from openbatch.quickstart.progress import LiveProgress, QuickstartView, Snapshot, Step, StepFailed
 from openbatch.quickstart.texts import TEXTS
@@ -134,7 +134,7 @@ class Quickstart:
         with self.view.step(title) as step:
             try:
                 yield step
-            except (AzureError, ValueError) as exc:  # ValueError: e.g. a key that is not base64
+            except (AzureError, CliError, ValueError) as exc:  # ValueError: e.g. a key that is not base64
                 raise StepFailed(describe_error(exc)) from exc
 
     # -- storage -------------------------------------------------------------------------------------
@@ -249,6 +249,7 @@ class Quickstart:
             raise StepFailed(f"pool {opts.pool_id} could not allocate nodes: {errors}")
         nodes = {n.id or "?": as_text(n.state) for n in self.batch.list_nodes(opts.pool_id, select=["id", "state"])}
         tasks = {t.id or "?": as_text(t.state) for t in self.batch.list_tasks(opts.job_id, select=["id", "state"])}
+        nodes, tasks = dict(sorted(nodes.items())), dict(sorted(tasks.items()))
         return Snapshot(pool_id=opts.pool_id, pool_state=as_text(pool.state),
                         allocation_state=as_text(pool.allocation_state),
                         target_nodes=pool.target_dedicated_nodes or 0, nodes=nodes, tasks=tasks)

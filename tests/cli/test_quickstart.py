@@ -138,3 +138,27 @@ def test_task_program_counts_and_uploads(server: LiveServer, tmp_path: Path) -> 
     assert "upload failed: HTTP 403" in denied.stderr
     assert "sig=" not in denied.stderr + denied.stdout  # no SAS in the task's logs
     blob.delete_container("taskprogram")
+
+
+def test_embedded_server_starts_and_stops_cleanly() -> None:
+    """The thread variant: both endpoints answer, then stop() ends the thread, frees the ports, removes the dir."""
+    import socket
+    import threading
+
+    from openbatch.quickstart.embedded import EmbeddedServer
+
+    before = {t.name for t in threading.enumerate()}
+    with EmbeddedServer() as server:
+        data_dir = server.data_dir
+        assert data_dir.is_dir()
+        batch = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
+        assert list(batch.list_pools()) == []
+        blob = BlobServiceClient(server.blob_url, credential={"account_name": server.account,
+                                                              "account_key": server.key})
+        blob.create_container("embedded")
+        ports = (server.settings.blob_port, server.settings.batch_port)
+    assert not data_dir.exists()
+    assert "openbatch-embedded" not in {t.name for t in threading.enumerate()} - before
+    for port in ports:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0
