@@ -224,3 +224,13 @@ def test_python_children_see_no_server_descriptors(task_dir: Path) -> None:
     fds = eval((task_dir / "stdout.txt").read_text())
     assert fds[:3] == [0, 1, 2] and len(fds) <= 4  # 0-2 plus the listdir handle
     assert os.path.exists(task_dir / "stderr.txt")
+
+
+def test_without_pidfds_the_end_is_polled(run: Runner, task_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    assert run(_run("/bin/sh -c 'sleep 0.05; exit 5'", task_dir)).exit_code == 5
+    result = run(_run("sleep 300", task_dir, timeout=0.1))
+    assert result.timed_out and result.exit_code == 137
