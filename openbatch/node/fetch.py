@@ -252,7 +252,10 @@ def _http_source(spec: Mapping[str, Any]) -> str | None:
 
 
 def _file_name_of(url: str) -> str:
-    name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    except ValueError:
+        return "download"
     return name or "download"
 
 

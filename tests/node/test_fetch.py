@@ -171,6 +171,8 @@ def test_urls_that_are_not_http_fail_cleanly(tmp_path: Path, url: str) -> None:
     assert error.code == "BlobDownloadMiscError"
     assert not (tmp_path / "x").exists()
     assert _failure([{"storageContainerUrl": url}], tmp_path).code == "ResourceContainerListMiscError"
+    no_path = _failure([{"httpUrl": url}], tmp_path)
+    assert (no_path.code, no_path.category) == ("BlobDownloadMiscError", "usererror")
 
 
 @pytest.mark.parametrize("file_path", ["../escape.txt", "/etc/x", "a/../../x"])
