@@ -489,6 +489,8 @@ class BlobService:
             raise BlobError("InvalidUri")
         handler, rule = self._api.route(req)
         grant = self._api.auth.authorize(req, rule)
+        if req.blob is not None and ("snapshot" in req.query or "versionid" in req.query):
+            raise BlobError("BlobNotFound", "Blob snapshots and versions are not kept by this server.")
         return await handler(req, grant)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
 
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
     id INTEGER PRIMARY KEY,
@@ -138,7 +140,11 @@ class MetaStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(f"{path} has blob schema version {version}; this openbatch reads {SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Containers are few and read by every request: cached, kept in step by the writes below.
         self._containers: dict[tuple[str, str], tuple[Any, ...]] = {}
 

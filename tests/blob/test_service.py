@@ -227,3 +227,14 @@ def test_names_and_metadata_are_validated(blobs: Blobs) -> None:
         _put(blobs, "n" * 1025, b"x")
     assert e.value.code == "InvalidResourceName"
     _put(blobs, "n" * 1024, b"x")
+
+
+def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    Blobs(tmp_path / "blob").close()
+    db = sqlite3.connect(tmp_path / "blob" / "meta.db")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        Blobs(tmp_path / "blob")
