@@ -7,6 +7,10 @@ invisible scratch, and the startup sweep deletes extents nothing references (upl
 by a crash). Extents that are no longer referenced are deleted at once, or when the last
 download still reading them finishes.
 
+Files are not fsynced: what was written before a metadata commit is in the OS page cache and
+survives the server process being killed (SIGKILL), which is the durability promised; an fsync
+per request would only guard against OS crashes and cost every upload dearly.
+
 Knows no HTTP and no blob rules.
 """
 
