@@ -373,7 +373,10 @@ class BlobApi:
             headers.append(("content-md5", base64.b64encode(md5).decode()))
             return Response(status, headers, data)
         if plan.length <= _SMALL_READ:
-            return Response(status, headers, b"".join([chunk async for chunk in self.blobs.stream(plan)]))
+            data = self.blobs.inline_bytes(plan)
+            if data is None:
+                data = b"".join([chunk async for chunk in self.blobs.stream(plan)])
+            return Response(status, headers, data)
         return Response(status, headers, stream=self.blobs.stream(plan), length=plan.length)
 
     async def blob_properties(self, req: Request, grant: Grant) -> Response:

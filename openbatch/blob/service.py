@@ -386,6 +386,12 @@ class Blobs:
                     pieces.append((p.extent, p.offset + lo - p.pos, hi - lo))
         return ReadPlan(blob=blob, start=start, end=end, partial=partial, pieces=pieces)
 
+    def inline_bytes(self, plan: ReadPlan) -> bytes | None:
+        """The bytes of a read whose content is all inline (no file I/O), else None."""
+        if all(isinstance(p, bytes) for p in plan.pieces):
+            return b"".join(p for p in plan.pieces if isinstance(p, bytes))
+        return None
+
     async def stream(self, plan: ReadPlan) -> AsyncIterator[bytes]:
         """The bytes of a read plan; its extents stay on disk until the stream ends."""
         extents = [p[0] for p in plan.pieces if isinstance(p, tuple)]

@@ -102,9 +102,13 @@ _CONTAINER_COLUMNS = "id, account, name, etag, modified_us, metadata, public_acc
 _PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
 
 
+def _metadata(text: str) -> dict[str, str]:
+    return {} if text == "{}" else dict(json.loads(text))
+
+
 def _container(row: tuple[Any, ...]) -> Container:
     return Container(id=row[0], account=row[1], name=row[2], etag=row[3], modified_us=row[4],
-                     metadata=json.loads(row[5]), public_access=row[6], acl=row[7])
+                     metadata=_metadata(row[5]), public_access=row[6], acl=row[7])
 
 
 def _blob(row: tuple[Any, ...]) -> Blob:
@@ -115,7 +119,7 @@ def _blob(row: tuple[Any, ...]) -> Blob:
         copy = CopyInfo(copy_id=row[17], source=row[18], status=row[19], progress=row[20], completed_us=row[21])
     return Blob(id=row[0], container_id=row[1], name=row[2], committed=bool(row[3]), etag=row[4],
                 created_us=row[5], modified_us=row[6], size=row[7], content=content,
-                metadata=json.loads(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy)
+                metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy)
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:

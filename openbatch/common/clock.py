@@ -10,6 +10,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -55,7 +56,13 @@ def rfc1123(dt: datetime) -> str:
 
 
 def rfc1123_us(us: int) -> str:
-    return rfc1123(from_us(us))
+    """RFC 1123 form of microseconds since the epoch (recent values are cached)."""
+    return _rfc1123_second(us // 1_000_000)
+
+
+@lru_cache(maxsize=4096)
+def _rfc1123_second(second: int) -> str:
+    return rfc1123(from_us(second * 1_000_000))
 
 
 _date_cache: tuple[int, str] = (0, "")
