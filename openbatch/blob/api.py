@@ -373,10 +373,10 @@ class BlobApi:
             headers.append(("content-md5", base64.b64encode(md5).decode()))
             return Response(status, headers, data)
         if plan.length <= _SMALL_READ:
-            data = self.blobs.inline_bytes(plan)
-            if data is None:
-                data = b"".join([chunk async for chunk in self.blobs.stream(plan)])
-            return Response(status, headers, data)
+            inline = self.blobs.inline_bytes(plan)
+            if inline is None:
+                inline = b"".join([chunk async for chunk in self.blobs.stream(plan)])
+            return Response(status, headers, inline)
         return Response(status, headers, stream=self.blobs.stream(plan), length=plan.length)
 
     async def blob_properties(self, req: Request, grant: Grant) -> Response:
