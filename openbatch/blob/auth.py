@@ -8,11 +8,9 @@ logged or echoed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Protocol
-from urllib.parse import unquote
 
 from openbatch.blob.errors import BlobError
 from openbatch.common import sharedkey
@@ -67,26 +65,6 @@ def _sas_error(exc: Exception) -> BlobError:
     return BlobError(code, message, status=status)
 
 
-@lru_cache(maxsize=512)
-def _collation_is_plain(names: tuple[str, ...]) -> bool:
-    """Whether these x-ms-* header names sort the same by code point and by the SDK collation.
-
-    Almost always true; then the (costly) collated candidates equal the plain ones and need
-    not be computed again for every request with the same set of headers.
-    """
-    blank = dict.fromkeys(names, "")
-    return sharedkey.blob_canonical_headers(blank, True) == sharedkey.blob_canonical_headers(blank, False)
-
-
-def _candidates(req: AuthRequest, account: str) -> Iterator[str]:
-    names = tuple(sorted(k for k in req.headers if k.startswith("x-ms-")))
-    if not _collation_is_plain(names):
-        yield from sharedkey.blob_candidates(req.method, req.headers, account, req.raw_path, req.pairs)
-        return
-    for path in dict.fromkeys([req.raw_path, unquote(req.raw_path)]):
-        yield sharedkey.blob_string_to_sign(req.method, req.headers, account, path, req.pairs, collated=False)
-
-
 class Authorizer:
     """Authorizes Blob requests for the configured accounts."""
 
@@ -121,7 +99,7 @@ class Authorizer:
             raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="The account in the Authorization "
                             "header does not match the account in the request URL.")
         account = self._account(name)
-        if not sharedkey.matches(account, signature, _candidates(req, name)):
+        if not sharedkey.matches(account, signature, sharedkey.blob_candidates(req.method, req.headers, name, req.raw_path, req.pairs)):
             raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="The MAC signature found in the HTTP "
                             "request is not the same as any computed signature.")
 
