@@ -294,6 +294,8 @@ class EngineTasks(EngineCore):
     def stop_task(self, run: Run, reason: str) -> None:
         """End a task the engine is running (or about to run, or holding in preparing) for ``reason``."""
         if run.stop:
+            if reason == "delete":
+                run.stop = reason  # already being ended: it is deleted rather than completed
             return
         run.stop = reason
         if run.active:

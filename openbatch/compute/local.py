@@ -289,8 +289,14 @@ class LocalProvider:
                 raise
         finally:
             flight.fetch = None
-        if identity.needs_switch(user):
-            identity.prepare_dir_for(user, wd)
+        owner = user
+        if user is not None and user.is_admin and user.uid == 0:
+            # Admin tasks run as root; their downloads belong to the task group so that what an
+            # elevated start task copies into the shared dir (cp -p keeps 0770) can be run by
+            # non-admin tasks, as on Azure's nodes where the task accounts share a group.
+            owner = identity.UserSpec(name="root", uid=0, gid=identity.task_user().gid, is_admin=True)
+        if identity.needs_switch(owner):
+            identity.prepare_dir_for(owner, wd)
 
     def _auto_storage(self, account: str, container: str) -> str:
         acct = self.settings.accounts.get(account)

@@ -187,7 +187,7 @@ def test_resize_down_requeues_the_tasks_of_removed_nodes(tmp_path: Path) -> None
         gate.touch()
         docs = await h.completed("j", "t0", "t1")
         assert sorted(d["executionInfo"]["requeueCount"] for d in docs) == [0, 1]
-        assert all(d["executionInfo"]["result"] == "success" for d in docs)
+        assert all(d["executionInfo"]["result"] == "success" for d in docs), [d["executionInfo"] for d in docs]
         pool = h.store.get("pool", ACCOUNT, "p")
         assert pool is not None and pool["currentDedicatedNodes"] == 1
 
