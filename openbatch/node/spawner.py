@@ -63,6 +63,7 @@ class Spawner:
         self._ids = itertools.count(1)
         self._started: dict[int, asyncio.Future[int]] = {}
         self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._pids: dict[int, int] = {}  # request -> pid the helper reported (untrusted)
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
@@ -160,6 +161,7 @@ class Spawner:
         if "pid" in msg:
             started = self._started.pop(req, None)
             if started is not None and not started.done() and isinstance(msg["pid"], int):
+                self._pids[req] = msg["pid"]
                 started.set_result(msg["pid"])
         elif "errno" in msg:
             started = self._started.pop(req, None)
@@ -167,6 +169,7 @@ class Spawner:
             if started is not None and not started.done():
                 started.set_exception(SpawnFailed(int(msg["errno"]), str(msg.get("error", "")), bool(msg.get("cwd"))))
         elif "exit" in msg:
+            self._pids.pop(req, None)
             done = self._exits.pop(req, None)
             if done is not None and not done.done() and isinstance(msg["exit"], int):
                 done.set_result(msg["exit"])
@@ -184,8 +187,11 @@ class Spawner:
         for done in self._exits.values():
             if not done.done():
                 done.set_result(None)
+        for pid in self._pids.values():  # orphans of a helper that died: end them as it would have
+            _kill_orphan(pid, self.uid)
         self._started.clear()
         self._exits.clear()
+        self._pids.clear()
         self._proc.poll()
 
     def close(self) -> None:
@@ -193,6 +199,23 @@ class Spawner:
         self._die()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=5)
+
+
+def _kill_orphan(pid: int, uid: int) -> None:
+    """SIGKILL the group led by ``pid`` if it still is a group leader of the account ``uid``.
+
+    The pid came from the helper, so it is checked before root acts on it: only a session of
+    the task account is ever signalled, never anything of root's or of another account.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        owner = os.stat(f"/proc/{pid}").st_uid
+    except (OSError, IndexError):
+        return
+    if len(fields) > 3 and int(fields[2]) == pid and owner == uid and uid != 0:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 # -- the helper ---------------------------------------------------------------------------------

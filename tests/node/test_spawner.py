@@ -124,16 +124,17 @@ def test_timeout_and_kill_reach_grandchildren(node: NodeLayout, user: UserSpec, 
 
 
 def test_helper_death_is_survived(node: NodeLayout, user: UserSpec) -> None:
-    async def go() -> tuple[ProcessResult, ProcessResult, list[int]]:
+    async def go() -> tuple[ProcessResult, ProcessResult, list[int], int]:
         proc = await _start(node, user, "sleep 300")
         first = _helpers()
         os.kill(first[0], signal.SIGKILL)
         lost = await proc.wait(timeout=30)
         again = await (await _start(node, user, "/bin/true", task="t2")).wait()
-        return lost, again, first + _helpers()
+        return lost, again, first + _helpers(), proc.pid
 
-    lost, again, helpers = asyncio.run(go())
+    lost, again, helpers, orphan = asyncio.run(go())
     assert lost.exit_code is None
+    assert _gone(orphan), "the dead helper's task was left running"
     assert again.exit_code == 0
     assert len(helpers) == 2 and helpers[0] != helpers[1]
 
