@@ -30,7 +30,7 @@ def error_of(fn, *args, **kwargs):
         return {"status": exc.response.status_code, "code": exc.error.code, "values": values}
     return None
 
-def wait(predicate, timeout=60):
+def wait(predicate, timeout=60, describe=None):
     import inspect
     where = inspect.stack()[1].lineno
     deadline = time.time() + timeout
@@ -39,7 +39,7 @@ def wait(predicate, timeout=60):
         if value:
             return value
         time.sleep(0.05)
-    raise SystemExit("timed out waiting at script line %d" % where)
+    raise SystemExit("timed out waiting at script line %d: %s" % (where, describe() if describe else ""))
 
 def state(obj):
     value = obj.state
@@ -98,6 +98,10 @@ filtered = client.task.list("legacy-job", task_list_options=bm.TaskListOptions(f
                                                                                  max_results=2))
 out["filtered_count"] = len(list(filtered))
 out["stdout"] = b"".join(client.file.get_from_task("legacy-job", "t1", "stdout.txt")).decode()
+t1 = client.task.get("legacy-job", "t1")
+out["t1"] = {"retries": t1.execution_info.retry_count, "requeues": t1.execution_info.requeue_count,
+             "start": str(t1.execution_info.start_time), "end": str(t1.execution_info.end_time),
+             "stderr": b"".join(client.file.get_from_task("legacy-job", "t1", "stderr.txt")).decode()}
 out["fetched"] = b"".join(client.file.get_from_task("legacy-job", "fetcher", "stdout.txt")).decode()
 out["files"] = sorted(f.name for f in client.file.list_from_task("legacy-job", "t1", recursive=True))
 props = client.file.get_node_file_properties_from_task("legacy-job", "t1", "stdout.txt", raw=True)
@@ -147,8 +151,13 @@ result = client.task.add_collection("v14-job", [
     for i in range(150)], threads=2)
 out["added"] = len(result.value)
 out["add_statuses"] = sorted({getattr(r.status, "value", r.status) for r in result.value})
-wait(lambda: all(state(t) == "completed" for t in client.task.list("v14-job")), timeout=120)
+wait(lambda: all(state(t) == "completed" for t in client.task.list("v14-job")), timeout=120,
+     describe=lambda: [(t.id, state(t), t.execution_info.retry_count, t.execution_info.requeue_count)
+                       for t in client.task.list("v14-job") if state(t) != "completed"])
 counts = client.job.get_task_counts("v14-job")
+out["failures"] = [(t.id, t.execution_info.exit_code, t.execution_info.failure_info.code, t.execution_info.failure_info.message)
+                   for t in client.task.list("v14-job", task_list_options=bm.TaskListOptions(
+                       filter="executionInfo/result eq 'failure'"))]
 out["counts"] = {"completed": counts.task_counts.completed, "succeeded": counts.task_counts.succeeded,
                  "failed": counts.task_counts.failed, "slots_completed": counts.task_slot_counts.completed}
 failed = client.task.get("v14-job", "t000")
@@ -216,7 +225,8 @@ def test_azure_batch_1_0_0_workflow(server: LiveServer, data_url: str) -> None:
     assert out["tasks"]["missing-program"]["exit"] is None
     assert out["tasks"]["missing-program"]["scheduling_error"] == "CommandProgramNotFound"
     assert out["filtered_count"] == 5
-    assert out["stdout"] == "task 1\n" and out["fetched"] == "from the blob store\n"
+    assert out["stdout"] == "task 1\n", out["t1"]
+    assert out["fetched"] == "from the blob store\n"
     assert {"stdout.txt", "stderr.txt", "wd"} <= set(out["files"])
     assert out["props"]["ocp-batch-file-isdirectory"] is False
     assert out["file_missing"]["status"] == 404 and out["file_missing"]["code"] == "FileNotFound"
@@ -230,7 +240,7 @@ def test_azure_batch_1_0_0_workflow(server: LiveServer, data_url: str) -> None:
 def test_azure_batch_14_workflow(server: LiveServer) -> None:
     out: Any = run_script("batch14", V14, env(server))
     assert out["added"] == 150 and out["add_statuses"] == ["success"]
-    assert out["counts"] == {"completed": 150, "succeeded": 149, "failed": 1, "slots_completed": 225}
+    assert out["counts"] == {"completed": 150, "succeeded": 149, "failed": 1, "slots_completed": 225}, out["failures"]
     assert out["failed"] == {"exit": 1, "retries": 1, "result": "failure"}
     assert out["reactivated"] in ("active", "running", "completed")
     assert out["reactivate_succeeded"]["status"] == 409
