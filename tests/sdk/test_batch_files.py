@@ -174,3 +174,23 @@ def test_delete_files(client: BatchClient, node_id: str) -> None:
     assert code(exc) == "FileNotFound"
     exc = fails(client.delete_task_file, JOB, "writer", "stderr.txt")
     assert exc.status_code == 404
+
+
+def test_terminate_and_delete_running_tasks(client: BatchClient, node_id: str) -> None:
+    client.create_tasks(JOB, [m.BatchTaskCreateOptions(id=name, command_line="/bin/sleep 60")
+                              for name in ("sleeper-a", "sleeper-b")])
+    wait_for(lambda: all(client.get_task(JOB, t).state == m.BatchTaskState.RUNNING
+                         for t in ("sleeper-a", "sleeper-b")), "both sleepers to run")
+    client.terminate_task(JOB, "sleeper-a")
+    task = client.get_task(JOB, "sleeper-a")
+    assert task.state == m.BatchTaskState.COMPLETED and task.execution_info
+    assert task.execution_info.failure_info and task.execution_info.failure_info.code == "TaskEnded"
+    client.delete_task(JOB, "sleeper-b")
+    exc = fails(client.get_task, JOB, "sleeper-b")
+    assert exc.status_code == 404 and code(exc) == "TaskNotFound"
+    gone = f"workitems/{JOB}/job-1/sleeper-b"
+    wait_for(lambda: gone not in {str(f.name) for f in client.list_node_files(POOL, node_id, recursive=True)},
+             "the deleted task's directory to go")
+    # both slots are free again: a new task runs at once
+    client.create_task(JOB, m.BatchTaskCreateOptions(id="after", command_line="/bin/true"))
+    wait_for(lambda: client.get_task(JOB, "after").state == m.BatchTaskState.COMPLETED, "the next task")

@@ -366,10 +366,10 @@ async def delete_task(ctx: BatchContext, account: str, job_id: str, task_id: str
     ctx.store.delete_task(account, job_id, task_id)
     await ctx.store.flush()
     states.TASK.forget(str(task["id"]))
+    task["_deleted"] = True
+    ctx.hooks.task_changed(account, job_id, task)  # first: the engine then knows the kill is for a delete
     if instructions:
         ctx.hooks.perform(account, instructions)
-    task["_deleted"] = True
-    ctx.hooks.task_changed(account, job_id, task)
 
 
 async def terminate_task(ctx: BatchContext, account: str, job_id: str, task_id: str,
