@@ -22,9 +22,11 @@ def main() -> None:
 
 @app.command()
 def serve(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where pools, jobs, tasks, blobs and nodes live.")] = Path(
-        os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch"))
-    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where pools, jobs, tasks, blobs and nodes live (default: "
+                     "$OPENBATCH_DATA_DIR or ~/.openbatch)."),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     blob_port: Annotated[int, typer.Option("--blob-port", help="Blob endpoint port.")] = DEFAULT_BLOB_PORT,
     batch_port: Annotated[int, typer.Option("--batch-port", help="Batch endpoint port.")] = DEFAULT_BATCH_PORT,
@@ -37,6 +39,8 @@ def serve(
 
     try:
         accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
+        if data_dir is None:
+            data_dir = Path(os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch")))
         settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

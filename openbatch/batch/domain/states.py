@@ -11,24 +11,24 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Generic, TypeVar
 
 from openbatch.batch.domain import instructions as ins
 
 
-class PoolState(str, Enum):
+class PoolState(StrEnum):
     ACTIVE = "active"
     DELETING = "deleting"
 
 
-class AllocationState(str, Enum):
+class AllocationState(StrEnum):
     STEADY = "steady"
     RESIZING = "resizing"
     STOPPING = "stopping"
 
 
-class NodeState(str, Enum):
+class NodeState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     WAITING_FOR_START_TASK = "waitingforstarttask"
@@ -44,17 +44,17 @@ class NodeState(str, Enum):
     PREEMPTED = "preempted"
 
 
-class SchedulingState(str, Enum):
+class SchedulingState(StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"
 
 
-class StartTaskState(str, Enum):
+class StartTaskState(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     ACTIVE = "active"
     DISABLING = "disabling"
     DISABLED = "disabled"
@@ -64,14 +64,14 @@ class JobState(str, Enum):
     DELETING = "deleting"
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     ACTIVE = "active"
     PREPARING = "preparing"
     RUNNING = "running"
     COMPLETED = "completed"
 
 
-class JobScheduleState(str, Enum):
+class JobScheduleState(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     DISABLED = "disabled"
