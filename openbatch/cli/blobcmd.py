@@ -32,8 +32,8 @@ Container = Annotated[str, typer.Argument(help="Container name.")]
 
 def _doc(item: Any) -> Any:
     """A storage model as plain data (the SDK's models are dict-like, nested)."""
-    if hasattr(item, "keys") and hasattr(item, "__getitem__"):
-        return {key: _doc(item[key]) for key in item.keys()}
+    if callable(getattr(item, "items", None)):  # dicts and the SDK's DictMixin models
+        return {key: _doc(value) for key, value in item.items()}
     return item
 
 

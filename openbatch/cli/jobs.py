@@ -240,7 +240,7 @@ def task_logs(
 
 def follow_file(client: BatchClient, job_id: str, task_id: str, name: str, out: BinaryIO) -> None:
     """Print what the task writes to ``name`` as it grows; return once the task completed and all is read."""
-    from azure.core.exceptions import ResourceNotFoundError
+    from azure.core.exceptions import HttpResponseError
 
     offset = 0
     backoff = inputs.Backoff(first=0.05, cap=1.0)
@@ -248,8 +248,10 @@ def follow_file(client: BatchClient, job_id: str, task_id: str, name: str, out: 
         finished = as_text(client.get_task(job_id, task_id, select=["state"]).state) == "completed"
         try:
             size = int(client.get_task_file_properties(job_id, task_id, name).content_length or 0)
-        except ResourceNotFoundError:
-            size = 0  # not scheduled yet: the task dir does not exist
+        except HttpResponseError as exc:
+            if exc.status_code not in (404, 409):
+                raise
+            size = 0  # not scheduled yet: no node, no task dir
         if size > offset:
             chunk = client.download_task_file(job_id, task_id, name, ocp_range=f"bytes={offset}-{size - 1}")
             offset += _write(out, chunk)

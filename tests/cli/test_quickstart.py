@@ -12,6 +12,7 @@ from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
+from openbatch.cli.inputs import FAST_POLL
 from openbatch.quickstart import workflow
 from openbatch.quickstart.texts import TEXTS
 from tests.cli.helpers import cli
@@ -77,8 +78,8 @@ def test_quickstart_keep_leaves_everything(server: LiveServer) -> None:
     assert "ContainerAlreadyExists" in again.output
     assert batch.get_pool("KeptPool").id == "KeptPool"  # what it did not create, it does not delete
 
-    batch.begin_delete_job("KeptJob").result()
-    batch.begin_delete_pool("KeptPool").result()
+    batch.begin_delete_job("KeptJob", polling_interval=FAST_POLL).result()
+    batch.begin_delete_pool("KeptPool", polling_interval=FAST_POLL).result()
     for name in workflow.CONTAINERS:
         blob.delete_container(name)
 
