@@ -67,6 +67,8 @@ def pool_create(
     else:
         if not pool_id:
             raise CliError("give a pool id (or --json FILE)")
+        if not start_task and (start_task_file or start_task_admin):
+            raise CliError("--start-task-file and --start-task-admin need --start-task")
         task = None
         if start_task:
             task = models.BatchStartTask(
