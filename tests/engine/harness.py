@@ -9,6 +9,8 @@ broken engine can keep a test hanging.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -38,6 +40,9 @@ def sh(script: str) -> str:
 class Harness:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
+        self.scratch = data_dir.parent / "scratch"  # files tasks of any account may read and write
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.scratch.chmod(0o1777)
         self.settings = Settings(data_dir=data_dir)
         self.store = BatchStore(data_dir / "batch" / "batch.db")
         self.compute = LocalProvider(self.settings)
@@ -112,18 +117,38 @@ class Harness:
         return [self.task(job_id, t) for t in task_ids]
 
 
+def data_dir(tmp_path: Path) -> Path:
+    """A data dir non-admin task accounts can traverse to: pytest's tmp dirs are 0700, and a pytest
+    run started meanwhile resets their top directory to 0700 (so granting o+x there does not last)."""
+    marker = tmp_path / "data-dir"
+    if not marker.exists():
+        top = Path(tempfile.mkdtemp(prefix="openbatch-test-"))
+        marker.write_text(str(top))
+    return Path(marker.read_text()) / "data"
+
+
 def scenario(tmp_path: Path, body: Callable[[Harness], Awaitable[T]]) -> T:
     """Run ``body`` against a fresh harness in uvloop (as the server does)."""
 
     async def main() -> T:
-        h = await Harness(tmp_path / "data").start()
+        h = await Harness(data_dir(tmp_path)).start()
         try:
             return await body(h)
         finally:
             if not h.engine.stopping:
                 await h.stop()
 
-    return run(main())
+    try:
+        return run(main())
+    finally:
+        cleanup(tmp_path)
+
+
+def cleanup(tmp_path: Path) -> None:
+    marker = tmp_path / "data-dir"
+    if marker.exists():
+        shutil.rmtree(Path(marker.read_text()), ignore_errors=True)
+        marker.unlink()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -30,7 +30,8 @@ def test_pool_nodes_come_up_idle_and_tasks_run_with_their_environment(tmp_path: 
                           "environmentSettings": [{"name": "OWN", "value": "o"}]},
                     {"id": "bad", "commandLine": sh("echo oops >&2; exit 3")})
         ok, bad = await h.completed("j", "ok", "bad")
-        assert ok["executionInfo"]["result"] == "success" and ok["executionInfo"]["exitCode"] == 0
+        assert ok["executionInfo"]["result"] == "success" and ok["executionInfo"]["exitCode"] == 0, (
+            ok["executionInfo"], read(h, ok["nodeInfo"]["nodeId"], "workitems/j/job-1/ok/stderr.txt"))
         assert ok["executionInfo"]["startTime"] <= ok["executionInfo"]["endTime"]
         assert ok["previousState"] == "running"
         info = ok["nodeInfo"]
@@ -92,7 +93,7 @@ def test_retries_then_failure_and_unlimited_retries_until_success(tmp_path: Path
     async def body(h: Harness) -> None:
         await h.pool("p", slots=2)
         await h.job("j", "p")
-        counter = tmp_path / "count"
+        counter = h.scratch / "count"
         await h.add("j", {"id": "fails", "commandLine": sh("exit 2"), "constraints": {"maxTaskRetryCount": 2}},
                     {"id": "third", "constraints": {"maxTaskRetryCount": -1},
                      "commandLine": sh(f"echo x >> {counter}; test $(wc -l < {counter}) -ge 3"), "userIdentity": ADMIN})
@@ -108,7 +109,7 @@ def test_wall_clock_timeout_kills_the_whole_process_group(tmp_path: Path) -> Non
     async def body(h: Harness) -> None:
         await h.pool("p")
         await h.job("j", "p")
-        pids = tmp_path / "pids"
+        pids = h.scratch / "pids"
         await h.add("j", {"id": "slow", "constraints": {"maxWallClockTime": "PT0.5S", "maxTaskRetryCount": 3},
                           "commandLine": sh(f"sleep 60 & echo $! > {pids}; wait"), "userIdentity": ADMIN})
         (doc,) = await h.completed("j", "slow")
@@ -133,7 +134,7 @@ def test_terminate_kills_a_running_task_and_its_children(tmp_path: Path) -> None
     async def body(h: Harness) -> None:
         await h.pool("p")
         await h.job("j", "p")
-        pids = tmp_path / "pids"
+        pids = h.scratch / "pids"
         await h.add("j", {"id": "long", "commandLine": sh(f"sleep 60 & echo $! > {pids}; wait"), "userIdentity": ADMIN})
         await h.until(lambda: pids.exists() and pids.read_text().strip() != "", "the task to start")
         await task_ops.terminate_task(h.ctx, ACCOUNT, "j", "long")
@@ -148,7 +149,7 @@ def test_terminate_kills_a_running_task_and_its_children(tmp_path: Path) -> None
 
 def test_spread_and_pack_placement_and_required_slots(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         wait = sh(f"while [ ! -e {gate} ]; do sleep 0.05; done")
         await h.pool("spread", nodes=2, slots=2)
         await h.pool("pack", nodes=2, slots=2, taskSchedulingPolicy={"nodeFillType": "pack"})
@@ -176,7 +177,7 @@ def test_spread_and_pack_placement_and_required_slots(tmp_path: Path) -> None:
 
 def test_resize_down_requeues_the_tasks_of_removed_nodes(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p", nodes=2)
         await h.job("j", "p")
         await h.add("j", *({"id": f"t{i}", "commandLine": sh(f"while [ ! -e {gate} ]; do sleep 0.05; done")}
@@ -196,7 +197,7 @@ def test_resize_down_requeues_the_tasks_of_removed_nodes(tmp_path: Path) -> None
 
 def test_reboot_requeues_running_tasks_and_reruns_the_start_task_and_reimage_wipes(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p", startTask={"commandLine": sh("date +%s%N >> $AZ_BATCH_NODE_SHARED_DIR/boots")})
         node_id = h.nodes("p")[0]["id"]
         await h.job("j", "p")

@@ -8,7 +8,7 @@ from typing import Any
 
 from openbatch.batch.domain import jobs as job_ops
 from openbatch.batch.domain import tasks as task_ops
-from tests.engine.harness import ACCOUNT, ADMIN, Harness, run, scenario, sh
+from tests.engine.harness import ACCOUNT, ADMIN, Harness, cleanup, data_dir, run, scenario, sh
 
 
 def job_doc(h: Harness, job_id: str) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def test_failed_preparation_with_wait_for_success_keeps_the_job_off_that_node(tm
 
 def test_terminate_ends_running_tasks_and_leaves_active_ones(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p")
         await h.job("j", "p")
         await h.add("j", {"id": "running", "commandLine": gate_cmd(gate)}, {"id": "waiting", "commandLine": "/bin/true"})
@@ -97,10 +97,10 @@ def test_terminate_ends_running_tasks_and_leaves_active_ones(tmp_path: Path) -> 
 
 def test_delete_job_kills_its_tasks_and_the_job_disappears(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p")
         await h.job("j", "p", jobPreparationTask={"commandLine": "/bin/true"},
-                    jobReleaseTask={"commandLine": sh(f"touch {tmp_path}/released"), "userIdentity": ADMIN})
+                    jobReleaseTask={"commandLine": sh(f"touch {h.scratch}/released"), "userIdentity": ADMIN})
         await h.add("j", {"id": "running", "commandLine": gate_cmd(gate)}, {"id": "queued", "commandLine": "/bin/true"})
         await h.until(lambda: h.state("j", "running") == "running", "running")
         node_id = h.nodes("p")[0]["id"]
@@ -108,7 +108,7 @@ def test_delete_job_kills_its_tasks_and_the_job_disappears(tmp_path: Path) -> No
         await job_ops.delete_job(h.ctx, ACCOUNT, "j")
         await h.until(lambda: h.store.get("job", ACCOUNT, "j") is None, "the job to disappear")
         assert h.store.get_task(ACCOUNT, "j", "running") is None and h.store.get_task(ACCOUNT, "j", "queued") is None
-        assert (tmp_path / "released").exists()
+        assert (h.scratch / "released").exists()
         await h.until(lambda: not (h.node_dir(node_id) / "workitems" / "j").exists(), "the job's directory removed")
         await h.until(lambda: h.nodes("p")[0]["state"] == "idle", "the node idle")
 
@@ -139,7 +139,7 @@ def test_on_all_tasks_complete_and_on_task_failure_end_the_job(tmp_path: Path) -
 
 def test_disable_requeues_running_tasks_and_enable_runs_them(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p")
         await h.job("j", "p")
         await h.add("j", {"id": "t", "commandLine": gate_cmd(gate)})
@@ -150,14 +150,14 @@ def test_disable_requeues_running_tasks_and_enable_runs_them(tmp_path: Path) -> 
         gate.touch()
         await job_ops.enable_job(h.ctx, ACCOUNT, "j")
         (doc,) = await h.completed("j", "t")
-        assert doc["executionInfo"]["result"] == "success"
+        assert doc["executionInfo"]["result"] == "success", doc["executionInfo"]
 
     scenario(tmp_path, body)
 
 
 def test_task_delete_and_reactivate(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
-        gate = tmp_path / "gate"
+        gate = h.scratch / "gate"
         await h.pool("p")
         await h.job("j", "p")
         await h.add("j", {"id": "gone", "commandLine": gate_cmd(gate)}, {"id": "flaky", "commandLine": sh(f"test -e {gate}")})
@@ -175,11 +175,12 @@ def test_task_delete_and_reactivate(tmp_path: Path) -> None:
 
 
 def test_crash_and_restart_requeues_running_tasks_exactly_once(tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    log = tmp_path / "runs"
+    scratch = data_dir(tmp_path).parent / "scratch"
+    gate = scratch / "gate"
+    log = scratch / "runs"
 
     async def first() -> None:
-        h = await Harness(tmp_path / "data").start()
+        h = await Harness(data_dir(tmp_path)).start()
         await h.pool("p", slots=2)
         await h.job("j", "p")
         await h.add("j", {"id": "quick", "commandLine": sh(f"echo quick >> {log}"), "userIdentity": ADMIN})
@@ -191,7 +192,7 @@ def test_crash_and_restart_requeues_running_tasks_exactly_once(tmp_path: Path) -
         h.crash()
 
     async def second() -> None:
-        h = await Harness(tmp_path / "data").start()
+        h = await Harness(data_dir(tmp_path)).start()
         try:
             states = sorted((h.state("j", f"slow{i}"), h.task("j", f"slow{i}")["executionInfo"]["requeueCount"])
                             for i in range(3))
@@ -208,5 +209,8 @@ def test_crash_and_restart_requeues_running_tasks_exactly_once(tmp_path: Path) -
         finally:
             await h.stop()
 
-    run(first())
-    run(second())
+    try:
+        run(first())
+        run(second())
+    finally:
+        cleanup(tmp_path)

@@ -7,8 +7,11 @@ release status, pack vs spread and requiredSlots, reboot / resize with requeue, 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +40,17 @@ IMAGE = m.VirtualMachineConfiguration(
 ADMIN = m.UserIdentity(auto_user=m.AutoUserSpecification(scope=m.AutoUserScope.POOL,
                                                          elevation_level=m.ElevationLevel.ADMIN))
 POLL: Any = 0.2  # seconds; the pollers sleep any number though typed int
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LiveServer]:
+    """A server of this module whose data dir non-admin task accounts can reach (pytest's tmp dirs
+    are 0700, and a pytest run started meanwhile resets their top directory to 0700)."""
+    top = Path(tempfile.mkdtemp(prefix="openbatch-sdk-"))
+    srv = LiveServer(top / "data").start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
