@@ -175,6 +175,9 @@ def test_new_pool_settings_are_kept_and_checked() -> None:
         ({"taskSlotsPerNode": 0}, e.InvalidPropertyValue, "taskSlotsPerNode"),
         ({"taskSlotsPerNode": "2"}, e.InvalidRequestBody, "taskSlotsPerNode"),
         ({"targetDedicatedNodes": -1}, e.InvalidPropertyValue, "targetDedicatedNodes"),
+        ({"targetDedicatedNodes": 10**12}, e.InvalidPropertyValue, "targetDedicatedNodes"),
+        ({"targetDedicatedNodes": 600, "targetLowPriorityNodes": 401}, e.InvalidPropertyValue,
+         "targetLowPriorityNodes"),
         ({"resizeTimeout": "PT4M59S"}, e.InvalidPropertyValue, "resizeTimeout"),
         ({"resizeTimeout": "soon"}, e.InvalidPropertyValue, "resizeTimeout"),
         ({"enableAutoScale": True}, e.MissingRequiredProperty, "autoScaleFormula"),
@@ -249,6 +252,8 @@ def test_resize_and_stop(ctx: BatchContext) -> None:
         run(pools.resize_pool(ctx, ACCOUNT, "p", {"targetDedicatedNodes": 1}))
     with pytest.raises(e.InvalidPropertyValue):
         run(pools.resize_pool(ctx, ACCOUNT, "p", {"nodeDeallocationOption": "never"}))
+    with pytest.raises(e.InvalidPropertyValue):
+        run(pools.resize_pool(ctx, ACCOUNT, "p", {"targetLowPriorityNodes": pools.MAX_POOL_NODES + 1}))
     assert run(pools.stop_resize_pool(ctx, ACCOUNT, "p"))["allocationState"] == "stopping"
     assert run(pools.stop_resize_pool(ctx, ACCOUNT, "p"))["allocationState"] == "stopping"  # nothing more to stop
 

@@ -38,6 +38,9 @@ MIN_EVAL_INTERVAL = timedelta(minutes=5)
 MAX_EVAL_INTERVAL = timedelta(hours=168)
 MAX_FORMULA = 8192
 MAX_REMOVE = 100
+# Nodes share this host: a pool may ask for at most this many (dedicated + low-priority). Azure
+# bounds pools by the account's core quota instead; a typo here must not exhaust the machine.
+MAX_POOL_NODES = 1000
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 COMMUNICATION_MODES = ("default", "classic", "simplified")
 
@@ -164,6 +167,17 @@ def _check_autoscale(body: Doc) -> Doc:
     return out
 
 
+def _targets(body: Doc) -> tuple[int | None, int | None]:
+    """targetDedicatedNodes / targetLowPriorityNodes (None when absent), within MAX_POOL_NODES together."""
+    dedicated = m.integer(body, "targetDedicatedNodes", lo=0, hi=MAX_POOL_NODES)
+    low = m.integer(body, "targetLowPriorityNodes", lo=0, hi=MAX_POOL_NODES)
+    if (dedicated or 0) + (low or 0) > MAX_POOL_NODES:
+        raise m.invalid("targetLowPriorityNodes", low,
+                        f"A pool may have at most {MAX_POOL_NODES} nodes (dedicated and low-priority together) "
+                        "on openbatch.")
+    return dedicated, low
+
+
 def _resize_timeout(body: Doc) -> str:
     timeout = m.duration(body, "resizeTimeout", lo=MIN_RESIZE_TIMEOUT)
     return m.format_duration(timeout) if timeout is not None else DEFAULT_RESIZE_TIMEOUT
@@ -180,8 +194,7 @@ def new_pool(body: Doc, base_url: str, now: str) -> Doc:
     pool_id = check_id(body.get("id"))
     settings = _check_node_settings(body, required=True)
     common = _check_common(body)
-    dedicated = m.integer(body, "targetDedicatedNodes", lo=0) or 0
-    low = m.integer(body, "targetLowPriorityNodes", lo=0) or 0
+    dedicated, low = (n or 0 for n in _targets(body))
     autoscale = bool(m.boolean(body, "enableAutoScale"))
     doc: Doc = {
         "id": pool_id, "url": f"{base_url}/pools/{pool_id}", "creationTime": now,
@@ -319,8 +332,7 @@ def _steady_or_refuse(doc: Doc) -> None:
 
 async def resize_pool(ctx: BatchContext, account: str, pool_id: str, body: Doc) -> Doc:
     doc = active_pool(ctx, account, pool_id)
-    dedicated = m.integer(body, "targetDedicatedNodes", lo=0)
-    low = m.integer(body, "targetLowPriorityNodes", lo=0)
+    dedicated, low = _targets(body)
     timeout = _resize_timeout(body)
     option = m.enum(body, "nodeDeallocationOption", DEALLOCATION_OPTIONS) or "requeue"
     if doc.get("enableAutoScale"):
