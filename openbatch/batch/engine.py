@@ -73,6 +73,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks):
             task.cancel()
         await asyncio.gather(*pending, *runs, return_exceptions=True)
         with contextlib.suppress(Exception):
+            self._save_nodes()
             self.write_out()
 
     # --- hooks that need every part ------------------------------------------------------------

@@ -31,6 +31,12 @@ Key = tuple[str, str]  # (account, lower-cased id)
 
 # Task documents kept in memory with their queue entry (beyond this they are read back on dispatch).
 MAX_HELD_DOCS = 20_000
+# Passes run at most this often (seconds): under load each pass then carries several task changes,
+# so there is one batched write and one commit for many tasks; an idle engine reacts at once.
+PASS_GAP = 0.002
+# Node documents (counters, recent tasks) are persisted at most this often; readers see the cached
+# document at once, and node run-time counters are reset by recovery anyway.
+NODE_SAVE_GAP = 0.5
 RECENT_TASKS = 10
 
 
@@ -127,6 +133,8 @@ class EngineCore:
         self._rows: list[tuple[str, str, Doc]] = []
         self._starts: list[Run] = []
         self._kicked = False
+        self._last_pass = 0.0
+        self._node_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
@@ -145,7 +153,11 @@ class EngineCore:
             self._dirty_pools.add(pool)
         if not self._kicked and not self.stopping:
             self._kicked = True
-            self.loop.call_soon(self._pass)
+            wait = self._last_pass + PASS_GAP - self.loop.time()
+            if wait > 0:
+                self.loop.call_later(wait, self._pass)
+            else:
+                self.loop.call_soon(self._pass)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         """A background coroutine of the engine (node boot, job end...): kept alive, errors logged."""
@@ -168,7 +180,18 @@ class EngineCore:
         self._rows.append((account, job_key, doc))
 
     def save_node(self, node: NodeRt) -> None:
+        """Persist the node's document soon (it is already current for readers: the store caches it)."""
         self._dirty_nodes[node.node_id] = node
+        if self._node_timer is None and not self.stopping:
+            self._node_timer = self.loop.call_later(NODE_SAVE_GAP, self._save_nodes)
+
+    def _save_nodes(self) -> None:
+        self._node_timer = None
+        nodes, self._dirty_nodes = self._dirty_nodes, {}
+        for node in nodes.values():
+            if self.nodes.get(node.node_id) is node:
+                self.store.put("node", node.account, node.doc, node.pool_id)
+        self.kick()
 
     def save_entity(self, kind: str, account: str, doc: Doc, parent: str = "") -> None:
         self.store.put(kind, account, doc, parent)
@@ -178,17 +201,13 @@ class EngineCore:
         if self._rows:
             rows, self._rows = self._rows, []
             self.store.update_tasks(rows)
-        if self._dirty_nodes:
-            nodes, self._dirty_nodes = self._dirty_nodes, {}
-            for node in nodes.values():
-                if self.nodes.get(node.node_id) is node:
-                    self.store.put("node", node.account, node.doc, node.pool_id)
         self.store.commit_now()
 
     # --- the pass ------------------------------------------------------------------------------
 
     def _pass(self) -> None:
         self._kicked = False
+        self._last_pass = self.loop.time()
         if self.stopping:
             return
         now = now_iso()

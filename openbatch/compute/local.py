@@ -41,11 +41,12 @@ from openbatch.compute.base import (
     RunOutcome,
     RunSpec,
 )
+from openbatch.compute.dirs import DirMaker
 from openbatch.config import Settings
 from openbatch.node import identity
 from openbatch.node.env import task_environment
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
-from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
+from openbatch.node.layout import NodeLayout, PathOutsideNode
 from openbatch.node.run import CommandError, RunningProcess, start_process
 from openbatch.node.upload import OutputFileError, upload_output_files
 
@@ -85,6 +86,7 @@ class LocalProvider:
         self._nodes: dict[str, _Node] = {}
         self._client: httpx.AsyncClient | None = None
         self._base_env = dict(os.environ)
+        self._dirs = DirMaker()
         self._env_cache: dict[tuple[object, ...], tuple[dict[str, str], tuple[str, ...]]] = {}
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -104,6 +106,7 @@ class LocalProvider:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        self._dirs.close()
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -198,10 +201,8 @@ class LocalProvider:
 
     async def _run(self, node: _Node, spec: RunSpec, flight: _Flight, started: float) -> RunOutcome:
         layout = node.layout
-        task_dir, wd = self._prepare(node, spec)
         user = identity.resolve_user(spec.elevation)
-        if identity.needs_switch(user):
-            identity.prepare_dir_for(user, task_dir)
+        task_dir, wd = await self._prepare(node, spec, user if identity.needs_switch(user) else None)
         env = self._environment(node, spec, task_dir, user)
         if spec.resource_files:
             await self._fetch(spec, wd, flight, user)
@@ -264,13 +265,15 @@ class LocalProvider:
         patched = tuple(k for k, v in env.items() if _DIR_MARK in v or _ID_MARK in v)
         return env, patched
 
-    def _prepare(self, node: _Node, spec: RunSpec) -> tuple[Path, Path]:
+    async def _prepare(self, node: _Node, spec: RunSpec, owner: identity.UserSpec | None) -> tuple[Path, Path]:
         try:
             task_dir = self._dir_of(node.layout, spec)
         except PathOutsideNode as exc:
             raise ResourceFileError("ResourceDirectoryCreateFailed", str(exc)) from None
         try:
-            wd = _make_task_dir(task_dir, node.layout)
+            wd = await self._dirs.make(task_dir, node.layout, owner)
+        except FileNotFoundError:
+            raise NodeGone(spec.node_id) from None
         except OSError as exc:
             if not node.layout.exists():
                 raise NodeGone(spec.node_id) from None
@@ -397,23 +400,6 @@ def _open_the_way(root: Path) -> None:
         log.warning("non-admin tasks need to reach %s: adding search permission for others (o+x) to %s",
                     root, ", ".join(str(p) for p in closed))
         identity.grant_traverse(root, Path(root.anchor))
-
-
-def _make_task_dir(task_dir: Path, layout: NodeLayout) -> Path:
-    """task_dir/wd, creating what is missing: two mkdirs for a new task in a known job. Never
-    recreates a node directory that vanished (that node is gone)."""
-    try:
-        os.mkdir(task_dir)
-    except FileNotFoundError:
-        if not layout.exists():
-            raise
-        os.makedirs(task_dir, exist_ok=True)
-    except FileExistsError:
-        pass
-    wd = task_dir / WORKING_DIR
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(wd)
-    return wd
 
 
 def _kill(flight: _Flight) -> None:
