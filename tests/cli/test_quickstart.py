@@ -62,26 +62,34 @@ def test_quickstart_against_running_server_cleans_up(server: LiveServer, tmp_pat
 
 
 def test_quickstart_keep_leaves_everything(server: LiveServer) -> None:
-    result = cli(None, "quickstart", "--batch-url", server.batch_url, "--blob-url", server.blob_url,
-                 "--keep", "--pool-id", "KeptPool", "--job-id", "KeptJob", "--nodes", "1")
-    assert result.exit_code == 0, result.output
     batch = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    assert batch.get_pool("KeptPool").id == "KeptPool"
-    assert {t.id for t in batch.list_tasks("KeptJob")} == {"Task0", "Task1", "Task2"}
     blob = BlobServiceClient(server.blob_url, credential={"account_name": server.account, "account_key": server.key})
-    outputs = sorted(b.name for b in blob.get_container_client("output").list_blobs())
-    assert outputs == sorted(EXPECTED)
+    try:
+        result = cli(None, "quickstart", "--batch-url", server.batch_url, "--blob-url", server.blob_url,
+                     "--keep", "--pool-id", "KeptPool", "--job-id", "KeptJob", "--nodes", "1")
+        assert result.exit_code == 0, result.output
+        assert batch.get_pool("KeptPool").id == "KeptPool"
+        assert {t.id for t in batch.list_tasks("KeptJob")} == {"Task0", "Task1", "Task2"}
+        outputs = sorted(b.name for b in blob.get_container_client("output").list_blobs())
+        assert outputs == sorted(EXPECTED)
 
-    # A second run finds the containers: the step fails with the service's error code, exit code 1.
-    again = cli(None, "quickstart", "--batch-url", server.batch_url, "--blob-url", server.blob_url)
-    assert again.exit_code == 1
-    assert "ContainerAlreadyExists" in again.output
-    assert batch.get_pool("KeptPool").id == "KeptPool"  # what it did not create, it does not delete
+        # A second run finds the containers: the step fails with the service's error code, exit code 1.
+        again = cli(None, "quickstart", "--batch-url", server.batch_url, "--blob-url", server.blob_url)
+        assert again.exit_code == 1
+        assert "ContainerAlreadyExists" in again.output
+        assert batch.get_pool("KeptPool").id == "KeptPool"  # what it did not create, it does not delete
+    finally:
+        _delete_all(batch, blob)
 
-    batch.begin_delete_job("KeptJob", polling_interval=FAST_POLL).result()
-    batch.begin_delete_pool("KeptPool", polling_interval=FAST_POLL).result()
-    for name in workflow.CONTAINERS:
-        blob.delete_container(name)
+
+def _delete_all(batch: BatchClient, blob: BlobServiceClient) -> None:
+    """Leave the module's server empty for the next test, whatever happened."""
+    for job in batch.list_jobs():
+        batch.begin_delete_job(job.id or "", polling_interval=FAST_POLL).result()
+    for pool in batch.list_pools():
+        batch.begin_delete_pool(pool.id or "", polling_interval=FAST_POLL).result()
+    for container in blob.list_containers():
+        blob.delete_container(container.name)
 
 
 def test_quickstart_shows_the_failing_tasks_stderr(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
