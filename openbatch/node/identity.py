@@ -132,8 +132,14 @@ def grant_traverse(path: Path, up_to: Path) -> None:
 
 
 def share_dir(path: Path) -> None:
-    """Make a directory writable by every task account (sticky, like /tmp): the node's shared dir."""
-    path.chmod(0o1777)
+    """Make the node's shared dir writable by every task account and owned by their group.
+
+    Sticky like /tmp, and set-group-id so that what any task writes there (an elevated start
+    task's ``cp`` of a program, say, whose 0770 resource-file mode keeps group access) belongs to
+    the task group and can be used by non-admin tasks, as on Azure's nodes.
+    """
+    os.chown(path, -1, task_user().gid)
+    path.chmod(0o3777)
 
 
 def prepare_node(root: Path, shared: Path, up_to: Path) -> None:
