@@ -81,7 +81,8 @@ class EngineJobs(EngineCore):
             jrt.sched.active = True
             self.kick()
         elif state == _J.ACTIVE.value:
-            self.check_all_complete(jrt)
+            # next iteration: a job added with its Job Manager task hears of that task right after this
+            self.loop.call_soon(self.check_all_complete, jrt)
         self.kick(jrt.sched.pool)
 
     def _disable_default(self, job: JobRt) -> None:
@@ -133,7 +134,7 @@ class EngineJobs(EngineCore):
         self.check_all_complete(job)
 
     def check_all_complete(self, job: JobRt) -> None:
-        if (not job.tasks and job.doc.get("onAllTasksComplete") == "terminatejob"
+        if (self.jobs.get(job.key) is job and not job.tasks and job.doc.get("onAllTasksComplete") == "terminatejob"
                 and job.doc.get("state") == _J.ACTIVE.value):
             self.terminate_job(job, ex.ALL_TASKS_COMPLETE)
 

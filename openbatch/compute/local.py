@@ -124,9 +124,7 @@ class LocalProvider:
             raise OSError(f"invalid node id {node_id!r}")
         layout = NodeLayout(self.root / node_id)
         layout.create()
-        if identity.is_root():
-            identity.grant_traverse(layout.root, self.root)
-            identity.share_dir(layout.shared)
+        identity.prepare_node(layout.root, layout.shared, self.root)
         node = self._nodes.get(node_id)
         if node is None:
             self._nodes[node_id] = _Node(pool_id, layout)

@@ -214,3 +214,16 @@ def test_crash_and_restart_requeues_running_tasks_exactly_once(tmp_path: Path) -
         run(second())
     finally:
         cleanup(tmp_path)
+
+
+def test_a_job_manager_task_runs_and_its_completion_ends_the_job(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        await h.pool("p")
+        await h.job("jm", "p", onAllTasksComplete="terminatejob",
+                    jobManagerTask={"id": "manager", "commandLine": sh("echo managing")})
+        (doc,) = await h.completed("jm", "manager")
+        assert doc["executionInfo"]["result"] == "success"
+        await h.until(lambda: job_doc(h, "jm")["state"] == "completed", "the job to end with its manager")
+        assert job_doc(h, "jm")["executionInfo"]["terminateReason"] == "JMComplete"
+
+    scenario(tmp_path, body)
