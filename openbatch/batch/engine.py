@@ -76,6 +76,32 @@ class Engine(EngineNodes, EngineJobs, EngineTasks):
             self._save_nodes()
             self.write_out()
 
+    # --- hooks: a bug in the engine must never turn an acknowledged API call into an error ------
+
+    def pool_changed(self, account: str, pool: Doc) -> None:
+        try:
+            super().pool_changed(account, pool)
+        except Exception:
+            log.exception("engine: pool_changed %s failed", pool.get("id"))
+
+    def job_changed(self, account: str, job: Doc) -> None:
+        try:
+            super().job_changed(account, job)
+        except Exception:
+            log.exception("engine: job_changed %s failed", job.get("id"))
+
+    def tasks_added(self, account: str, job_id: str, tasks: list[Doc]) -> None:
+        try:
+            super().tasks_added(account, job_id, tasks)
+        except Exception:
+            log.exception("engine: tasks_added to %s failed", job_id)
+
+    def task_changed(self, account: str, job_id: str, task: Doc) -> None:
+        try:
+            super().task_changed(account, job_id, task)
+        except Exception:
+            log.exception("engine: task_changed %s/%s failed", job_id, task.get("id"))
+
     # --- hooks that need every part ------------------------------------------------------------
 
     def perform_node(self, account: str, instruction: ins.Instruction) -> None:

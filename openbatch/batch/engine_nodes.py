@@ -110,6 +110,11 @@ class EngineNodes(EngineCore):
         self.scheduler.set_node_usable(node.pool, node.node_id, self.usable(node))
 
     def _set_state(self, node: NodeRt, to: states.NodeState, reason: str = "") -> None:
+        if node.doc.get("state") == to.value:
+            return
+        if not states.NODE.allowed(node.doc, to):  # e.g. the API moved it meanwhile: keep its word
+            log.warning("node %s: no transition %s -> %s; left as it is", node.node_id, node.doc.get("state"), to.value)
+            return
         states.NODE.apply(node.doc, to, states.Context(now_iso(), reason=reason))
         self.save_node(node)
 
