@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
@@ -334,3 +335,21 @@ def test_all_tasks_complete_ends_the_job_and_delete_removes_it(client: BatchClie
     client.begin_delete_job("ending", polling_interval=POLL).result()
     with pytest.raises(ResourceNotFoundError):
         client.get_job("ending")
+
+
+def test_a_task_writing_a_lot_costs_the_server_no_memory(client: BatchClient, server: LiveServer) -> None:
+    assert server.proc is not None
+    proc = psutil.Process(server.proc.pid)
+    make_pool(client, "loud")
+    client.create_job(m.BatchJobCreateOptions(id="loud", pool_info=m.BatchPoolInfo(pool_id="loud")))
+    before = proc.memory_info().rss
+    size = 100_000_000
+    client.create_task("loud", m.BatchTaskCreateOptions(id="loud", command_line=f"/usr/bin/head -c {size} /dev/zero"))
+    (task,) = completed(client, "loud", "loud")
+    assert ex(task).result == m.BatchTaskExecutionResult.SUCCESS
+    assert proc.memory_info().rss - before < 30_000_000
+    assert client.get_task_file_properties("loud", "loud", "stdout.txt").content_length == size
+    assert b"".join(client.download_task_file("loud", "loud", "stdout.txt", ocp_range="bytes=10-19")) == b"\0" * 10
+    client.delete_task_file("loud", "loud", "stdout.txt")
+    with pytest.raises(ResourceNotFoundError):
+        client.get_task_file_properties("loud", "loud", "stdout.txt")
