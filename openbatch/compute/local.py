@@ -440,8 +440,38 @@ async def _stream(fd: int, start: int, end: int | None) -> AsyncIterator[bytes]:
         os.close(fd)
 
 
-def kill_processes_under(root: Path) -> int:
-    """SIGKILL every process whose AZ_BATCH_NODE_ROOT_DIR is ``root`` or below it; how many."""
+def kill_processes_under(root: Path, rounds: int = 5) -> int:
+    """SIGKILL every process of the node(s) under ``root``; how many.
+
+    A process belongs there when its AZ_BATCH_NODE_ROOT_DIR is ``root`` or below, or its working
+    directory is. The scan repeats until a round finds nothing new: a process caught in the middle
+    of an exec shows no environment for an instant, and children may be forked meanwhile.
+    """
+    count = 0
+    for _ in range(rounds):
+        found = _kill_round(root)
+        count += found
+        if not found:
+            break
+    return count
+
+
+def _belongs(pid: int, exact: bytes, below: bytes, where: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            environ = fh.read()
+    except OSError:
+        environ = b""
+    if any(item == exact or item.startswith(below) for item in environ.split(b"\0")):
+        return True
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd == where or cwd.startswith(where + "/")
+
+
+def _kill_round(root: Path) -> int:
     exact = f"AZ_BATCH_NODE_ROOT_DIR={root}".encode()
     below = exact + b"/"
     me = os.getpid()
@@ -451,14 +481,7 @@ def kill_processes_under(root: Path) -> int:
     except OSError:
         return 0
     for pid in pids:
-        if pid == me:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                environ = fh.read()
-        except OSError:
-            continue
-        if any(item == exact or item.startswith(below) for item in environ.split(b"\0")):
+        if pid != me and _belongs(pid, exact, below, str(root)):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 count += 1
