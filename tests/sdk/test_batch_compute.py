@@ -7,6 +7,7 @@ release status, pack vs spread and requiredSlots, reboot / resize with requeue, 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import tempfile
 import time
@@ -33,6 +34,7 @@ from azure.storage.blob import (
 )
 
 from tests.helpers.server import LiveServer
+from tests.helpers.venvs import run_script
 
 IMAGE = m.VirtualMachineConfiguration(
     image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
@@ -353,3 +355,57 @@ def test_a_task_writing_a_lot_costs_the_server_no_memory(client: BatchClient, se
     client.delete_task_file("loud", "loud", "stdout.txt")
     with pytest.raises(ResourceNotFoundError):
         client.get_task_file_properties("loud", "loud", "stdout.txt")
+
+
+LEGACY_TUTORIAL = """
+import json, os, time
+import azure.batch.batch_service_client as batch
+import azure.batch.batch_auth as batchauth
+import azure.batch.models as bm
+
+client = batch.BatchServiceClient(batchauth.SharedKeyCredentials(os.environ["OB_ACCOUNT"], os.environ["OB_KEY"]),
+                                  base_url=os.environ["OB_BATCH_URL"])
+urls = json.loads(os.environ["OB_URLS"])
+sku = list(client.account.list_node_agent_skus())[0]
+start = bm.StartTask(command_line="/bin/sh -c 'cp -p count.sh $AZ_BATCH_NODE_SHARED_DIR'", run_elevated=True,
+                     wait_for_success=True, resource_files=[bm.ResourceFile(blob_source=urls["program"],
+                                                                            file_path="count.sh")])
+client.pool.add(bm.PoolAddParameter(
+    id="legacy", vm_size="STANDARD_A1", target_dedicated=2, start_task=start,
+    virtual_machine_configuration=bm.VirtualMachineConfiguration(
+        image_reference=sku.verified_image_references[0], node_agent_sku_id=sku.id)))
+client.job.add(bm.JobAddParameter(id="legacy", pool_info=bm.PoolInformation(pool_id="legacy")))
+client.task.add_collection("legacy", [
+    bm.TaskAddParameter(id=f"task{i}", command_line=f"/bin/sh -c '$AZ_BATCH_NODE_SHARED_DIR/count.sh {name}'",
+                        resource_files=[bm.ResourceFile(blob_source=url, file_path=name)])
+    for i, (name, url) in enumerate(sorted(urls["inputs"].items()))])
+deadline = time.time() + 60
+while time.time() < deadline:
+    tasks = list(client.task.list("legacy"))
+    if tasks and all(t.state == bm.TaskState.completed for t in tasks):
+        break
+    time.sleep(0.1)
+out = {t.id: {"exit": t.execution_info.exit_code, "node": t.node_info.node_id,
+              "stdout": b"".join(client.file.get_from_task("legacy", t.id, "stdout.txt")).decode()} for t in tasks}
+nodes = [n.state.value for n in client.compute_node.list("legacy")]
+print(json.dumps({"tasks": out, "nodes": nodes, "dedicated": client.pool.get("legacy").current_dedicated}))
+"""
+
+
+def test_tutorial_with_the_2016_sdk(server: LiveServer, blobs: BlobServiceClient) -> None:
+    """The original tutorial's generation: targetDedicated, runElevated start task, blobSource files."""
+    blobs.create_container("legacy")
+    blobs.get_blob_client("legacy", "count.sh").upload_blob(b"#!/bin/sh\nwc -w < \"$1\"\n")
+    inputs = {}
+    for i in range(2):
+        name = f"in{i}.txt"
+        blobs.get_blob_client("legacy", name).upload_blob(" ".join(["w"] * (i + 2)).encode())
+        inputs[name] = blob_sas_url(server, "legacy", name)
+    urls = {"program": blob_sas_url(server, "legacy", "count.sh"), "inputs": inputs}
+    env = {"OB_ACCOUNT": server.account, "OB_KEY": server.key, "OB_BATCH_URL": server.batch_url,
+           "OB_URLS": json.dumps(urls)}
+    out = run_script("legacy", LEGACY_TUTORIAL, env)
+    assert out["dedicated"] == 2 and sorted(out["nodes"]) == ["idle", "idle"]
+    assert out["tasks"]["task0"] == {"exit": 0, "node": out["tasks"]["task0"]["node"], "stdout": "2\n"}
+    assert out["tasks"]["task1"]["stdout"] == "3\n" and out["tasks"]["task1"]["exit"] == 0
+    assert out["tasks"]["task0"]["node"] != out["tasks"]["task1"]["node"]
