@@ -75,3 +75,19 @@ def task_times(client: BatchClient, job_id: str) -> list[dict[str, Any]]:
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value else None
+
+
+def idle_latencies(client: BatchClient, job_id: str, count: int) -> list[float]:
+    """Add -> running (ms, server clock) of tasks added one at a time to an idle pool."""
+    out = []
+    for i in range(count):
+        task_id = f"idle{i:04d}"
+        client.create_task(job_id, m.BatchTaskCreateOptions(id=task_id, command_line="/bin/true"))
+        while True:
+            task = client.get_task(job_id, task_id, select=["id", "state", "creationTime", "executionInfo"])
+            if task.state == m.BatchTaskState.COMPLETED:
+                break
+            time.sleep(0.005)
+        assert task.execution_info is not None and task.execution_info.start_time is not None
+        out.append((task.execution_info.start_time - task.creation_time).total_seconds() * 1000)
+    return out

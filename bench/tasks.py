@@ -16,9 +16,10 @@ class Sizes:
     nodes: int = 2
     slots: int = 8
     spawn_count: int = 3000
+    idle_tasks: int = 50
 
 
-SMOKE = Sizes(tasks=40, spawn_count=100)
+SMOKE = Sizes(tasks=40, spawn_count=100, idle_tasks=5)
 
 
 def run(sizes: Sizes) -> Report:
@@ -27,6 +28,8 @@ def run(sizes: Sizes) -> Report:
         client = batchflow.client_for(server)
         batchflow.create_pool(client, "benchpool", sizes.nodes, sizes.slots)
         batchflow.create_job(client, "benchjob", "benchpool")
+        batchflow.create_job(client, "idlejob", "benchpool")
+        idle = batchflow.idle_latencies(client, "idlejob", sizes.idle_tasks)
         t0 = time.time()
         add_seconds = batchflow.add_tasks(client, "benchjob", sizes.tasks)
         batchflow.wait_completed(client, "benchjob", sizes.tasks, timeout=max(120, sizes.tasks / 20))
@@ -43,10 +46,12 @@ def run(sizes: Sizes) -> Report:
     report.add("raw spawns/s (best of asyncio/uvloop, before and after)", raw)
     report.add("ratio tasks/s : raw spawns/s", throughput / raw)
     report.add("task adds/s (create_tasks, 100 per call, 4 threads)", sizes.tasks / add_seconds)
+    report.add(f"idle pool: add -> running p50 (ms, {sizes.idle_tasks} tasks one at a time)", percentile(idle, 50))
+    report.add("idle pool: add -> running p99 (ms)", percentile(idle, 99))
     report.add("add -> running p50 (ms)", percentile(to_running, 50))
     report.add("add -> running p99 (ms)", percentile(to_running, 99))
     report.add("add -> completed p50 (ms)", percentile(to_done, 50))
     report.add("add -> completed p99 (ms)", percentile(to_done, 99))
     report.details = {"sizes": sizes.__dict__, "raw_before": raw_before, "raw_after": raw_after,
-                      "throughput": throughput, "add_seconds": add_seconds}
+                      "throughput": throughput, "add_seconds": add_seconds, "idle_latencies_ms": idle}
     return report

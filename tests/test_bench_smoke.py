@@ -1,0 +1,24 @@
+"""Each benchmark runs end to end at tiny sizes, so the full (opt-in) runs keep working."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench import azurite
+
+NAMES = ["spawn", "tasks", "blob", "scale", "quickstart"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_benchmark_smoke(name, tmp_path):
+    assert bench_main.main([name, "--smoke", "--out", str(tmp_path)]) == 0
+    (result,) = tmp_path.glob(f"{name}-*.json")
+    data = json.loads(result.read_text())
+    assert data["machine"]["cores"] >= 1
+    numbers = [v for row in data["rows"] for v in row[1:] if isinstance(v, int | float)]
+    assert numbers and all(v > 0 for v in numbers), data["rows"]
+    if name == "blob" and azurite.available():
+        assert all(isinstance(row[2], float) for row in data["rows"]), "Azurite figures are missing"
