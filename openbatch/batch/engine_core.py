@@ -83,6 +83,8 @@ class JobRt:
     doc: Doc
     sched: SchedJob
     tasks: dict[str, QueuedTask] = field(default_factory=dict)  # unfinished (queued or assigned)
+    blocked: dict[str, set[str]] = field(default_factory=dict)  # task -> dependencies not satisfied yet
+    waiters: dict[str, set[str]] = field(default_factory=dict)  # dependency -> tasks waiting for it
     ending: asyncio.Task[None] | None = None
     disabling: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None

@@ -12,11 +12,12 @@ import heapq
 import logging
 import time
 
+from openbatch.batch.domain import dependencies as deps
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, touch
 from openbatch.batch.engine_core import MAX_HELD_DOCS, Doc, EngineCore, JobRt, Key, NodeRt, Run
-from openbatch.batch.scheduler import QueuedTask
+from openbatch.batch.scheduler import QUEUED, QueuedTask
 from openbatch.compute.base import TASK, NodeGone, RunOutcome, RunSpec
 
 log = logging.getLogger("openbatch.engine")
@@ -49,17 +50,54 @@ class EngineTasks(EngineCore):
     # --- queueing ------------------------------------------------------------------------------
 
     def enqueue(self, job: JobRt, doc: Doc, hold: bool = True) -> QueuedTask:
-        """Put an active task in the scheduler's index (new, requeued, reactivated or recovered)."""
+        """Put an active task in the scheduler's index (new, requeued, reactivated or recovered);
+        a task whose dependencies are not satisfied yet waits in ``job.blocked`` instead."""
         key = str(doc["id"]).lower()
+        was_blocked = key in job.blocked
         qt = job.tasks.get(key)
-        if qt is None or qt.state != 0:
+        new = qt is None or qt.state != QUEUED
+        if qt is None or new:
             slots = doc.get("requiredSlots")
             qt = QueuedTask(int(doc.get("_seq", 0)), job.key, key,
                             slots if isinstance(slots, int) and slots > 0 else 1)
             job.tasks[key] = qt
         self.hold(qt, doc if hold else None)
-        self.scheduler.push(qt)
+        if doc.get("dependsOn") and job.doc.get("usesTaskDependencies"):
+            pending = self._pending_dependencies(job, key, doc)
+            if pending:
+                job.blocked[key] = pending
+                return qt
+            job.blocked.pop(key, None)
+        if new or was_blocked:
+            self.scheduler.push(qt)
         return qt
+
+    def _pending_dependencies(self, job: JobRt, key: str, doc: Doc) -> set[str]:
+        pending: set[str] = set()
+        for dep in deps.dependency_keys(doc):
+            if dep in job.tasks or not deps.satisfies(self.store.get_task(job.account, job.key[1], dep)):
+                pending.add(dep)
+                job.waiters.setdefault(dep, set()).add(key)
+        return pending
+
+    def dependency_done(self, job: JobRt, doc: Doc) -> None:
+        """A task completed: release the tasks that waited only for it, if it satisfies them."""
+        key = str(doc["id"]).lower()
+        waiting = job.waiters.get(key)
+        if not waiting or not deps.satisfies(doc):
+            return  # blocked dependents keep waiting (a reactivation may still satisfy them)
+        del job.waiters[key]
+        for task_key in waiting:
+            pending = job.blocked.get(task_key)
+            if pending is None:
+                continue
+            pending.discard(key)
+            if not pending:
+                del job.blocked[task_key]
+                qt = job.tasks.get(task_key)
+                if qt is not None and qt.state == QUEUED:
+                    self.scheduler.push(qt)
+        self.kick(job.sched.pool)
 
     def hold(self, qt: QueuedTask, doc: Doc | None) -> None:
         if qt.payload is not None:
@@ -69,6 +107,7 @@ class EngineTasks(EngineCore):
             self.held += 1
 
     def forget_task(self, job: JobRt, qt: QueuedTask) -> None:
+        job.blocked.pop(qt.key, None)
         self.hold(qt, None)
         self.scheduler.drop(qt)
         if job.tasks.get(qt.key) is qt:
@@ -207,6 +246,7 @@ class EngineTasks(EngineCore):
                 self.remove_task_dir(run.node.node_id, job.job_id, str(doc["id"]))
             else:
                 self._retain(run.node, job.job_id, str(doc["id"]), doc)
+                self.dependency_done(job, doc)
             self.job_task_completed(job, doc, None if run.stop else outcome, now)
         run.done()
 
@@ -370,6 +410,7 @@ class EngineTasks(EngineCore):
             self.kick(job.sched.pool)
         elif qt is not None and task.get("state") == _COMPLETED.value:
             self.forget_task(job, qt)
+            self.dependency_done(job, task)
             self.job_task_completed(job, task, None, now_iso())
 
     def _task_deleted(self, job: JobRt, run: Run | None, qt: QueuedTask | None, task: Doc) -> None:

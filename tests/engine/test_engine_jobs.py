@@ -227,3 +227,45 @@ def test_a_job_manager_task_runs_and_its_completion_ends_the_job(tmp_path: Path)
         assert job_doc(h, "jm")["executionInfo"]["terminateReason"] == "JMComplete"
 
     scenario(tmp_path, body)
+
+
+def test_task_dependencies_wait_for_success_or_a_satisfying_failure(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        gate = h.scratch / "gate"
+        await h.pool("p", slots=4)
+        job = await h.job("deps", "p", usesTaskDependencies=True)
+        specs = [
+            ("a", gate_cmd(gate), None, None),
+            ("b", "/bin/true", {"taskIds": ["A"]}, None),  # ids match case-insensitively
+            ("1", "/bin/true", None, None),
+            ("2", sh("exit 2"), None, {"default": {"dependencyAction": "satisfy"}}),
+            ("3", sh("exit 3"), None, None),
+            ("after2", "/bin/true", {"taskIds": ["2"]}, None),
+            ("after123", "/bin/true", {"taskIdRanges": [{"start": 1, "end": 3}]}, None),
+            ("later", "/bin/true", {"taskIds": ["notyet"]}, None),
+        ]
+        docs = []
+        for task_id, command, depends, exits in specs:
+            doc = task_ops.build_task({"id": task_id, "commandLine": command}, job, "2026-01-01T00:00:00Z", "http://b")
+            if depends:
+                doc["dependsOn"] = depends
+            if exits:
+                doc["exitConditions"] = exits
+            docs.append(doc)
+        await task_ops.store_new_tasks(h.ctx, ACCOUNT, job, docs)
+        await h.completed("deps", "1", "2", "3", "after2")
+        assert h.state("deps", "b") == "active" and h.state("deps", "after123") == "active"
+        gate.touch()
+        a, b = await h.completed("deps", "a", "b")
+        assert b["executionInfo"]["startTime"] >= a["executionInfo"]["endTime"]
+        assert h.state("deps", "after123") == "active" and h.state("deps", "later") == "active"
+        notyet = task_ops.build_task({"id": "notyet", "commandLine": "/bin/true"}, job, "2026-01-01T00:00:00Z", "http://b")
+        await task_ops.store_new_tasks(h.ctx, ACCOUNT, job, [notyet])
+        await h.completed("deps", "notyet", "later")
+        await task_ops.reactivate_task(h.ctx, ACCOUNT, "deps", "3")  # fails again: dependents keep waiting
+        await h.until(lambda: h.task("deps", "3")["executionInfo"].get("result") == "failure", "3 to fail again")
+        assert h.state("deps", "after123") == "active"
+        await task_ops.terminate_task(h.ctx, ACCOUNT, "deps", "after123")
+        assert h.state("deps", "after123") == "completed"
+
+    scenario(tmp_path, body)
