@@ -54,6 +54,7 @@ class PoolRt:
     resizing: asyncio.Task[None] | None = None
     again: bool = False  # pool changed while a resize was running: reconcile once more
     serial: str = ""  # the number in this pool's node ids
+    counter: int = 0  # the highest node index used in this pool (node ids are never reused)
 
 
 @dataclass(eq=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ _N = states.NodeState
 _UP = frozenset({_N.IDLE.value, _N.RUNNING.value, _N.OFFLINE.value})
 _KEEP_TASKS = ("taskcompletion", "retaineddata")
 HEALTH_INTERVAL = 5.0
+_NODE_INDEX = re.compile(r"^tvm-(\d+)_(\d+)-")
 
 
 class EngineNodes(EngineCore):
@@ -45,6 +47,10 @@ class EngineNodes(EngineCore):
 
     def node_rt(self, prt: PoolRt, doc: Doc) -> NodeRt:
         node_id = str(doc["id"])
+        found = _NODE_INDEX.match(node_id)
+        if found:
+            prt.serial = prt.serial if prt.nodes else found.group(1)
+            prt.counter = max(prt.counter, int(found.group(2)))
         nrt = self.nodes.get(node_id)
         if nrt is None:
             nrt = self.nodes[node_id] = NodeRt(prt.account, prt.key, node_id, doc)
@@ -54,12 +60,12 @@ class EngineNodes(EngineCore):
         return nrt
 
     def _new_node_doc(self, prt: PoolRt, dedicated: bool) -> Doc:
-        index = len(prt.nodes) + 1
         stamp = datetime.now(UTC).strftime("%Y%m%dt%H%M%Sz")
-        node_id = f"tvm-{prt.serial}_{index}-{stamp}"
+        prt.counter += 1
+        node_id = f"tvm-{prt.serial}_{prt.counter}-{stamp}"
         while node_id in self.nodes:
-            index += 1
-            node_id = f"tvm-{prt.serial}_{index}-{stamp}"
+            prt.counter += 1
+            node_id = f"tvm-{prt.serial}_{prt.counter}-{stamp}"
         now = now_iso()
         pool = prt.doc
         return {
