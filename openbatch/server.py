@@ -23,7 +23,7 @@ ASGIApp = Callable[..., Any]
 class Service(Protocol):
     """One endpoint: an ASGI app with a start (recovery) and a stop (flush, kill children)."""
 
-    app: ASGIApp
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
 
     async def start(self) -> None: ...
 

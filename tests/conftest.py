@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -8,17 +11,30 @@ import pytest
 from tests.helpers.server import LiveServer
 
 
+@contextmanager
+def _server_dir() -> Iterator[Path]:
+    """A data dir outside pytest's tmp tree: pytest resets its tmp dirs to 0700 when another run
+    starts, which would lock the non-admin task account out of its node directories."""
+    root = Path(tempfile.mkdtemp(prefix="openbatch-test-"))
+    try:
+        yield root / "data"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server() -> Iterator[LiveServer]:
     """One live server per test module (fresh data dir)."""
-    srv = LiveServer(tmp_path_factory.mktemp("server") / "data").start()
-    yield srv
-    srv.stop()
+    with _server_dir() as data:
+        srv = LiveServer(data).start()
+        yield srv
+        srv.stop()
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
+def fresh_server() -> Iterator[LiveServer]:
     """A live server of the test's own, for tests that kill or restart it."""
-    srv = LiveServer(tmp_path / "data").start()
-    yield srv
-    srv.stop()
+    with _server_dir() as data:
+        srv = LiveServer(data).start()
+        yield srv
+        srv.stop()
