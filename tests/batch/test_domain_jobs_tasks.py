@@ -185,14 +185,6 @@ def test_invalid_tasks_are_refused_as_azure_does(body: Any, code: str) -> None:
     assert code_of(exc) == code
 
 
-def test_task_dependencies_are_refused_until_the_scheduler_honours_them() -> None:
-    with pytest.raises(e.BatchError) as exc:
-        tasks.build_task({"id": "t", "commandLine": "x", "dependsOn": {"taskIds": ["a"]}},
-                         job_doc(usesTaskDependencies=True), "2024-01-01T00:00:00Z", BASE)
-    assert code_of(exc) == "InvalidPropertyValue"
-    assert exc.value.values["PropertyName"] == "dependsOn" and "not supported" in exc.value.values["Reason"]
-
-
 def test_valid_task_details_are_kept_and_normalised() -> None:
     doc = build({"id": "t", "commandLine": "x", "requiredSlots": 2,
                  "resourceFiles": [{"storageContainerUrl": "http://c?sas", "blobPrefix": "in/"},
@@ -201,12 +193,14 @@ def test_valid_task_details_are_kept_and_normalised() -> None:
                                   "uploadOptions": {"uploadCondition": "TaskSuccess"}}],
                  "constraints": {"maxWallClockTime": "PT10M", "maxTaskRetryCount": -1},
                  "userIdentity": {"autoUser": {"scope": "task", "elevationLevel": "Admin"}},
+                 "dependsOn": {"taskIds": ["a"], "taskIdRanges": [{"start": 1, "end": 3}]},
                  "exitConditions": {"default": {"jobAction": "terminate"}}},
                 usesTaskDependencies=True, onTaskFailure="performexitoptionsjobaction")
     assert doc["requiredSlots"] == 2
     assert doc["outputFiles"][0]["uploadOptions"]["uploadCondition"] == "tasksuccess"
     assert doc["constraints"]["maxWallClockTime"] == "PT10M" and doc["constraints"]["maxTaskRetryCount"] == -1
     assert doc["userIdentity"]["autoUser"] == {"scope": "task", "elevationLevel": "admin"}
+    assert doc["dependsOn"]["taskIdRanges"] == [{"start": 1, "end": 3}]
 
 
 def test_task_id_equal_to_job_preparation_task_id_is_refused() -> None:

@@ -64,6 +64,7 @@ def test_add_one_task_with_every_part(client: BatchClient) -> None:
         required_slots=2,
         user_identity=m.UserIdentity(auto_user=m.AutoUserSpecification(
             scope=m.AutoUserScope.TASK, elevation_level=m.ElevationLevel.ADMIN)),
+        depends_on=m.BatchTaskDependencies(task_ids=["a"], task_id_ranges=[m.BatchTaskIdRange(start=1, end=5)]),
     ))
     task = client.get_task(job, "full")
     assert task.id == "Full" and task.display_name == "full task" and task.state == m.BatchTaskState.ACTIVE
@@ -77,16 +78,9 @@ def test_add_one_task_with_every_part(client: BatchClient) -> None:
     assert task.constraints.retention_time == dt.timedelta(days=7) and task.constraints.max_task_retry_count == 2
     assert task.user_identity and task.user_identity.auto_user
     assert task.user_identity.auto_user.elevation_level == m.ElevationLevel.ADMIN
+    assert task.depends_on and task.depends_on.task_id_ranges and task.depends_on.task_id_ranges[0].end == 5
     assert task.execution_info and task.execution_info.retry_count == 0 and task.execution_info.requeue_count == 0
     assert list(client.list_subtasks(job, "Full")) == []
-
-
-def test_task_dependencies_are_refused_with_a_clear_reason(client: BatchClient) -> None:
-    job = make_job(client, "deps-job", uses_task_dependencies=True)
-    exc = fails(client.create_task, job, m.BatchTaskCreateOptions(
-        id="after", command_line="x", depends_on=m.BatchTaskDependencies(task_ids=["a"])))
-    assert exc.status_code == 400 and error_code(exc) == "InvalidPropertyValue"
-    assert "not supported" in str(exc.message)
 
 
 @pytest.mark.parametrize(

@@ -109,9 +109,6 @@ def _check_dependencies(deps: Doc, job: Doc) -> None:
         end = m.integer(r, "end", required=True, lo=0, prop="dependsOn.taskIdRanges.end")
         if start is not None and end is not None and start > end:
             raise m.invalid("dependsOn.taskIdRanges", f"{start}-{end}", "The start of a range must not exceed its end.")
-    # The scheduler does not order tasks by dependencies yet: refuse rather than run them out of order.
-    raise m.invalid("dependsOn", "…", "Task dependencies are not supported by openbatch yet; the task would run "
-                                      "without waiting for the tasks it depends on.")
 
 
 def _check_exit_conditions(conditions: Doc, job: Doc) -> None:
