@@ -19,7 +19,7 @@ class KillTask(Instruction):
 
 @dataclass(frozen=True)
 class StopJobTasks(Instruction):
-    """Complete every active task and kill every running task of the job."""
+    """Kill every running task of the job (its active tasks stay active, as Azure documents)."""
 
     job_id: str
     reason: str
