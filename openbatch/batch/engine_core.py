@@ -21,7 +21,7 @@ from typing import Any
 from openbatch.batch.domain.common import now_iso
 from openbatch.batch.scheduler import QueuedTask, SchedJob, Scheduler
 from openbatch.batch.store import BatchStore
-from openbatch.compute.base import ComputeProvider, RunOutcome, RunSpec
+from openbatch.compute.base import ComputeProvider, NodeGone, RunOutcome, RunSpec
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.engine")
@@ -241,6 +241,24 @@ class EngineCore:
         self.kick()
 
     # --- provided by the parts (engine_tasks, engine_nodes, engine_jobs) ------------------------
+
+    async def attempt(self, run: Run) -> RunOutcome | None:
+        """One attempt of a node-level run (start / prep / release task); None if stopped or the node is gone."""
+        assert run.spec is not None
+        node = run.node
+        node.runs[run.key] = run
+        run.active = True
+        try:
+            outcome: RunOutcome | None = await self.compute.run(run.spec)
+        except NodeGone:
+            outcome = None
+            if not run.stop:
+                self.node_unusable(node, "The node's directory is missing.")
+        finally:
+            run.active = False
+            if node.runs.get(run.key) is run:
+                del node.runs[run.key]
+        return None if run.stop else outcome
 
     def run_finished(self, run: Run, outcome: RunOutcome | None, now: str) -> None:
         raise NotImplementedError

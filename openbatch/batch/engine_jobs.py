@@ -24,7 +24,7 @@ from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, parse_iso, touch
 from openbatch.batch.engine_core import Doc, EngineCore, JobRt, NodeRt, Run, key_of
-from openbatch.compute.base import JOB_PREPARATION, JOB_RELEASE, NodeGone, RunOutcome, RunSpec
+from openbatch.compute.base import JOB_PREPARATION, JOB_RELEASE, RunOutcome, RunSpec
 
 log = logging.getLogger("openbatch.engine")
 
@@ -325,21 +325,10 @@ class EngineJobs(EngineCore):
 
     async def _run_special(self, run: Run, info: Doc, spec_doc: Doc | None) -> RunOutcome | None:
         """Run a job prep/release task (retried per ``spec_doc``); None if stopped or the node is gone."""
-        assert run.spec is not None
-        node = run.node
         try:
             while True:
-                node.runs[run.key] = run
-                run.active = True
-                try:
-                    outcome: RunOutcome | None = await self.compute.run(run.spec)
-                except NodeGone:
-                    outcome = None
-                finally:
-                    run.active = False
-                    if node.runs.get(run.key) is run:
-                        del node.runs[run.key]
-                if outcome is None or run.stop:
+                outcome = await self.attempt(run)
+                if outcome is None:
                     return None
                 now = now_iso()
                 if spec_doc is not None and ex.should_retry(

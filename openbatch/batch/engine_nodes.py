@@ -19,7 +19,7 @@ from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
 from openbatch.batch.engine_core import Doc, EngineCore, Key, NodeRt, PoolRt, Run, key_of
-from openbatch.compute.base import START_TASK, NodeGone, RunOutcome, RunSpec
+from openbatch.compute.base import START_TASK, RunSpec
 
 log = logging.getLogger("openbatch.engine")
 
@@ -253,7 +253,7 @@ class EngineNodes(EngineCore):
         self.save_node(node)
         run = Run(START_TASK, node, START_TASK, spec=self._start_spec(node, start), finished=self.new_future())
         while True:
-            outcome = await self._attempt(run)
+            outcome = await self.attempt(run)
             if outcome is None or node.doc.get("startTaskInfo") is not info:
                 run.done()
                 return None
@@ -274,24 +274,6 @@ class EngineNodes(EngineCore):
             self.kick()
             run.done()
             return outcome.succeeded
-
-    async def _attempt(self, run: Run) -> RunOutcome | None:
-        """One attempt of a node-level run (start / prep / release task); None if stopped or the node is gone."""
-        assert run.spec is not None
-        node = run.node
-        node.runs[run.key] = run
-        run.active = True
-        try:
-            outcome: RunOutcome | None = await self.compute.run(run.spec)
-        except NodeGone:
-            outcome = None
-            if not run.stop:
-                self.node_unusable(node, "The node's directory is missing.")
-        finally:
-            run.active = False
-            if node.runs.get(run.key) is run:
-                del node.runs[run.key]
-        return None if run.stop else outcome
 
     # --- unusable, restart, removal ------------------------------------------------------------
 
