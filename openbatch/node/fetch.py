@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 from defusedxml import ElementTree
 
+from openbatch.node.failure import TaskFailure
 from openbatch.node.layout import PathOutsideNode, resolve_under
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,8 @@ _MESSAGES = {
 }
 
 
-class ResourceFileError(Exception):
+class ResourceFileError(TaskFailure):
     """A resource file could not be put in place; the fields are the task's failureInfo."""
-
-    def __init__(self, code: str, message: str, details: list[dict[str, str]] | None = None, category: str = _USER):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.category = category
-        self.details = details or []
-
-    def failure_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"category": self.category, "code": self.code, "message": self.message}
-        if self.details:
-            info["details"] = self.details
-        return info
 
 
 @dataclass(frozen=True)

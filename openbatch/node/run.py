@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from openbatch.node.failure import TaskFailure
 from openbatch.node.identity import UserSpec, needs_switch
 from openbatch.node.spawner import Spawner, SpawnerGone, SpawnFailed
 
@@ -51,17 +52,11 @@ _NEEDS_SHLEX = re.compile(r"[\"'\\]")
 _SHLEX_SPACE = re.compile(r"[ \t\r\n]+")
 
 
-class CommandError(Exception):
+class CommandError(TaskFailure):
     """The command line cannot be started: ``code`` is the task failureInfo code."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.category = "usererror"
-
-    def failure_info(self) -> dict[str, str]:
-        return {"category": self.category, "code": self.code, "message": self.message}
+        super().__init__(code, message)
 
 
 @dataclass

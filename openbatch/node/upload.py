@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from openbatch.node.failure import TaskFailure
 from openbatch.node.fetch import BLOB_API_VERSION, public_url
 
 BLOCK_SIZE = 4 << 20
@@ -62,21 +63,8 @@ _MAGIC = re.compile(r"[*?\[]")
 _VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
-class OutputFileError(Exception):
+class OutputFileError(TaskFailure):
     """An output file could not be uploaded; the fields are the task's failureInfo."""
-
-    def __init__(self, code: str, message: str, details: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.category = "usererror"
-        self.details = details or []
-
-    def failure_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"category": self.category, "code": self.code, "message": self.message}
-        if self.details:
-            info["details"] = self.details
-        return info
 
 
 @dataclass
