@@ -41,7 +41,6 @@ DEFAULT_MODE = 0o770
 CHUNK = 1 << 20
 CONCURRENCY = 8
 BLOB_API_VERSION = "2021-08-06"
-_USER = "usererror"
 
 _DOWNLOAD = {404: "BlobNotFound", 401: "BlobAccessDenied", 403: "BlobAccessDenied"}
 _LISTING = {404: "ResourceContainerNotFound", 401: "ResourceContainerAccessDenied", 403: "ResourceContainerAccessDenied"}
