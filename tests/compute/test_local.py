@@ -18,6 +18,7 @@ import uvloop
 from openbatch.compute.base import START_TASK, TASK, FileAccessError, NodeGone, RunSpec
 from openbatch.compute.local import LocalProvider, kill_processes_under
 from openbatch.config import Settings
+from tests.helpers.waiting import alive
 
 NODE = "tvm-1000000001_1-20260101t000000z"
 
@@ -36,14 +37,6 @@ def spec(command: str, key: str = "task:j/t", **kw: Any) -> RunSpec:
                             "command_line": command, "job_id": "j", "task_id": "t", "elevation": "admin"}
     args.update(kw)
     return RunSpec(**args)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 async def until(check: Callable[[], object], timeout: float = 20.0) -> None:

@@ -10,6 +10,7 @@ from openbatch.batch.domain import nodes as node_ops
 from openbatch.batch.domain import pools as pool_ops
 from openbatch.batch.domain import tasks as task_ops
 from tests.engine.harness import ACCOUNT, ADMIN, Harness, scenario, sh
+from tests.helpers.waiting import alive
 
 
 def read(h: Harness, node_id: str, rel: str) -> str:
@@ -120,14 +121,6 @@ def test_wall_clock_timeout_kills_the_whole_process_group(tmp_path: Path) -> Non
         await h.until(lambda: not alive(child), "the background child to be killed")
 
     scenario(tmp_path, body)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_terminate_kills_a_running_task_and_its_children(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from azure.storage.blob import (
 
 from tests.helpers.server import LiveServer
 from tests.helpers.venvs import run_script
+from tests.helpers.waiting import wait_for
 
 IMAGE = m.VirtualMachineConfiguration(
     image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
@@ -66,17 +67,6 @@ def client(server: LiveServer) -> Iterator[BatchClient]:
 @pytest.fixture(scope="module")
 def blobs(server: LiveServer) -> BlobServiceClient:
     return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def make_pool(client: BatchClient, pool_id: str, nodes: int = 1, slots: int = 1, **kwargs: Any) -> list[m.BatchNode]:

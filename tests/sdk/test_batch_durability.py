@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.batch import BatchClient
@@ -18,6 +16,7 @@ from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
 
 from tests.helpers.server import LiveServer
+from tests.helpers.waiting import alive, wait_for
 
 IMAGE = m.VirtualMachineConfiguration(
     image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
@@ -36,25 +35,6 @@ def server() -> Iterator[LiveServer]:
 
 def connect(server: LiveServer) -> BatchClient:
     return BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def tasks_of(client: BatchClient, job_id: str) -> dict[str, m.BatchTask]:

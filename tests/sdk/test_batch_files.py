@@ -6,8 +6,7 @@ paths that leave the directory, a task that never ran."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,22 +17,12 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 
 from tests.helpers.server import LiveServer
+from tests.helpers.waiting import wait_for
 
 POOL, JOB = "files-pool", "files-job"
 WRITER = ("/bin/sh -c 'echo hello-stdout; echo oops >&2; mkdir -p out/sub; printf 0123456789 > out/digits.txt; "
           "echo nested > out/sub/n.txt; echo gone > out/sub/m.txt'")
 TASK_DIR = f"workitems/{JOB}/job-1/writer"
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

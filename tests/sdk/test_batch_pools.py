@@ -6,7 +6,6 @@ the node tests at the end need the engine to create nodes for a pool's targets.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest, HttpResponse
 
 from tests.helpers.server import LiveServer
+from tests.helpers.waiting import wait_for
 
 API = "2025-06-01"
 JAMMY = bm.BatchVmImageReference(publisher="Canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts")
@@ -72,17 +72,6 @@ def raw(client: BatchClient, method: str, path: str, body: bytes | None = None,
         response = exc.response
     text = response.text()
     return response.status_code, (response.json() if text else {})
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- pool CRUD -------------------------------------------------------------------------------
