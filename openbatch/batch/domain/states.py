@@ -166,6 +166,7 @@ class StateMachine(Generic[S]):
 
 
 def _table(pairs: list[tuple[S, S]], handlers: Mapping[tuple[S, S], Handler] | None = None) -> dict[tuple[S, S], Handler]:
+    """The allowed transitions: ``pairs`` with no follow-up, plus every key of ``handlers``."""
     table: dict[tuple[S, S], Handler] = dict.fromkeys(pairs, _none)
     table.update(handlers or {})
     return table
@@ -243,12 +244,9 @@ NODE = StateMachine(
             (_N.OFFLINE, _N.RUNNING),
             (_N.START_TASK_FAILED, _N.OFFLINE),
             (_N.START_TASK_FAILED, _N.IDLE),
-            *[(s, _N.REBOOTING) for s in _NODE_UP],
-            *[(s, _N.REIMAGING) for s in _NODE_UP],
             (_N.REBOOTING, _N.STARTING),
             (_N.REIMAGING, _N.STARTING),
             *[(s, _N.UNUSABLE) for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING] if s != _N.UNUSABLE],
-            *[(s, _N.LEAVING_POOL) for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING]],
         ],
         {
             (_N.RUNNING, _N.OFFLINE): _node_offline,
@@ -298,9 +296,7 @@ JOB = StateMachine(
             (_J.DISABLING, _J.DISABLED),
             (_J.DISABLED, _J.ENABLING),
             (_J.ENABLING, _J.ACTIVE),
-            *[(s, _J.TERMINATING) for s in (_J.ACTIVE, _J.DISABLING, _J.DISABLED, _J.ENABLING)],
             (_J.TERMINATING, _J.COMPLETED),
-            *[(s, _J.DELETING) for s in _J if s != _J.DELETING],
         ],
         {
             (_J.ACTIVE, _J.DISABLING): _job_disabling,
