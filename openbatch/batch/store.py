@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS entities (
 CREATE TABLE IF NOT EXISTS tasks (
     account TEXT NOT NULL, job TEXT NOT NULL, key TEXT NOT NULL,
     seq INTEGER NOT NULL, state TEXT NOT NULL, doc BLOB NOT NULL,
+    result TEXT NOT NULL DEFAULT '', slots INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (account, job, key)
 );
 CREATE INDEX IF NOT EXISTS tasks_by_seq ON tasks (account, job, seq);
@@ -47,6 +48,11 @@ def _load(blob: bytes) -> Doc:
     return doc
 
 
+def _count_fields(doc: Doc) -> tuple[str, int]:
+    """What task counts need besides the state: the execution result and the slots the task takes."""
+    return str((doc.get("executionInfo") or {}).get("result") or ""), int(doc.get("requiredSlots") or 1)
+
+
 class BatchStore:
     """Documents in SQLite; see the module docstring for the durability contract."""
 
@@ -58,6 +64,7 @@ class BatchStore:
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.execute("PRAGMA cache_size=-16000")
         self.db.executescript(_SCHEMA)
+        self._add_count_columns()
         self.db.commit()
         self._cache: dict[tuple[str, str, str], dict[str, Doc]] = {}
         for kind, account, parent, key, blob in self.db.execute(
@@ -67,6 +74,19 @@ class BatchStore:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()
         self._seq = int(row[0])
         self._pending: asyncio.Future[None] | None = None
+
+    def _add_count_columns(self) -> None:
+        """Data dirs made before tasks carried ``result``/``slots`` columns get them, filled from the docs."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
+        if "result" in columns:
+            return
+        self.db.execute("ALTER TABLE tasks ADD COLUMN result TEXT NOT NULL DEFAULT ''")
+        self.db.execute("ALTER TABLE tasks ADD COLUMN slots INTEGER NOT NULL DEFAULT 1")
+        rows = self.db.execute("SELECT account, job, key, doc FROM tasks").fetchall()
+        self.db.executemany(
+            "UPDATE tasks SET result = ?, slots = ? WHERE account = ? AND job = ? AND key = ?",
+            [(*_count_fields(_load(doc)), account, job, key) for account, job, key, doc in rows],
+        )
 
     # --- small entities (cached) -------------------------------------------------------------
 
@@ -137,21 +157,19 @@ class BatchStore:
         """Insert new tasks; each doc must carry ``_seq`` (from next_seq) and ``state``."""
         job = job_id.lower()
         self.db.executemany(
-            "INSERT INTO tasks (account, job, key, seq, state, doc) VALUES (?, ?, ?, ?, ?, ?)",
-            [(account, job, str(d["id"]).lower(), d["_seq"], d["state"], orjson.dumps(d)) for d in docs],
+            "INSERT INTO tasks (account, job, key, seq, state, doc, result, slots) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(account, job, str(d["id"]).lower(), d["_seq"], d["state"], orjson.dumps(d), *_count_fields(d))
+             for d in docs],
         )
 
     def update_task(self, account: str, job_id: str, doc: Doc) -> None:
-        self.db.execute(
-            "UPDATE tasks SET state = ?, doc = ? WHERE account = ? AND job = ? AND key = ?",
-            (doc["state"], orjson.dumps(doc), account, job_id.lower(), str(doc["id"]).lower()),
-        )
+        self.update_tasks([(account, job_id, doc)])
 
     def update_tasks(self, rows: Iterable[tuple[str, str, Doc]]) -> None:
-        """Batch form of update_task: (account, job_id, doc) triples."""
+        """Write changed tasks: (account, job_id, doc) triples."""
         self.db.executemany(
-            "UPDATE tasks SET state = ?, doc = ? WHERE account = ? AND job = ? AND key = ?",
-            [(d["state"], orjson.dumps(d), a, j.lower(), str(d["id"]).lower()) for a, j, d in rows],
+            "UPDATE tasks SET state = ?, doc = ?, result = ?, slots = ? WHERE account = ? AND job = ? AND key = ?",
+            [(d["state"], orjson.dumps(d), *_count_fields(d), a, j.lower(), str(d["id"]).lower()) for a, j, d in rows],
         )
 
     def delete_task(self, account: str, job_id: str, task_id: str) -> None:
@@ -185,6 +203,13 @@ class BatchStore:
                 (account, job_id.lower()),
             ).fetchall()
         )
+
+    def task_count_rows(self, account: str, job_id: str) -> list[tuple[str, str, int, int]]:
+        """(state, result, number of tasks, slots they take) per state and result of a job's tasks."""
+        return self.db.execute(
+            "SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE account = ? AND job = ? GROUP BY state, result",
+            (account, job_id.lower()),
+        ).fetchall()
 
     def unfinished_tasks(self) -> Iterator[tuple[str, str, Doc]]:
         """(account, job key, doc) of every task not completed, in submission order (for recovery)."""

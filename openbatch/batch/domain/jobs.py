@@ -19,7 +19,6 @@ Job preparation / release status is kept by the engine in the job document under
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -407,47 +406,19 @@ async def delete_job(ctx: BatchContext, account: str, job_id: str, guard: Guard 
 
 # --- task counts and prep/release status ---------------------------------------------------------
 
-_COUNT_CACHE: dict[tuple[int, str, str], tuple[float, Doc]] = {}
-_COUNT_PAGE = 5000
-
-
-def _count_tasks(ctx: BatchContext, account: str, job_id: str) -> Doc:
+def task_counts(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    """``{taskCounts, taskSlotCounts}``, exact, from one aggregate query over the job's tasks."""
+    t.job_of(ctx, account, job_id)
     names = ("active", "running", "completed", "succeeded", "failed")
     counts, slots = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
-    after = 0
-    while True:
-        batch = ctx.store.page_tasks(account, job_id, after_seq=after, limit=_COUNT_PAGE)
-        for task in batch:
-            state = task["state"]
-            kinds = ["running" if state in ("running", "preparing") else state]
-            if state == "completed":
-                kinds.append("succeeded" if (task.get("executionInfo") or {}).get("result") == "success"
-                             else "failed")
-            need = int(task.get("requiredSlots") or 1)
-            for kind in kinds:
-                counts[kind] += 1
-                slots[kind] += need
-        if len(batch) < _COUNT_PAGE:
-            return {"taskCounts": counts, "taskSlotCounts": slots}
-        after = int(batch[-1]["_seq"])
-
-
-def task_counts(ctx: BatchContext, account: str, job_id: str) -> Doc:
-    """``{taskCounts, taskSlotCounts}``. Counting reads every task of the job; for big jobs the
-    result is reused for a while proportional to its cost (Azure's counts may lag, too)."""
-    job = t.job_of(ctx, account, job_id)
-    key = (id(ctx.store), account, str(job["id"]).lower())
-    cached = _COUNT_CACHE.get(key)
-    clock = time.monotonic()
-    if cached is not None and clock < cached[0]:
-        return cached[1]
-    result = _count_tasks(ctx, account, job_id)
-    spent = time.monotonic() - clock
-    if spent > 0.01:
-        if len(_COUNT_CACHE) > 1000:
-            _COUNT_CACHE.clear()
-        _COUNT_CACHE[key] = (clock + spent * 20, result)
-    return result
+    for state, result, number, need in ctx.store.task_count_rows(account, job_id):
+        kinds = ["running" if state in ("running", "preparing") else state]
+        if state == "completed":
+            kinds.append("succeeded" if result == "success" else "failed")
+        for kind in kinds:
+            counts[kind] += number
+            slots[kind] += need
+    return {"taskCounts": counts, "taskSlotCounts": slots}
 
 
 def prep_release_status(ctx: BatchContext, account: str, job_id: str, *, match: Match | None, after: str,
