@@ -45,16 +45,6 @@ def _flag(req: BatchRequest, name: str) -> bool:
     return value == "true"
 
 
-def _skiptoken(req: BatchRequest) -> int:
-    text = req.query.get("$skiptoken", "") or "0"
-    if not text.isdigit():
-        raise e.InvalidQueryParameterValue(
-            "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
-            {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
-        )
-    return int(text)
-
-
 async def list_files(req: BatchRequest) -> BatchResponse:
     from openbatch.batch.wire import odata
 
@@ -62,7 +52,7 @@ async def list_files(req: BatchRequest) -> BatchResponse:
     props = odata.TASK_FILE_FILTER_PROPERTIES if "jobId" in req.params else odata.NODE_FILE_FILTER_PROPERTIES
     flt = list_filter(req, "file", props)
     docs, token = files.list_files(req.ctx, loc, recursive=_flag(req, "recursive"), match=flt,
-                                   after=_skiptoken(req), limit=max_results(req))
+                                   after=req.seq_skiptoken(), limit=max_results(req))
     body: dict[str, object] = {"odata.metadata": metadata_url(req, "files", False), "value": docs}
     if token is not None:
         body["odata.nextLink"] = next_link(req, str(token))

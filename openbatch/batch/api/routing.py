@@ -76,6 +76,16 @@ class BatchRequest:
             raise e.InvalidRequestBody("The request body must be a JSON object.")
         return data
 
+    def seq_skiptoken(self) -> int:
+        """The ``$skiptoken`` of a list paged by submission sequence (0 for the first page)."""
+        text = self.query.get("$skiptoken", "") or "0"
+        if not text.isdigit():
+            raise e.InvalidQueryParameterValue(
+                "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
+                {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
+            )
+        return int(text)
+
     def int_query(self, name: str, default: int, lo: int, hi: int) -> int:
         text = self.query.get(name)
         if text is None or text == "":

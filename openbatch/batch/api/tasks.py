@@ -16,21 +16,8 @@ from openbatch.batch.api.routing import (
     next_link,
     no_content,
 )
-from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import tasks
 from openbatch.batch.domain.common import Doc
-
-
-def _skiptoken(req: BatchRequest) -> int:
-    text = req.query.get("$skiptoken", "")
-    if not text:
-        return 0
-    if not text.isdigit():
-        raise e.InvalidQueryParameterValue(
-            "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
-            {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
-        )
-    return int(text)
 
 
 async def add_task(req: BatchRequest) -> BatchResponse:
@@ -58,7 +45,7 @@ async def list_tasks(req: BatchRequest) -> BatchResponse:
     flt = list_filter(req, "task", odata.TASK_FILTER_PROPERTIES)
     state = flt.equalities().get("state") if flt is not None else None
     docs, token = tasks.list_tasks(req.ctx, req.account, req.params["jobId"], match=flt, state=state,
-                                   after=_skiptoken(req), limit=max_results(req))
+                                   after=req.seq_skiptoken(), limit=max_results(req))
     link = next_link(req, str(token)) if token is not None else None
     if req.query.get("$select"):
         return listing(req, "task", "tasks", docs, link)
