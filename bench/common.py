@@ -90,22 +90,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (from /proc)."""
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB (from /proc)."""
+    return _status_mb(pid, "VmRSS:")
 
 
 def hwm_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) in MB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb(pid, "VmHWM:")
 
 
 @contextmanager
