@@ -352,3 +352,22 @@ def test_select_all() -> None:
 def test_select_syntax_errors(text: str) -> None:
     with pytest.raises(ODataError):
         parse_select(text)
+
+
+@pytest.mark.parametrize("text", [
+    "not " * 300 + "state eq 'active'",
+    "(" * 300 + "state eq 'active'" + ")" * 300,
+    "not (" * 200 + "state eq 'active'" + ")" * 200,
+    "(" * 5000,
+])
+def test_nesting_beyond_the_limit_is_a_filter_error_not_a_recursion_error(text: str) -> None:
+    with pytest.raises(ODataError) as info:
+        parse_filter(text, TASK_FILTER_PROPERTIES)
+    assert "nested more than" in str(info.value)
+    assert len(str(info.value)) < 600  # the message quotes the filter, shortened
+
+
+def test_nesting_within_the_limit_still_works() -> None:
+    flt = parse_filter("not " * 50 + "(" * 40 + "state eq 'active'" + ")" * 40, TASK_FILTER_PROPERTIES)
+    assert flt({"state": "active"}) is True  # an even number of nots
+    assert flt({"state": "completed"}) is False

@@ -249,7 +249,7 @@ def _tokenize(text: str) -> Iterator[_Token]:
             literal = m.group("dtval") if kind == "dt" else raw
             parsed = _parse_datetime(literal)
             if parsed is None:
-                raise ODataError(f"Invalid $filter: {raw!r} at position {start} is not a valid date-time")
+                raise ODataError(f"Invalid $filter: {raw[:100]!r} at position {start} is not a valid date-time")
             yield _Token("lit", raw, start, parsed)
         elif kind == "str":
             yield _Token("lit", raw, start, raw[1:-1].replace("''", "'"))
@@ -304,11 +304,22 @@ _Node: TypeAlias = _Cmp | _Call | _Bool | _Not
 _FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 
 
+# Nesting (parentheses and ``not``) the parser follows; deeper is refused, like the recursion
+# limit of Microsoft's OData parser, before Python's own recursion limit could be reached.
+MAX_DEPTH = 100
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    return repr(text if len(text) <= limit else f"{text[:limit]}...")
+
+
 class _Parser:
     def __init__(self, text: str, properties: Collection[str] | None) -> None:
         self.text = text
+        self.shown = _shown(text)
         self.tokens = list(_tokenize(text))
         self.i = 0
+        self.depth = 0
         self.properties = properties
         self.types: Mapping[str, str] = properties if isinstance(properties, Mapping) else {}
         self.canonical: dict[str, str] | None = (
@@ -327,8 +338,8 @@ class _Parser:
 
     def error(self, message: str, tok: _Token | None = None) -> ODataError:
         tok = tok or self.tok
-        where = "at end of input" if tok.kind == "end" else f"at position {tok.pos} ({tok.text!r})"
-        return ODataError(f"Invalid $filter {self.text!r}: {message} {where}")
+        where = "at end of input" if tok.kind == "end" else f"at position {tok.pos} ({tok.text[:100]!r})"
+        return ODataError(f"Invalid $filter {self.shown}: {message} {where}")
 
     def expect(self, kind: str, what: str) -> _Token:
         if self.tok.kind != kind:
@@ -359,18 +370,29 @@ class _Parser:
             items.append(self.parse_unary())
         return items[0] if len(items) == 1 else _Bool("and", tuple(items))
 
+    def nest(self) -> None:
+        """One level deeper (a ``not`` or a parenthesis); the caller undoes it when done."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"the expression is nested more than {MAX_DEPTH} levels deep")
+
     def parse_unary(self) -> _Node:
         if self.is_kw("not"):
+            self.nest()
             self.advance()
-            return _Not(self.parse_unary())
+            node: _Node = _Not(self.parse_unary())
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> _Node:
         tok = self.tok
         if tok.kind == "(":
+            self.nest()
             self.advance()
             node = self.parse_or()
             self.expect(")", "')'")
+            self.depth -= 1
             return node
         if tok.kind == "path" and tok.text.lower() in _FUNCTIONS and self.tokens[self.i + 1].kind == "(":
             return self.parse_call()
@@ -434,7 +456,7 @@ class _Parser:
         canonical = self.canonical.get(path.lower())
         if canonical is None:
             raise ODataError(
-                f"Invalid $filter {self.text!r}: property {tok.text!r} (position {tok.pos}) "
+                f"Invalid $filter {self.shown}: property {tok.text[:100]!r} (position {tok.pos}) "
                 "cannot be used in a filter for this operation"
             )
         return canonical
@@ -731,7 +753,7 @@ def parse_select(text: str) -> Select:
         return Select(("*",), None)
     for item in items:
         if not _SELECT_PATH_RE.fullmatch(item):
-            raise ODataError(f"Invalid $select {text!r}: {item!r} is not a property path")
+            raise ODataError(f"Invalid $select {_shown(text)}: {item[:100]!r} is not a property path")
     paths = tuple(dict.fromkeys(items))
     return Select(paths, _build_tree(paths))
 
