@@ -157,7 +157,7 @@ def build_job(body: Doc, now: str, base_url: str) -> Doc:
                 and k not in _READ_ONLY}
     info = pool_info(body)
     priority, parallel = check_priority(body), _max_parallel(body)
-    env = m.name_value_pairs(body, "commonEnvironmentSettings", value_required=False, unique=False)
+    env = t.check_environment(body, "commonEnvironmentSettings")
     if env is not None:
         doc["commonEnvironmentSettings"] = env
     if (metadata := _metadata(body)) is not None:

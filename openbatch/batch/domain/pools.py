@@ -19,6 +19,7 @@ from typing import Any
 
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import images
+from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, now_iso, touch
 from openbatch.batch.domain.instructions import Instruction
 from openbatch.batch.domain.states import (
@@ -60,9 +61,9 @@ def check_start_task(body: Doc, key: str = "startTask") -> Doc | None:
     task = m.obj(body, key)
     if task is None:
         return None
-    m.string(task, "commandLine", required=True, prop=f"{key}.commandLine")
+    t.check_command_line(task, prop=f"{key}.commandLine")
     m.resource_files(task, prop=f"{key}.resourceFiles")
-    m.name_value_pairs(task, "environmentSettings", prop=f"{key}.environmentSettings", value_required=False)
+    t.check_environment(task, "environmentSettings", prop=f"{key}.environmentSettings", unique=True)
     identity = m.user_identity(task, prop=f"{key}.userIdentity")
     m.integer(task, "maxTaskRetryCount", lo=-1, prop=f"{key}.maxTaskRetryCount")
     m.boolean(task, "waitForSuccess", prop=f"{key}.waitForSuccess")

@@ -64,13 +64,38 @@ def check_user_identity(body: Doc) -> Doc:
     return identity if identity.get("username") or identity.get("userName") else dict(DEFAULT_IDENTITY)
 
 
+def check_command_line(body: Doc, prop: str = "commandLine") -> str:
+    """A required command line; NUL cannot be passed to a process, so it is refused here (400)
+    rather than failing the task when it starts."""
+    text = m.string(body, "commandLine", required=True, prop=prop)
+    assert text is not None
+    if "\x00" in text:
+        raise m.invalid(prop, text, "A command line cannot contain NUL characters.")
+    return text
+
+
+def check_environment(body: Doc, key: str, prop: str | None = None, *, unique: bool = False) -> list[Doc] | None:
+    """Environment settings (``[{"name", "value"}]``) that can become a process environment: names
+    without '=' or NUL, values without NUL. Refused at add time (400), not when a task starts."""
+    name = prop or key
+    env = m.name_value_pairs(body, key, prop=name, value_required=False, unique=unique)
+    for item in env or []:
+        if "=" in item["name"] or "\x00" in item["name"]:
+            raise m.invalid(f"{name}.name", item["name"],
+                            "An environment variable name cannot contain '=' or NUL characters.")
+        if "\x00" in item.get("value", ""):
+            raise m.invalid(f"{name}.value", item["value"], "An environment variable value cannot contain NUL "
+                                                            "characters.")
+    return env
+
+
 def check_task_spec(body: Doc) -> None:
     """The fields every kind of task shares: command line, files, environment, identity, container.
     Normalised values (identity defaults, environment settings) are written back into ``body``."""
-    m.string(body, "commandLine", required=True)
+    check_command_line(body)
     m.string(body, "displayName", max_len=1024)
     m.resource_files(body)
-    env = m.name_value_pairs(body, "environmentSettings", value_required=False, unique=False)
+    env = check_environment(body, "environmentSettings")
     if env is not None:
         body["environmentSettings"] = env
     if body.get("userIdentity") is not None:
