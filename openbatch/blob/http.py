@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from openbatch.blob.errors import BlobError
 from openbatch.common.clock import http_date
+from openbatch.common.escapes import BadEscape, unquote_strict
 from openbatch.common.ids import request_id
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -28,13 +28,11 @@ class ClientGone(Exception):
 
 
 def decode_component(raw: str, what: str) -> str:
-    """Percent-decode a path segment or query value as UTF-8 (400 when it is not UTF-8)."""
-    if "%" not in raw:
-        return raw
+    """Percent-decode a path segment or query value as UTF-8 (400 InvalidUri for a malformed escape)."""
     try:
-        return unquote(raw, errors="strict")
-    except UnicodeDecodeError as exc:
-        raise BlobError("InvalidUri", f"The {what} is not valid percent-encoded UTF-8.") from exc
+        return unquote_strict(raw)
+    except BadEscape as exc:
+        raise BlobError("InvalidUri", f"The {what} is not valid percent-encoded UTF-8: {exc}.") from exc
 
 
 def parse_query(raw: str) -> list[tuple[str, str]]:

@@ -11,15 +11,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote
 
 import orjson
 
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain.common import BatchContext, Doc, now_iso, public
 from openbatch.common import sharedkey
+from openbatch.common.escapes import BadEscape, unquote_strict
 
 MAX_BODY = 1024 * 1024  # Azure Batch refuses request bodies of 1 MB and more.
+MAX_SEQ = (1 << 63) - 1  # the largest submission sequence number the store can hold (SQLite INTEGER)
 
 Handler = Callable[["BatchRequest"], Awaitable["BatchResponse"]]
 
@@ -79,10 +81,12 @@ class BatchRequest:
     def seq_skiptoken(self) -> int:
         """The ``$skiptoken`` of a list paged by submission sequence (0 for the first page)."""
         text = self.query.get("$skiptoken", "") or "0"
-        if not text.isdigit():
+        # ASCII digits only (str.isdigit also takes '²' and other scripts' digits, which int()
+        # refuses), and within the store's 64-bit integers: anything else names no page.
+        if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_SEQ):
             raise e.InvalidQueryParameterValue(
                 "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
-                {"QueryParameterName": "$skiptoken", "QueryParameterValue": text},
+                {"QueryParameterName": "$skiptoken", "QueryParameterValue": text[:256]},
             )
         return int(text)
 
@@ -131,7 +135,7 @@ class Router:
                 continue
             path_matched = True
             if route_method == method:
-                return handler, {k: unquote(v) for k, v in m.groupdict().items()}
+                return handler, _path_params(m.groupdict())
         if path_matched:
             raise e.MethodNotAllowed(f"The HTTP verb {method} is not supported on this resource.")
         raise e.ResourceNotFound("The specified resource does not exist.")
@@ -139,6 +143,14 @@ class Router:
 
 def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_path: str,
                  query_pairs: list[tuple[str, str]]) -> str:
+def _path_params(raw: dict[str, str]) -> dict[str, str]:
+    """Percent-decoded path parameters; a malformed escape is 400 InvalidUri, never a different name."""
+    try:
+        return {k: unquote_strict(v) for k, v in raw.items()}
+    except BadEscape as exc:
+        raise e.InvalidUri(f"The requested URI does not represent any resource on the server: {exc}.") from None
+
+
     """The account a SharedKey request is signed by, or AuthenticationFailed."""
     value = headers.get("authorization")
     if not value:
