@@ -141,8 +141,6 @@ class Router:
         raise e.ResourceNotFound("The specified resource does not exist.")
 
 
-def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_path: str,
-                 query_pairs: list[tuple[str, str]]) -> str:
 def _path_params(raw: dict[str, str]) -> dict[str, str]:
     """Percent-decoded path parameters; a malformed escape is 400 InvalidUri, never a different name."""
     try:
@@ -151,6 +149,8 @@ def _path_params(raw: dict[str, str]) -> dict[str, str]:
         raise e.InvalidUri(f"The requested URI does not represent any resource on the server: {exc}.") from None
 
 
+def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_path: str,
+                 query_pairs: list[tuple[str, str]]) -> str:
     """The account a SharedKey request is signed by, or AuthenticationFailed."""
     value = headers.get("authorization")
     if not value:
