@@ -90,6 +90,10 @@ class Authorizer:
         return account
 
     def _shared_key(self, req: AuthRequest, authorization: str) -> None:
+        try:  # Azure checks the signed date before the signature
+            sharedkey.check_request_date(req.headers, sharedkey.BLOB_DATE_HEADERS)
+        except sharedkey.RequestDateError as exc:
+            raise BlobError("AuthenticationFailed", AuthenticationErrorDetail=exc.detail) from None
         parsed = sharedkey.parse_authorization(authorization)
         if parsed is None or parsed[0] != "SharedKey":
             raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="The Authorization header is not a "

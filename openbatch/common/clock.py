@@ -81,11 +81,11 @@ def parse_rfc1123(value: str) -> datetime | None:
     """Parse an HTTP date; None when it is not one."""
     try:
         dt = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+        if dt is None:
+            return None
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # years past 9999 overflow
         return None
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def iso8601(dt: datetime, digits: int = 7) -> str:

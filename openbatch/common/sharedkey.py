@@ -12,9 +12,11 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from functools import cmp_to_key, lru_cache
 from urllib.parse import unquote
 
+from openbatch.common import clock
 from openbatch.config import Account
 
 _STANDARD_HEADERS = (
@@ -56,6 +58,50 @@ def matches(account: Account, signature: str, candidates: Iterable[str]) -> bool
             # No early exit: the work done does not depend on which key matched.
             ok |= hmac.compare_digest(sign(key, candidate).encode("ascii"), given)
     return ok
+
+
+# --- the signed request date ------------------------------------------------------------------
+
+# How far a signed request's date may be from the server's clock. Azure Storage and Azure Batch
+# both refuse requests older than 15 minutes ("Authorize with Shared Key", "Authenticate requests
+# to the Azure Batch service"); the same bound is applied to dates in the future, so a signed
+# request cannot be prepared now and replayed later.
+MAX_CLOCK_SKEW = timedelta(minutes=15)
+# Where each service reads the request date, in order of precedence: the service's own header wins
+# over Date when both are sent. Both are covered by the signature (the x-ms-*/ocp-* canonical
+# headers and the Date line of the standard header block).
+BLOB_DATE_HEADERS = ("x-ms-date", "date")
+BATCH_DATE_HEADERS = ("ocp-date", "date")
+
+
+class RequestDateError(Exception):
+    """A signed request whose date is missing, malformed or outside the allowed clock skew.
+
+    ``detail`` is the text Azure puts in ``AuthenticationErrorDetail``.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def check_request_date(headers: Mapping[str, str], names: tuple[str, ...], now: datetime | None = None) -> datetime:
+    """The signed date of a SharedKey request (``headers`` lower-case), or RequestDateError.
+
+    The first of ``names`` the request carries is the date (an empty one counts as missing).
+    """
+    value = next((headers[name] for name in names if name in headers), "")
+    if not value.strip():
+        raise RequestDateError("Request date header not specified")
+    when = clock.parse_rfc1123(value)
+    if when is None:
+        raise RequestDateError("The Date header in the request is incorrect.")
+    current = now if now is not None else clock.now()
+    if when < current - MAX_CLOCK_SKEW:
+        raise RequestDateError(f"Request date header too old: '{clock.rfc1123(when)}'")
+    if when > current + MAX_CLOCK_SKEW:
+        raise RequestDateError(f"Request date header too far in the future: '{clock.rfc1123(when)}'")
+    return when
 
 
 def _standard_header_block(headers: Mapping[str, str], content_length: str) -> str:

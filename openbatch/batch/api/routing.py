@@ -158,6 +158,13 @@ def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_pa
             "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
             "correctly including the signature.", {"AuthenticationErrorDetail": "The Authorization header is missing."}
         )
+    try:  # Azure checks the signed date before the signature
+        sharedkey.check_request_date(headers, sharedkey.BATCH_DATE_HEADERS)
+    except sharedkey.RequestDateError as exc:
+        raise e.AuthenticationFailed(
+            "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
+            "correctly including the signature.", {"AuthenticationErrorDetail": exc.detail}
+        ) from None
     parsed = sharedkey.parse_authorization(value)
     account = ctx.settings.accounts.get(parsed[1]) if parsed else None
     if parsed is None or parsed[0] != "SharedKey" or account is None:
