@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from openbatch.blob import wire
-from openbatch.blob.auth import Authorizer, Grant, Rule
+from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
 from openbatch.blob.errors import BlobError, bad_header, bad_query
 from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, parse_query, send_response
 from openbatch.blob.models import Blob, ContentSettings
@@ -29,50 +29,34 @@ log = logging.getLogger("openbatch.blob")
 
 Handler = Callable[[Request, Grant], Awaitable[Response]]
 
-# SAS permission letters / public-access levels per kind of operation (see auth.Rule).
-READ_BLOB = Rule(service_sas="r", account_sas="r", public="blob")
-WRITE_NEW = Rule(service_sas="cw", account_sas="cw")
-WRITE = Rule(service_sas="w", account_sas="w")
-DELETE = Rule(service_sas="d", account_sas="d")
-LIST_BLOBS = Rule(service_sas="l", account_sas="l", public="container")
-READ_CONTAINER = Rule(service_sas="r", account_sas="r", public="container")
-CREATE_CONTAINER = Rule(service_sas=None, account_sas="cw")
-WRITE_CONTAINER = Rule(service_sas=None, account_sas="w")
-DELETE_CONTAINER = Rule(service_sas=None, account_sas="d")
-READ_ACL = Rule(service_sas=None, account_sas="r")
-LIST_CONTAINERS = Rule(service_sas=None, account_sas="l")
-READ_SERVICE = Rule(service_sas=None, account_sas="r")
-WRITE_SERVICE = Rule(service_sas=None, account_sas="w")
-ACCOUNT_INFO = Rule(service_sas="racwdl", account_sas="racwdlup")
-
-# (level, method, restype, comp) -> (handler name, rule)
-ROUTES: dict[tuple[str, str, str, str], tuple[str, Rule]] = {
-    ("service", "GET", "", "list"): ("list_containers", LIST_CONTAINERS),
-    ("service", "GET", "service", "properties"): ("get_service_properties", READ_SERVICE),
-    ("service", "PUT", "service", "properties"): ("set_service_properties", WRITE_SERVICE),
-    ("container", "PUT", "container", ""): ("create_container", CREATE_CONTAINER),
-    ("container", "GET", "container", ""): ("container_properties", READ_CONTAINER),
-    ("container", "HEAD", "container", ""): ("container_properties", READ_CONTAINER),
-    ("container", "DELETE", "container", ""): ("delete_container", DELETE_CONTAINER),
-    ("container", "GET", "container", "metadata"): ("container_properties", READ_CONTAINER),
-    ("container", "HEAD", "container", "metadata"): ("container_properties", READ_CONTAINER),
-    ("container", "PUT", "container", "metadata"): ("set_container_metadata", WRITE_CONTAINER),
-    ("container", "GET", "container", "acl"): ("get_container_acl", READ_ACL),
-    ("container", "HEAD", "container", "acl"): ("get_container_acl", READ_ACL),
-    ("container", "PUT", "container", "acl"): ("set_container_acl", WRITE_CONTAINER),
-    ("container", "GET", "container", "list"): ("list_blobs", LIST_BLOBS),
-    ("blob", "PUT", "", ""): ("put_blob", WRITE_NEW),
-    ("blob", "PUT", "", "block"): ("put_block", WRITE_NEW),
-    ("blob", "PUT", "", "blocklist"): ("put_block_list", WRITE_NEW),
-    ("blob", "GET", "", "blocklist"): ("get_block_list", READ_BLOB),
-    ("blob", "GET", "", ""): ("get_blob", READ_BLOB),
-    ("blob", "HEAD", "", ""): ("blob_properties", READ_BLOB),
-    ("blob", "GET", "", "metadata"): ("blob_metadata", READ_BLOB),
-    ("blob", "HEAD", "", "metadata"): ("blob_metadata", READ_BLOB),
-    ("blob", "PUT", "", "metadata"): ("set_blob_metadata", WRITE),
-    ("blob", "PUT", "", "properties"): ("set_blob_properties", WRITE),
-    ("blob", "DELETE", "", ""): ("delete_blob", DELETE),
-    ("blob", "PUT", "", "tier"): ("set_blob_tier", WRITE),
+# (level, method, restype, comp) -> handler; who may call each one is auth.OPERATIONS[handler].
+ROUTES: dict[tuple[str, str, str, str], str] = {
+    ("service", "GET", "", "list"): "list_containers",
+    ("service", "GET", "service", "properties"): "get_service_properties",
+    ("service", "PUT", "service", "properties"): "set_service_properties",
+    ("container", "PUT", "container", ""): "create_container",
+    ("container", "GET", "container", ""): "container_properties",
+    ("container", "HEAD", "container", ""): "container_properties",
+    ("container", "DELETE", "container", ""): "delete_container",
+    ("container", "GET", "container", "metadata"): "container_properties",
+    ("container", "HEAD", "container", "metadata"): "container_properties",
+    ("container", "PUT", "container", "metadata"): "set_container_metadata",
+    ("container", "GET", "container", "acl"): "get_container_acl",
+    ("container", "HEAD", "container", "acl"): "get_container_acl",
+    ("container", "PUT", "container", "acl"): "set_container_acl",
+    ("container", "GET", "container", "list"): "list_blobs",
+    ("blob", "PUT", "", ""): "put_blob",
+    ("blob", "PUT", "", "block"): "put_block",
+    ("blob", "PUT", "", "blocklist"): "put_block_list",
+    ("blob", "GET", "", "blocklist"): "get_block_list",
+    ("blob", "GET", "", ""): "get_blob",
+    ("blob", "HEAD", "", ""): "blob_properties",
+    ("blob", "GET", "", "metadata"): "blob_metadata",
+    ("blob", "HEAD", "", "metadata"): "blob_metadata",
+    ("blob", "PUT", "", "metadata"): "set_blob_metadata",
+    ("blob", "PUT", "", "properties"): "set_blob_properties",
+    ("blob", "DELETE", "", ""): "delete_blob",
+    ("blob", "PUT", "", "tier"): "set_blob_tier",
 }
 _LIST_INCLUDES = {"metadata", "uncommittedblobs", "copy", "snapshots", "deleted", "tags", "versions",
                   "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
@@ -179,7 +163,7 @@ class BlobApi:
         self.auth = auth
         self.settings = settings
         self.routes: dict[tuple[str, str, str, str], tuple[Handler, Rule]] = {
-            key: (getattr(self, name), rule) for key, (name, rule) in ROUTES.items()
+            key: (getattr(self, name), OPERATIONS[name]) for key, name in ROUTES.items()
         }
 
     def route(self, req: Request) -> tuple[Handler, Rule]:
@@ -187,7 +171,7 @@ class BlobApi:
         comp = req.query.get("comp", "")
         restype = req.query.get("restype", "")
         if restype == "account" and comp == "properties" and req.method in ("GET", "HEAD"):
-            return self.account_info, ACCOUNT_INFO
+            return self.account_info, OPERATIONS["account_info"]
         key = (level, req.method, restype if level != "blob" else "", comp)
         found = self.routes.get(key)
         if found is not None:
@@ -283,7 +267,7 @@ class BlobApi:
         assert req.blob is not None
         blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(), size,
                                               _content_settings(req, put_blob=True), _metadata(req),
-                                              _conditions(req), _b64_header(req, "content-md5"))
+                                              _conditions(req), _b64_header(req, "content-md5"), grant.replace_guard)
         headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED,
                    ("content-md5", base64.b64encode(md5).decode())]
         return Response(201, headers)
@@ -296,7 +280,7 @@ class BlobApi:
         assert req.blob is not None
         blob = self.blobs.copy_blob(req.account, req.container, req.blob, source, source_url.split("?", 1)[0],
                                     metadata or None, _conditions(req),
-                                    Conditions.from_headers(req.headers.get, "x-ms-source-"))
+                                    Conditions.from_headers(req.headers.get, "x-ms-source-"), grant.replace_guard)
         assert blob.copy is not None
         headers = [*_etag_headers(blob.etag, blob.modified_us), ("x-ms-copy-id", blob.copy.copy_id),
                    ("x-ms-copy-status", "success")]
@@ -339,7 +323,8 @@ class BlobApi:
         self.blobs.check_transactional_md5(body, _b64_header(req, "content-md5"))
         assert req.blob is not None
         blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
-                                         _content_settings(req, put_blob=False), _metadata(req), _conditions(req))
+                                         _content_settings(req, put_blob=False), _metadata(req), _conditions(req),
+                                         grant.replace_guard)
         return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
 
     async def get_block_list(self, req: Request, grant: Grant) -> Response:

@@ -1,9 +1,9 @@
 """Who may do what on the Blob endpoint: SharedKey, SAS, anonymous public reads.
 
-Each operation has a :class:`Rule`: the SAS permissions it needs (any of the letters) and the
-container public-access level that lets anonymous clients call it. Signatures are checked in
-constant time (``sharedkey.matches`` / ``sas``); keys, signatures and SAS query strings are never
-logged or echoed.
+:data:`OPERATIONS` is the one table of who may call each operation: the SAS permission letters it
+needs and the container public-access level that lets anonymous clients call it. Signatures are
+checked in constant time (``sharedkey.matches`` / ``sas``); keys, signatures and SAS query strings
+are never logged or echoed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openbatch.blob.errors import BlobError
-from openbatch.common import sharedkey
+from openbatch.common import sas, sharedkey
 from openbatch.config import Account
 
 
@@ -22,14 +22,55 @@ class Rule:
     """Authorization needs of one operation.
 
     ``service_sas`` / ``account_sas``: SAS permission letters of which one is needed (None: that
-    kind of SAS cannot authorize the operation). ``public``: "blob" when anonymous clients may
-    call it on containers with blob or container public access, "container" when only container
-    public access allows it, None when never.
+    kind of SAS cannot authorize the operation). ``replace``: for operations that create a blob,
+    the letters of which one is needed instead when the blob already exists (Azure's create
+    permission only creates: overwriting takes write). ``public``: "blob" when anonymous clients
+    may call it on containers with blob or container public access, "container" when only
+    container public access allows it, None when never.
     """
 
     service_sas: str | None
     account_sas: str | None
     public: str | None = None
+    replace: str | None = None
+
+
+_READ_BLOB = Rule("r", "r", public="blob")
+_WRITE_BLOB = Rule("w", "w")
+
+# Operation (the BlobApi handler of that name) -> who may call it. Letters from Azure's "Create an
+# account SAS" table (Blob service operations) and the "Create a service SAS" permissions: a service
+# SAS cannot read or write container properties, metadata or ACLs, nor create, delete or lease
+# containers; neither kind of SAS reaches the container ACL (not in the account SAS table).
+OPERATIONS: dict[str, Rule] = {
+    # service level (an account SAS with srt=s)
+    "list_containers": Rule(None, "l"),
+    "get_service_properties": Rule(None, "r"),
+    "set_service_properties": Rule(None, "w"),
+    "account_info": Rule("racwdl", "racwdlup"),  # Azure's docs name no letters: Azurite's
+    # containers
+    "create_container": Rule(None, "cw"),
+    "container_properties": Rule(None, "r", public="container"),  # also Get Container Metadata
+    "delete_container": Rule(None, "d"),
+    "set_container_metadata": Rule(None, "w"),
+    "get_container_acl": Rule(None, None),
+    "set_container_acl": Rule(None, None),
+    "list_blobs": Rule("l", "l", public="container"),
+    # blobs
+    "put_blob": Rule("cw", "cw", replace="w"),  # also Copy Blob (a Put Blob with x-ms-copy-source)
+    "put_block": _WRITE_BLOB,
+    "put_block_list": _WRITE_BLOB,
+    "get_block_list": _READ_BLOB,
+    "get_blob": _READ_BLOB,
+    "blob_properties": _READ_BLOB,
+    "blob_metadata": _READ_BLOB,
+    "set_blob_metadata": _WRITE_BLOB,
+    "set_blob_properties": _WRITE_BLOB,
+    "set_blob_tier": _WRITE_BLOB,
+    "delete_blob": Rule("d", "d"),
+    # the source of Copy Blob, authorized by its own SAS (or public access, or the key of its account)
+    "copy_source": _READ_BLOB,
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +79,21 @@ class Grant:
 
     kind: str  # "key" | "sas" | "anonymous"
     overrides: dict[str, str] = field(default_factory=dict)  # SAS response header overrides
+    may_replace: bool = True  # False: the SAS may create the target blob but not overwrite it
+
+    @property
+    def replace_guard(self) -> Callable[[], None] | None:
+        """What the store must call before it overwrites an existing blob (None: nothing to check)."""
+        return None if self.may_replace else _refuse_replace
+
+
+def _refuse_replace() -> None:
+    raise BlobError("AuthorizationPermissionMismatch")
+
+
+def _public_allows(rule: Rule, level: str | None) -> bool:
+    """Whether a container's public-access ``level`` lets anonymous clients call ``rule``'s operation."""
+    return rule.public is not None and (level == "container" or (level == "blob" and rule.public == "blob"))
 
 
 class AuthRequest(Protocol):
@@ -77,8 +133,6 @@ class Authorizer:
         if authorization is not None:
             self._shared_key(req, authorization)
             return Grant("key")
-        from openbatch.common import sas
-
         if sas.is_sas(req.query):
             return self._sas(req, rule)
         return self._anonymous(req, rule)
@@ -108,8 +162,6 @@ class Authorizer:
                             "request is not the same as any computed signature.")
 
     def _sas(self, req: AuthRequest, rule: Rule) -> Grant:
-        from openbatch.common import sas
-
         account = self._account(req.account)
         try:
             access = sas.verify_blob_sas(req.query, account, req.container, req.blob,
@@ -117,15 +169,17 @@ class Authorizer:
         except sas.SasError as exc:
             raise _sas_error(exc) from None
         needed = rule.account_sas if access.resource == "account" else rule.service_sas
-        if needed is None or not access.permissions.intersection(needed):
+        if needed is None:  # e.g. Get Container Properties with a container SAS
+            raise BlobError("AuthorizationFailure")
+        if not access.permissions.intersection(needed):
             raise BlobError("AuthorizationPermissionMismatch")
-        return Grant("sas", dict(access.overrides))
+        may_replace = rule.replace is None or bool(access.permissions.intersection(rule.replace))
+        return Grant("sas", dict(access.overrides), may_replace)
 
     def _anonymous(self, req: AuthRequest, rule: Rule) -> Grant:
-        if rule.public is not None and req.account in self.accounts and req.container:
-            level = self.public_access(req.account, req.container)
-            if level == "container" or (level == "blob" and rule.public == "blob"):
-                return Grant("anonymous")
+        if (rule.public is not None and req.account in self.accounts and req.container
+                and _public_allows(rule, self.public_access(req.account, req.container))):
+            return Grant("anonymous")
         raise BlobError("AuthorizationFailure",
                         "Server failed to authenticate the request: no credentials were given and the resource "
                         "is not public.")
@@ -134,20 +188,20 @@ class Authorizer:
                               source_query: dict[str, str], client_ip: str, scheme: str) -> None:
         """May a copy into ``account`` (authorized by ``grant``) read ``source``?"""
         src_account, src_container, src_blob = source
-        from openbatch.common import sas
-
+        rule = OPERATIONS["copy_source"]
         if sas.is_sas(source_query):
             try:
                 access = sas.verify_blob_sas(source_query, self._account(src_account), src_container, src_blob,
                                              client_ip=client_ip, scheme=scheme)
             except sas.SasError as exc:
                 raise BlobError("CannotVerifyCopySource", exc.message, status=exc.status) from None
-            if "r" not in access.permissions:
+            needed = rule.account_sas if access.resource == "account" else rule.service_sas
+            if not needed or not access.permissions.intersection(needed):
                 raise BlobError("CannotVerifyCopySource", "The copy source SAS does not grant read.", status=403)
             return
         if grant.kind == "key" and src_account == account:
             return
-        if src_account in self.accounts and self.public_access(src_account, src_container) in ("blob", "container"):
+        if src_account in self.accounts and _public_allows(rule, self.public_access(src_account, src_container)):
             return
         raise BlobError("CannotVerifyCopySource", "Server failed to authenticate the request to read the copy "
                         "source. Give the source URL a SAS with read permission.", status=403)

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
 from openbatch.common.ids import etag_value, opaque_id
 
 MIB = 1 << 20
+# Called before a write replaces an existing blob; raises to refuse (e.g. a SAS that may only create).
+ReplaceGuard = Callable[[], None] | None
 MAX_BLOCK_SIZE = 4000 * MIB
 MAX_PUT_BLOB_SIZE = 5000 * MIB
 MAX_COMMITTED_BLOCKS = 50_000
@@ -286,27 +288,31 @@ class Blobs:
 
     async def put_blob(self, account: str, container: str, name: str, body: AsyncIterator[bytes],
                        size_hint: int | None, content: ContentSettings, metadata: dict[str, str],
-                       cond: Conditions, transactional_md5: bytes | None) -> tuple[Blob, bytes]:
-        """Put Blob: the body becomes the blob's whole content (small bodies inline, others an extent)."""
+                       cond: Conditions, transactional_md5: bytes | None,
+                       on_replace: ReplaceGuard = None) -> tuple[Blob, bytes]:
+        """Put Blob: the body becomes the blob's whole content (small bodies inline, others an extent).
+
+        ``on_replace`` (the authorizer's) is called before an existing blob is overwritten.
+        """
         check_blob_name(name)
         check_metadata(metadata)
         c = self.container(account, container)
-        if not cond.empty:  # fail before receiving the body; checked again at commit
-            _check_overwrite(cond, self.meta.get_blob(c.id, name))
+        if not cond.empty or on_replace is not None:  # fail before receiving the body; checked again at commit
+            _check_overwrite(cond, self.meta.get_blob(c.id, name), on_replace)
         if size_hint is not None and size_hint <= INLINE_MAX:
             data = await _collect(body, INLINE_MAX)
             md5 = hashlib.md5(data).digest()
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=len(data), extent="", offset=0, data=data)] if data else []
-            return self._commit_put(account, container, name, parts, md5, content, metadata, cond), md5
+            return self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace), md5
         writer = await self._ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
         md5 = writer.md5 or b""
         try:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
-            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond)
+            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace)
         except BaseException:
             writer.discard()
             raise
@@ -315,13 +321,14 @@ class Blobs:
         return blob, md5
 
     def _commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
-                    content: ContentSettings, metadata: dict[str, str], cond: Conditions) -> Blob:
+                    content: ContentSettings, metadata: dict[str, str], cond: Conditions,
+                    on_replace: ReplaceGuard) -> Blob:
         now = now_us()
         content = replace(content, content_md5=content.content_md5 or md5)
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old)
+            _check_overwrite(cond, old, on_replace)
             blob = _fresh_blob(c.id, name, old, now)
             blob.size, blob.content, blob.metadata = sum(p.length for p in parts), content, metadata
             self.meta.save_blob(blob)
@@ -460,7 +467,8 @@ class Blobs:
         return replaced
 
     def put_block_list(self, account: str, container: str, name: str, entries: list[tuple[str, str]],
-                       content: ContentSettings, metadata: dict[str, str], cond: Conditions) -> Blob:
+                       content: ContentSettings, metadata: dict[str, str], cond: Conditions,
+                       on_replace: ReplaceGuard = None) -> Blob:
         """Put Block List: the listed staged/committed blocks become the blob's content."""
         check_blob_name(name)
         check_metadata(metadata)
@@ -470,7 +478,7 @@ class Blobs:
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old)
+            _check_overwrite(cond, old, on_replace)
             parts, id_len = self._resolve_blocks(old, entries)
             blob = _fresh_blob(c.id, name, old, now)
             blob.size = parts[-1].pos + parts[-1].length if parts else 0
@@ -521,7 +529,8 @@ class Blobs:
     # --- copy ---------------------------------------------------------------------------------
 
     def copy_blob(self, account: str, container: str, name: str, source: tuple[str, str, str], source_url: str,
-                  metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions) -> Blob:
+                  metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions,
+                  on_replace: ReplaceGuard = None) -> Blob:
         """Copy a blob of this server: the copy shares the source's extents (no bytes move)."""
         check_blob_name(name)
         if metadata is not None:
@@ -536,7 +545,7 @@ class Blobs:
             parts = self.meta.parts(src.id)
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old)
+            _check_overwrite(cond, old, on_replace)
             blob = _fresh_blob(c.id, name, old, now)
             blob.size, blob.content, blob.block_id_len = src.size, replace(src.content), src.block_id_len
             blob.metadata = dict(src.metadata) if metadata is None else metadata
@@ -584,9 +593,12 @@ def _check_write(cond: Conditions, etag: str, modified_us: int) -> None:
         raise BlobError("ConditionNotMet")
 
 
-def _check_overwrite(cond: Conditions, blob: Blob | None) -> None:
-    """Conditions of a write that creates or replaces a blob (If-None-Match: * -> 409)."""
+def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGuard) -> None:
+    """May a write create or replace ``blob``: the caller's guard when it exists, then the
+    conditions (If-None-Match: * -> 409)."""
     exists = blob is not None and blob.committed
+    if exists and on_replace is not None:
+        on_replace()
     if exists and cond.none_match_any:
         raise BlobError("BlobAlreadyExists")
     if cond.empty:
