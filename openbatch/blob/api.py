@@ -202,7 +202,8 @@ class BlobApi:
         return Response(200, [("content-type", wire.XML_TYPE)], body)
 
     async def set_service_properties(self, req: Request, grant: Grant) -> Response:
-        body = await req.read_body(wire.MAX_XML_BODY)
+        _declared_length(req, wire.SERVICE_PROPERTIES_XML.max_body)
+        body = await wire.read_xml(req.body(), wire.SERVICE_PROPERTIES_XML)
         self.blobs.set_service_properties(req.account, wire.parse_service_properties(body))
         return Response(202)
 
@@ -237,7 +238,8 @@ class BlobApi:
         return Response(200, headers, wire.signed_identifiers_xml(c.acl))
 
     async def set_container_acl(self, req: Request, grant: Grant) -> Response:
-        acl = wire.parse_signed_identifiers(await req.read_body(wire.MAX_XML_BODY))
+        _declared_length(req, wire.ACL_XML.max_body)
+        acl = wire.parse_signed_identifiers(await wire.read_xml(req.body(), wire.ACL_XML))
         c = self.blobs.set_container_acl(req.account, req.container, req.headers.get("x-ms-blob-public-access"),
                                          acl, _conditions(req))
         return Response(200, _etag_headers(c.etag, c.modified_us))
@@ -319,8 +321,9 @@ class BlobApi:
         return Response(201, headers)
 
     async def put_block_list(self, req: Request, grant: Grant) -> Response:
-        body = await req.read_body(wire.MAX_XML_BODY)
-        self.blobs.check_transactional_md5(body, _b64_header(req, "content-md5"))
+        _declared_length(req, wire.BLOCK_LIST_XML.max_body)
+        body = await wire.read_xml(req.body(), wire.BLOCK_LIST_XML)
+        self.blobs.check_transactional_md5(body.md5, _b64_header(req, "content-md5"))
         assert req.blob is not None
         blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
                                          _content_settings(req, put_blob=False), _metadata(req), _conditions(req),

@@ -417,10 +417,9 @@ class Blobs:
         data = b"".join(chunks)
         return data, hashlib.md5(data).digest()
 
-    def check_transactional_md5(self, body: bytes, md5: bytes | None) -> None:
-        """A small request body (a block list) against its Content-MD5."""
-        if md5 is not None:
-            check_md5(md5, hashlib.md5(body).digest())
+    def check_transactional_md5(self, digest: bytes, md5: bytes | None) -> None:
+        """The MD5 ``digest`` of a request body read whole (a block list) against its Content-MD5."""
+        check_md5(md5, digest)
 
     # --- blocks -------------------------------------------------------------------------------
 

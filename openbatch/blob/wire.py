@@ -1,21 +1,27 @@
 """Blob wire format: XML bodies in and out, the headers of blobs and containers, the error renderer.
 
 Pure translation: records in, bytes/headers out (and XML bytes in, plain values out). XML from
-clients is parsed with defusedxml; anything malformed or hostile is ``InvalidXmlDocument``.
+clients is parsed with defusedxml, incrementally and under each body's ``XmlLimits`` (size, depth,
+element count, text length): anything malformed, hostile or past a limit is refused with
+``InvalidXmlDocument`` (or the limit's own code) at the first violation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser
 
 from openbatch.blob.errors import BlobError
 from openbatch.blob.models import Blob, Container
@@ -23,7 +29,6 @@ from openbatch.common.clock import from_us, iso8601, rfc1123_us
 
 XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
 XML_TYPE = "application/xml"
-MAX_XML_BODY = 8 << 20  # 50,000 block ids of 64 bytes fit comfortably
 
 _STATUS = {
     "AuthenticationFailed": 403,
@@ -260,50 +265,179 @@ DEFAULT_SERVICE_PROPERTIES = (
 )
 
 
-# --- parsing ----------------------------------------------------------------------------------
+# --- parsing: every XML body the endpoint reads, with Azure's limits -----------------------------
 
 
-def parse_xml(body: bytes, root: str) -> Element:
-    """Parse a client XML body safely; its root element must be ``root``."""
-    try:
-        element = fromstring(body)
-    except (ParseError, DefusedXmlException, ValueError, UnicodeError) as exc:
-        raise BlobError("InvalidXmlDocument", f"XML specified is not syntactically valid: {type(exc).__name__}.") from exc
-    if element.tag != root:
-        raise BlobError("InvalidXmlDocument", f"XML root element must be <{root}>.")
-    return element
+@dataclass(frozen=True)
+class XmlLimits:
+    """What one kind of XML request body may hold. A body past any limit is refused at the first
+    violation, while it is still being received (the rest is never parsed)."""
+
+    root: str
+    max_body: int  # bytes; a larger Content-Length is refused before the body is read (413)
+    max_depth: int  # element nesting, the root being 1
+    max_elements: int  # elements below the root
+    max_text: int  # characters of text in one element
+    too_many: str = "InvalidXmlDocument"  # the error code for more than max_elements
 
 
-def parse_block_list(body: bytes) -> list[tuple[str, str]]:
+# Put Block List: at most 50,000 blocks, each <Latest|Committed|Uncommitted> with a base64 id of
+# at most 64 bytes (~115 bytes an entry): 8 MiB leaves room for whitespace.
+BLOCK_LIST_XML = XmlLimits("BlockList", 8 << 20, 2, 50_000, 1024, too_many="BlockListTooLong")
+# Set Container ACL: at most 5 identifiers (SignedIdentifier/AccessPolicy/Start: depth 4).
+ACL_XML = XmlLimits("SignedIdentifiers", 1 << 20, 4, 256, 1024)
+# Set Blob Service Properties: logging, metrics, at most 5 CORS rules (each list <= 64 items).
+SERVICE_PROPERTIES_XML = XmlLimits("StorageServiceProperties", 1 << 20, 6, 2048, 64 << 10)
+PARSE_INLINE = 64 << 10  # bodies up to this size are parsed on the event loop; beyond, in a thread
+
+
+class _Refused(Exception):
+    """A limit was passed: carries the BlobError to answer (raised out of the parser's callbacks)."""
+
+    def __init__(self, error: BlobError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _LimitedBuilder:
+    """An ElementTree builder that refuses, at once, what the limits do not allow."""
+
+    def __init__(self, limits: XmlLimits) -> None:
+        self.limits = limits
+        self.tree = TreeBuilder()
+        self.depth = self.elements = self.text = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        self.depth += 1
+        self.text = 0
+        lim = self.limits
+        if self.depth == 1 and tag != lim.root:
+            raise _Refused(BlobError("InvalidXmlDocument", f"XML root element must be <{lim.root}>."))
+        if self.depth > lim.max_depth:
+            raise _Refused(BlobError("InvalidXmlDocument", f"<{lim.root}> elements nest at most "
+                                                           f"{lim.max_depth} levels deep."))
+        if self.depth > 1:
+            self.elements += 1
+            if self.elements > lim.max_elements:
+                raise _Refused(BlobError(lim.too_many) if lim.too_many != "InvalidXmlDocument" else BlobError(
+                    "InvalidXmlDocument", f"<{lim.root}> holds at most {lim.max_elements} elements."))
+        self.tree.start(tag, attrs)
+
+    def end(self, tag: str) -> None:
+        self.depth -= 1
+        self.tree.end(tag)
+
+    def data(self, text: str) -> None:
+        self.text += len(text)
+        if self.text > self.limits.max_text:
+            raise _Refused(BlobError("InvalidXmlDocument", f"An element of <{self.limits.root}> holds at most "
+                                                           f"{self.limits.max_text} characters."))
+        self.tree.data(text)
+
+    def close(self) -> Element:
+        return self.tree.close()
+
+
+@dataclass
+class XmlBody:
+    root: Element | None  # None: the body was empty (or only whitespace)
+    raw: bytes
+    md5: bytes
+
+
+class XmlReader:
+    """Incremental, defused parsing of one request body under ``limits``: feed() chunks as they
+    arrive, then close(). Any violation raises BlobError from the feed() that meets it."""
+
+    def __init__(self, limits: XmlLimits) -> None:
+        self.limits = limits
+        self.size = 0
+        self._chunks: list[bytes] = []
+        self._md5 = hashlib.md5()
+        self._started = False
+        self._parser = DefusedXMLParser(target=_LimitedBuilder(limits))
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limits.max_body:
+            raise BlobError("RequestBodyTooLarge", MaxLimit=str(self.limits.max_body))
+        self._chunks.append(chunk)
+        self._md5.update(chunk)
+        if not self._started:
+            if not chunk.strip():
+                return
+            self._started = True
+            chunk = b"".join(self._chunks)
+        self._guarded(self._parser.feed, chunk)
+
+    def close(self) -> XmlBody:
+        raw = b"".join(self._chunks)
+        root = self._guarded(self._parser.close) if self._started else None
+        return XmlBody(root, raw, self._md5.digest())
+
+    @staticmethod
+    def _guarded(step: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return step(*args)
+        except _Refused as exc:
+            raise exc.error from None
+        except (ParseError, DefusedXmlException, ValueError, UnicodeError) as exc:
+            raise BlobError("InvalidXmlDocument",
+                            f"XML specified is not syntactically valid: {type(exc).__name__}.") from None
+
+
+async def read_xml(chunks: AsyncIterator[bytes], limits: XmlLimits) -> XmlBody:
+    """Parse a request body as it arrives. Chunks past the first PARSE_INLINE bytes are parsed in a
+    worker thread, so one big body does not hold the event loop (and every other request)."""
+    reader = XmlReader(limits)
+    async for chunk in chunks:
+        if reader.size + len(chunk) <= PARSE_INLINE:
+            reader.feed(chunk)
+        else:
+            await asyncio.to_thread(reader.feed, chunk)
+    if reader.size > PARSE_INLINE:
+        return await asyncio.to_thread(reader.close)
+    return reader.close()
+
+
+def parse_block_list(body: XmlBody) -> list[tuple[str, str]]:
     """``<BlockList><Latest>id</Latest>...`` -> ``[("Latest", id), ...]`` in document order."""
-    root = parse_xml(body, "BlockList")
+    if body.root is None:
+        raise BlobError("InvalidXmlDocument", "XML specified is not syntactically valid: the body is empty.")
     entries = []
-    for child in root:
+    for child in body.root:
         if child.tag not in ("Committed", "Uncommitted", "Latest"):
             raise BlobError("InvalidXmlDocument", f"Unexpected element <{str(child.tag)[:64]}> in the block list.")
         entries.append((str(child.tag), (child.text or "").strip()))
     return entries
 
 
-def parse_service_properties(body: bytes) -> str:
+def _text(body: XmlBody) -> str:
+    try:
+        return body.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BlobError("InvalidXmlDocument", "The XML body must be encoded as UTF-8.") from None
+
+
+def parse_service_properties(body: XmlBody) -> str:
     """Validate a Set Service Properties body; return it as text to store."""
-    parse_xml(body, "StorageServiceProperties")
-    return body.decode("utf-8")
+    if body.root is None:
+        raise BlobError("InvalidXmlDocument", "XML specified is not syntactically valid: the body is empty.")
+    return _text(body)
 
 
-def parse_signed_identifiers(body: bytes) -> str:
+def parse_signed_identifiers(body: XmlBody) -> str:
     """Validate a Set Container ACL body (at most 5 identifiers); return it as text to store."""
-    if not body.strip():
+    if body.root is None:
         return ""
-    root = parse_xml(body, "SignedIdentifiers")
-    identifiers = [c for c in root if c.tag == "SignedIdentifier"]
+    identifiers = [c for c in body.root if c.tag == "SignedIdentifier"]
     if len(identifiers) > 5:
         raise BlobError("InvalidXmlDocument", "At most 5 signed identifiers are allowed.")
     for ident in identifiers:
         ident_id = ident.findtext("Id") or ""
         if not ident_id or len(ident_id) > 64:
             raise BlobError("InvalidXmlDocument", "Each signed identifier needs an Id of at most 64 characters.")
-    return body.decode("utf-8")
+    return _text(body)
 
 
 def signed_identifiers_xml(acl: str) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -80,8 +82,14 @@ def test_names_xml_cannot_carry_are_encoded() -> None:
     b'<!DOCTYPE d [<!ENTITY x "y">]><BlockList><Latest>&x;</Latest></BlockList>',
 ])
 def test_hostile_xml_is_invalid(body: bytes) -> None:
+    async def parse() -> list[tuple[str, str]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body
+
+        return wire.parse_block_list(await wire.read_xml(chunks(), wire.BLOCK_LIST_XML))
+
     with pytest.raises(BlobError) as e:
-        wire.parse_block_list(body)
+        asyncio.run(parse())
     assert e.value.code == "InvalidXmlDocument"
 
 

@@ -1,0 +1,108 @@
+"""Client mistakes the Blob endpoint refuses with Azure's 4xx, never a 500, a stall or a silent
+wrong answer; one section per kind of mistake."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from openbatch.common import sharedkey
+from openbatch.common.clock import http_date
+from tests.blob.raw import VERSION, query_pairs, request
+from tests.helpers.server import LiveServer
+
+
+@pytest.fixture(scope="module")
+def service(server: LiveServer) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(server.connection_string)
+
+
+@pytest.fixture
+def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
+    c = service.create_container(f"r{uuid.uuid4().hex[:16]}")
+    yield c
+    c.delete_container()
+
+
+# --- XML bodies: limits, refused at the first violation ----------------------------------------
+
+
+def _signed_head(server: LiveServer, method: str, target: str, length: int,
+                 extra: dict[str, str] | None = None) -> bytes:
+    path, _, query = target.partition("?")
+    h = {"x-ms-version": VERSION, "x-ms-date": http_date(), "content-length": str(length), **(extra or {})}
+    to_sign = sharedkey.blob_string_to_sign(method, h, server.account, path, query_pairs(query), collated=True)
+    h["authorization"] = f"SharedKey {server.account}:{sharedkey.sign(base64.b64decode(server.key), to_sign)}"
+    head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.blob_port}\r\n"
+    return (head + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n").encode()
+
+
+def _partial(server: LiveServer, target: str, declared: int, first: bytes) -> tuple[int, str, bytes]:
+    """Declare ``declared`` body bytes, send only ``first``: the answer must come without the rest."""
+    with socket.create_connection(("127.0.0.1", server.blob_port), timeout=10) as s:
+        s.sendall(_signed_head(server, "PUT", target, declared) + first)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)  # a server waiting for the rest of the body times out here
+            assert chunk, "the server closed the connection without an answer"
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    lines = head.split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers.get("x-ms-error-code", ""), data
+
+
+def test_a_deeply_nested_block_list_is_refused_before_it_is_read(server: LiveServer,
+                                                                  container: ContainerClient) -> None:
+    n = 1_000_000
+    body = b"<BlockList>" + b"<a>" * n + b"</a>" * n + b"</BlockList>"
+    status, code, _ = _partial(server, f"/{server.account}/{container.container_name}/b?comp=blocklist",
+                               len(body), body[:65536])
+    assert (status, code) == (400, "InvalidXmlDocument")
+    # Sent whole, the same body gets the same answer, and the connection stays usable.
+    r = request(server, "PUT", f"/{container.container_name}/b", query="comp=blocklist", body=body)
+    assert (r.status, r.code) == (400, "InvalidXmlDocument")
+
+
+def test_a_block_list_longer_than_azure_allows_is_refused_early(server: LiveServer,
+                                                                 container: ContainerClient) -> None:
+    entry = b"<Latest>QUFBQQ==</Latest>"
+    body = b"<BlockList>" + entry * 50_001 + b"</BlockList>"
+    status, code, _ = _partial(server, f"/{server.account}/{container.container_name}/b?comp=blocklist",
+                               len(body) + 10_000_000, body)
+    assert (status, code) in ((400, "BlockListTooLong"), (413, "RequestBodyTooLarge"))
+    status, code, _ = _partial(server, f"/{server.account}/{container.container_name}/b?comp=blocklist",
+                               len(body), body[: len(body) - 20])
+    assert (status, code) == (400, "BlockListTooLong")
+
+
+@pytest.mark.parametrize("query", ["comp=blocklist", "restype=container&comp=acl",
+                                   "restype=service&comp=properties"])
+def test_an_oversized_xml_body_is_refused_from_its_content_length(server: LiveServer,
+                                                                  container: ContainerClient,
+                                                                  query: str) -> None:
+    path = "/" if query.startswith("restype=service") else (
+        f"/{container.container_name}" if "acl" in query else f"/{container.container_name}/b")
+    status, code, _ = _partial(server, f"/{server.account}{path.rstrip('/') or '/'}?{query}", 100 << 20, b"")
+    assert (status, code) == (413, "RequestBodyTooLarge")
+
+
+@pytest.mark.parametrize("query,root", [("restype=container&comp=acl", "SignedIdentifiers"),
+                                        ("restype=service&comp=properties", "StorageServiceProperties")])
+def test_other_xml_bodies_have_the_same_limits(server: LiveServer, container: ContainerClient, query: str,
+                                               root: str) -> None:
+    n = 100_000  # 700 kB: under the 1 MiB these bodies may have, 100,000 levels deep
+    body = f"<{root}>".encode() + b"<x>" * n + b"</x>" * n + f"</{root}>".encode()
+    path = "/" if root == "StorageServiceProperties" else f"/{container.container_name}"
+    status, code, _ = _partial(server, f"/{server.account}{path.rstrip('/') or '/'}?{query}", len(body),
+                               body[:65536])
+    assert (status, code) == (400, "InvalidXmlDocument")
+    # A body in another encoding than the UTF-8 it is stored as is invalid, not a server error.
+    utf16 = f'<?xml version="1.0" encoding="utf-16"?><{root}></{root}>'.encode("utf-16")
+    r = request(server, "PUT", path.rstrip("/") if path != "/" else "/", query=query, body=utf16)
+    assert r.status == 400, r.body
