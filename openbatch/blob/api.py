@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from openbatch.blob.models import Blob, ContentSettings
 from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
 from openbatch.common.clock import now_us, rfc1123_us
 from openbatch.common.conditions import Conditions
+from openbatch.common.escapes import unquote_strict
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.blob")
@@ -276,7 +278,7 @@ class BlobApi:
 
     async def copy_blob(self, req: Request, grant: Grant) -> Response:
         source_url = req.headers["x-ms-copy-source"]
-        source, source_query = self._copy_source(source_url)
+        source, source_query = self._copy_source(req, source_url)
         self.auth.authorize_copy_source(grant, req.account, source, source_query, req.client_ip, req.scheme)
         metadata = _metadata(req)
         assert req.blob is not None
@@ -288,22 +290,45 @@ class BlobApi:
                    ("x-ms-copy-status", "success")]
         return Response(201 if "x-ms-blob-type" in req.headers else 202, headers)
 
-    def _copy_source(self, url: str) -> tuple[tuple[str, str, str], dict[str, str]]:
-        parts = urlsplit(url)
-        segments = parts.path.split("/", 3)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise bad_header("x-ms-copy-source", url.split("?", 1)[0][:256])
-        if len(segments) < 4 or not segments[3]:
-            raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
-        probe = Request({"method": "GET", "raw_path": parts.path.encode("latin-1", "replace"), "headers": []},
-                        _no_body)
-        probe.parse_target(b"", self.settings.accounts)
-        if probe.account not in self.settings.accounts or probe.blob is None:
-            raise BlobError("CannotVerifyCopySource", "Only blobs of this server can be copied.")
-        query: dict[str, str] = {}
-        for name, value in parse_query(parts.query):
-            query.setdefault(name, value)
-        return (probe.account, probe.container, probe.blob), query
+    def _copy_source(self, req: Request, url: str) -> tuple[tuple[str, str, str], dict[str, str]]:
+        """The blob of this server a copy source URL names (path style), and the URL's query.
+
+        A URL that does not parse is 400 InvalidHeaderValue; a URL of another server (anything
+        but this Blob endpoint: the host the client called, the public URL, or a loopback name or
+        the configured host with the Blob port) is 404 CannotVerifyCopySource, as Azurite answers:
+        copies from other servers are not supported, and never served from a local namesake.
+        """
+        shown = url.split("?", 1)[0][:256]
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            names = [unquote_strict(s) for s in parts.path.split("/", 3)[1:]]
+            query = dict(reversed(parse_query(parts.query)))
+        except (ValueError, BlobError):  # BadEscape is a ValueError
+            raise bad_header("x-ms-copy-source", shown) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise bad_header("x-ms-copy-source", shown)
+        if not self._serves(req, parts.hostname, port):
+            raise BlobError("CannotVerifyCopySource", "The copy source is not on this server; copies from other "
+                                                      "servers are not supported.", status=404)
+        if len(names) < 3 or names[0] not in self.settings.accounts or not names[1] or not names[2]:
+            raise BlobError("CannotVerifyCopySource", "The specified resource does not exist.", status=404)
+        return (names[0], names[1], names[2]), query
+
+    def _serves(self, req: Request, host: str, port: int) -> bool:
+        """Is ``host:port`` this Blob endpoint?"""
+        host = host.lower()
+        if port == self.settings.blob_port and (host == self.settings.host.lower() or _is_loopback(host)):
+            return True
+        for scheme, netloc in ((req.scheme, req.host), *_scheme_netloc(self.settings.blob_url)):
+            try:
+                known = urlsplit(f"{scheme}://{netloc}")
+                known_port = known.port or (443 if scheme == "https" else 80)
+            except ValueError:
+                continue
+            if known.hostname is not None and (known.hostname.lower(), known_port) == (host, port):
+                return True
+        return False
 
     async def put_block(self, req: Request, grant: Grant) -> Response:
         if req.headers.get("x-ms-copy-source"):
@@ -402,8 +427,18 @@ class BlobApi:
         return Response(200)
 
 
-async def _no_body() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _scheme_netloc(url: str) -> list[tuple[str, str]]:
+    parts = urlsplit(url)
+    return [(parts.scheme, parts.netloc)] if parts.netloc else []
 
 
 class BlobService:

@@ -13,7 +13,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from openbatch.common import sharedkey
 from openbatch.common.clock import http_date
-from tests.blob.raw import VERSION, query_pairs, request
+from tests.blob.raw import VERSION, RawResponse, query_pairs, request
 from tests.helpers.server import LiveServer
 
 
@@ -106,3 +106,60 @@ def test_other_xml_bodies_have_the_same_limits(server: LiveServer, container: Co
     utf16 = f'<?xml version="1.0" encoding="utf-16"?><{root}></{root}>'.encode("utf-16")
     r = request(server, "PUT", path.rstrip("/") if path != "/" else "/", query=query, body=utf16)
     assert r.status == 400, r.body
+
+
+# --- copy sources -------------------------------------------------------------------------------
+
+
+def _copy(server: LiveServer, target: str, source: str) -> RawResponse:
+    return request(server, "PUT", target, headers={"x-ms-copy-source": source})
+
+
+@pytest.mark.parametrize("source", ["http://[::1/x", "http://127.0.0.1:notaport/devstoreaccount1/c/b",
+                                    "not a url", "ftp://127.0.0.1/devstoreaccount1/c/b"])
+def test_a_malformed_copy_source_is_an_invalid_header(server: LiveServer, container: ContainerClient,
+                                                      source: str) -> None:
+    r = _copy(server, f"/{container.container_name}/dst", source)
+    assert (r.status, r.code) == (400, "InvalidHeaderValue"), r.body
+    assert b"<HeaderName>x-ms-copy-source</HeaderName>" in r.body
+
+
+def test_a_copy_from_another_server_is_refused_not_substituted(server: LiveServer,
+                                                                container: ContainerClient) -> None:
+    c = container.container_name
+    container.upload_blob("src", b"local bytes")
+    elsewhere = [
+        f"https://otherstorage.blob.core.windows.net/{server.account}/{c}/src",
+        f"http://127.0.0.1:{server.batch_port}/{server.account}/{c}/src",  # this host, another port
+        f"http://elsewhere.example.com/{c}/src",
+        f"http://elsewhere.example.com:{server.blob_port}/{server.account}/{c}/src",
+    ]
+    for source in elsewhere:
+        r = _copy(server, f"/{c}/dst", source)
+        assert (r.status, r.code) == (404, "CannotVerifyCopySource"), (source, r.body)
+    assert not container.get_blob_client("dst").exists()
+    # This server under any loopback name, with or without an explicit default port, is served.
+    for i, host in enumerate(("127.0.0.1", "localhost", "[::1]")):
+        r = _copy(server, f"/{c}/dst{i}", f"http://{host}:{server.blob_port}/{server.account}/{c}/src")
+        assert r.status == 202, (host, r.body)
+        assert container.download_blob(f"dst{i}").readall() == b"local bytes"
+
+
+# --- percent escapes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a%ZZb", "a%", "a%4", "%C3%28", "%ff"])
+def test_malformed_percent_escapes_are_refused(server: LiveServer, container: ContainerClient,
+                                               name: str) -> None:
+    c = container.container_name
+    r = request(server, "PUT", f"/{c}/{name}", body=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+    assert (r.status, r.code) == (400, "InvalidUri"), r.body
+    r = request(server, "GET", f"/{c}/{name}")
+    assert (r.status, r.code) == (400, "InvalidUri"), r.body
+    r = request(server, "PUT", f"/{name}", query="restype=container")
+    assert (r.status, r.code) == (400, "InvalidUri"), r.body
+    r = request(server, "GET", f"/{c}", query=f"restype=container&comp=list&prefix={name}")
+    assert (r.status, r.code) == (400, "InvalidUri"), r.body
+    r = _copy(server, f"/{c}/dst", f"http://127.0.0.1:{server.blob_port}/{server.account}/{c}/{name}")
+    assert (r.status, r.code) == (400, "InvalidHeaderValue"), r.body
+    assert [b.name for b in container.list_blobs()] == []
