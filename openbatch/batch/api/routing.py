@@ -60,6 +60,8 @@ class BatchRequest:
         more = True
         while more:
             message = await self.receive()
+            if message["type"] == "http.disconnect":  # gone (or cut off) mid-body: a truncated body is no request
+                raise e.InvalidRequestBody("The request body is incomplete: the client disconnected.")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size >= limit:
