@@ -32,6 +32,7 @@ InvalidHeaderValue = _error("InvalidHeaderValue", "A header has a malformed valu
 InvalidRange = _error("InvalidRange", "A Range header outside the file.")
 UnsupportedApiVersion = _error("InvalidApiVersionParameter", "An api-version the service cannot parse.")
 TooManyRequests = _error("TooManyRequests", "Request rejected to protect the service.")
+ServerBusy = _error("ServerBusy", "The service cannot take the request now; retry after Retry-After seconds.")
 InvalidAutoScalingSettings = _error("InvalidAutoScalingSettings", "Autoscale settings invalid for the pool.")
 AutoScalingFormulaSyntaxError = _error("AutoScalingFormulaSyntaxError", "The autoscale formula cannot be parsed.")
 TaskDependenciesNotSpecifiedOnJob = _error("TaskDependenciesNotSpecifiedOnJob", "dependsOn without usesTaskDependencies.")

@@ -12,6 +12,7 @@ _STATUS: dict[str, int] = {
     e.RequestBodyTooLarge.code: 413,
     e.MethodNotAllowed.code: 405,
     e.TooManyRequests.code: 429,
+    e.ServerBusy.code: 503,
     **{cls.code: 404 for cls in (e.ResourceNotFound, e.PoolNotFound, e.NodeNotFound, e.JobNotFound, e.TaskNotFound,
                                  e.JobScheduleNotFound, e.FileNotFound, e.ApplicationNotFound)},
     **{cls.code: 409 for cls in (e.PoolExists, e.JobExists, e.TaskExists, e.JobScheduleExists, e.PoolBeingDeleted,
