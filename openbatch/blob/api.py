@@ -264,14 +264,12 @@ class BlobApi:
     async def put_blob(self, req: Request, grant: Grant) -> Response:
         if req.headers.get("x-ms-copy-source"):
             return await self.copy_blob(req, grant)
-        blob_type = req.headers.get("x-ms-blob-type", "BlockBlob")
-        if blob_type.lower() != "blockblob":
-            raise bad_header("x-ms-blob-type", blob_type[:32], "Only block blobs are supported.")
         size = _declared_length(req, MAX_PUT_BLOB_SIZE)
         assert req.blob is not None
         blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(), size,
                                               _content_settings(req, put_blob=True), _metadata(req),
-                                              _conditions(req), _b64_header(req, "content-md5"), grant.replace_guard)
+                                              _conditions(req), _b64_header(req, "content-md5"), grant.replace_guard,
+                                              req.headers.get("x-ms-access-tier"), req.headers.get("x-ms-blob-type"))
         headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED,
                    ("content-md5", base64.b64encode(md5).decode())]
         return Response(201, headers)
@@ -284,7 +282,8 @@ class BlobApi:
         assert req.blob is not None
         blob = self.blobs.copy_blob(req.account, req.container, req.blob, source, source_url.split("?", 1)[0],
                                     metadata or None, _conditions(req),
-                                    Conditions.from_headers(req.headers.get, "x-ms-source-"), grant.replace_guard)
+                                    Conditions.from_headers(req.headers.get, "x-ms-source-"), grant.replace_guard,
+                                    req.headers.get("x-ms-access-tier"))
         assert blob.copy is not None
         headers = [*_etag_headers(blob.etag, blob.modified_us), ("x-ms-copy-id", blob.copy.copy_id),
                    ("x-ms-copy-status", "success")]
@@ -352,7 +351,7 @@ class BlobApi:
         assert req.blob is not None
         blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
                                          _content_settings(req, put_blob=False), _metadata(req), _conditions(req),
-                                         grant.replace_guard)
+                                         grant.replace_guard, req.headers.get("x-ms-access-tier"))
         return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
 
     async def get_block_list(self, req: Request, grant: Grant) -> Response:
@@ -396,7 +395,7 @@ class BlobApi:
         assert req.blob is not None
         blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req))
         headers = self._blob_response(blob, grant, full_md5=True)
-        headers += [("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true")]
+        headers += wire.tier_headers(blob)
         return Response(200, headers, length=blob.size)
 
     async def blob_metadata(self, req: Request, grant: Grant) -> Response:
@@ -421,10 +420,10 @@ class BlobApi:
         return Response(202, [("x-ms-delete-type-permanent", "true")])
 
     async def set_blob_tier(self, req: Request, grant: Grant) -> Response:
-        # Tiers do not exist here: every blob is Hot. Accept the call for existing blobs.
         assert req.blob is not None
-        self.blobs.blob(req.account, req.container, req.blob, Conditions())
-        return Response(200)
+        rehydrated = self.blobs.set_blob_tier(req.account, req.container, req.blob,
+                                              req.headers.get("x-ms-access-tier"))
+        return Response(202 if rehydrated else 200)
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ MESSAGES: dict[str, str] = {
         "This request is not authorized to perform this operation using this resource type."
     ),
     "BlobAlreadyExists": "The specified blob already exists.",
+    "BlobArchived": "This operation is not permitted on an archived blob.",
     "BlobNotFound": "The specified blob does not exist.",
     "BlockCountExceedsLimit": "The uncommitted block count cannot exceed the maximum limit of 100,000 blocks.",
     "BlockListTooLong": "The block list may not contain more than 50,000 blocks.",

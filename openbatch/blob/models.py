@@ -53,6 +53,8 @@ class Blob:
     block_id_len: int | None = None  # decoded length every block id of this blob must have
     staged_count: int = 0
     copy: CopyInfo | None = None
+    tier: str | None = None  # the access tier set on the blob; None: inferred (Hot, the account default)
+    tier_changed_us: int | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ _CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _SPECIAL_CONTAINERS = {"$root", "$logs", "$web"}
 _METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PUBLIC_ACCESS = {"blob", "container"}
+ARCHIVE = "Archive"
+ACCESS_TIERS = {t.lower(): t for t in ("Hot", "Cool", "Cold", ARCHIVE)}  # block blob tiers of a standard account
 
 
 @dataclass
@@ -97,6 +99,33 @@ def check_public_access(value: str | None) -> str | None:
     if value.lower() not in _PUBLIC_ACCESS:
         raise BlobError("InvalidHeaderValue", HeaderName="x-ms-blob-public-access", HeaderValue=value[:64])
     return value.lower()
+
+
+def check_blob_type(value: str | None) -> None:
+    """Put Blob's x-ms-blob-type: required, and only block blobs are served."""
+    if not value:
+        raise BlobError("MissingRequiredHeader", HeaderName="x-ms-blob-type")
+    if value.lower() != "blockblob":
+        raise BlobError("InvalidHeaderValue", "Only block blobs are supported.", HeaderName="x-ms-blob-type",
+                        HeaderValue=value[:32])
+
+
+def check_tier(value: str | None, *, required: bool = False) -> str | None:
+    """An access tier (``x-ms-access-tier``) in Azure's spelling; None when not given."""
+    if value is None or value == "":
+        if required:
+            raise BlobError("MissingRequiredHeader", HeaderName="x-ms-access-tier")
+        return None
+    tier = ACCESS_TIERS.get(value.lower())
+    if tier is None:
+        raise BlobError("InvalidHeaderValue", HeaderName="x-ms-access-tier", HeaderValue=value[:64])
+    return tier
+
+
+def check_online(blob: Blob) -> None:
+    """An archived blob is offline: it cannot be read or changed until it is rehydrated."""
+    if blob.tier == ARCHIVE:
+        raise BlobError("BlobArchived")
 
 
 def decode_block_id(block_id: str, *, code: str = "InvalidBlockId") -> int:
@@ -289,13 +318,19 @@ class Blobs:
     async def put_blob(self, account: str, container: str, name: str, body: AsyncIterator[bytes],
                        size_hint: int | None, content: ContentSettings, metadata: dict[str, str],
                        cond: Conditions, transactional_md5: bytes | None,
-                       on_replace: ReplaceGuard = None) -> tuple[Blob, bytes]:
+                       on_replace: ReplaceGuard = None, tier: str | None = None,
+                       blob_type: str | None = "BlockBlob") -> tuple[Blob, bytes]:
         """Put Blob: the body becomes the blob's whole content (small bodies inline, others an extent).
 
-        ``on_replace`` (the authorizer's) is called before an existing blob is overwritten.
+        ``on_replace`` (the authorizer's) is called before an existing blob is overwritten; ``tier``
+        is the access tier asked for (x-ms-access-tier), None for the default; ``blob_type`` is
+        x-ms-blob-type, which Put Blob requires.
         """
         check_blob_name(name)
+        check_container_name(container)
+        check_blob_type(blob_type)
         check_metadata(metadata)
+        tier = check_tier(tier)
         c = self.container(account, container)
         if not cond.empty or on_replace is not None:  # fail before receiving the body; checked again at commit
             _check_overwrite(cond, self.meta.get_blob(c.id, name), on_replace)
@@ -305,14 +340,15 @@ class Blobs:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=len(data), extent="", offset=0, data=data)] if data else []
-            return self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace), md5
+            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
+            return blob, md5
         writer = await self._ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
         md5 = writer.md5 or b""
         try:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
-            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace)
+            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
         except BaseException:
             writer.discard()
             raise
@@ -322,14 +358,14 @@ class Blobs:
 
     def _commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
                     content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-                    on_replace: ReplaceGuard) -> Blob:
+                    on_replace: ReplaceGuard, tier: str | None) -> Blob:
         now = now_us()
         content = replace(content, content_md5=content.content_md5 or md5)
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
             _check_overwrite(cond, old, on_replace)
-            blob = _fresh_blob(c.id, name, old, now)
+            blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size, blob.content, blob.metadata = sum(p.length for p in parts), content, metadata
             self.meta.save_blob(blob)
             released = self._replace_content(blob, old, parts)
@@ -350,6 +386,7 @@ class Blobs:
                             cond: Conditions) -> Blob:
         with self.meta.tx():
             blob = self.blob(account, container, name, cond, read=False)
+            check_online(blob)
             blob.content, blob.etag, blob.modified_us = content, etag_value(), now_us()
             self.meta.save_blob(blob)
         return blob
@@ -359,6 +396,7 @@ class Blobs:
         check_metadata(metadata)
         with self.meta.tx():
             blob = self.blob(account, container, name, cond, read=False)
+            check_online(blob)
             blob.metadata, blob.etag, blob.modified_us = metadata, etag_value(), now_us()
             self.meta.save_blob(blob)
         return blob
@@ -369,12 +407,24 @@ class Blobs:
             extents = self.meta.delete_blob(blob.id)
         self.release(extents)
 
+    def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None) -> bool:
+        """Set Blob Tier; True when it rehydrates an archived blob (done at once here; Azure takes hours).
+        Neither the ETag nor Last-Modified change, as on Azure."""
+        tier = check_tier(tier_header, required=True)
+        with self.meta.tx():
+            blob = self.blob(account, container, name, Conditions())
+            rehydrated = blob.tier == ARCHIVE and tier != ARCHIVE
+            blob.tier, blob.tier_changed_us = tier, now_us()
+            self.meta.save_blob(blob)
+        return rehydrated
+
     # --- reads --------------------------------------------------------------------------------
 
     def open_read(self, account: str, container: str, name: str, byte_range: tuple[int, int | None] | None,
                   cond: Conditions) -> ReadPlan:
         """Resolve a Get Blob: conditions, range (416 past the end) and the pieces to send."""
         blob = self.blob(account, container, name, cond)
+        check_online(blob)
         start, end, partial = 0, blob.size, False
         if byte_range is not None:
             first, last = byte_range
@@ -467,10 +517,11 @@ class Blobs:
 
     def put_block_list(self, account: str, container: str, name: str, entries: list[tuple[str, str]],
                        content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-                       on_replace: ReplaceGuard = None) -> Blob:
+                       on_replace: ReplaceGuard = None, tier: str | None = None) -> Blob:
         """Put Block List: the listed staged/committed blocks become the blob's content."""
         check_blob_name(name)
         check_metadata(metadata)
+        tier = check_tier(tier)
         if len(entries) > MAX_COMMITTED_BLOCKS:
             raise BlobError("BlockListTooLong")
         now = now_us()
@@ -479,7 +530,7 @@ class Blobs:
             old = self.meta.get_blob(c.id, name)
             _check_overwrite(cond, old, on_replace)
             parts, id_len = self._resolve_blocks(old, entries)
-            blob = _fresh_blob(c.id, name, old, now)
+            blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size = parts[-1].pos + parts[-1].length if parts else 0
             blob.content, blob.metadata, blob.block_id_len = content, metadata, id_len
             self.meta.save_blob(blob)
@@ -529,15 +580,19 @@ class Blobs:
 
     def copy_blob(self, account: str, container: str, name: str, source: tuple[str, str, str], source_url: str,
                   metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions,
-                  on_replace: ReplaceGuard = None) -> Blob:
-        """Copy a blob of this server: the copy shares the source's extents (no bytes move)."""
+                  on_replace: ReplaceGuard = None, tier: str | None = None) -> Blob:
+        """Copy a blob of this server: the copy shares the source's extents (no bytes move). The copy
+        has the source's tier unless ``tier`` is given; an archived source is offline (BlobArchived:
+        rehydrating through a copy is not supported)."""
         check_blob_name(name)
         if metadata is not None:
             check_metadata(metadata)
+        tier = check_tier(tier)
         now = now_us()
         with self.meta.tx():
             src_container = self.container(source[0], source[1])
             src = self._committed_blob(src_container.id, source[2])
+            check_online(src)
             if evaluate(source_cond, src.etag, from_us(src.modified_us), read=False) != OK:
                 raise BlobError("SourceConditionNotMet", "The source condition specified using HTTP conditional "
                                 "header(s) is not met.")
@@ -545,7 +600,7 @@ class Blobs:
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
             _check_overwrite(cond, old, on_replace)
-            blob = _fresh_blob(c.id, name, old, now)
+            blob = _fresh_blob(c.id, name, old, now, tier or src.tier)
             blob.size, blob.content, blob.block_id_len = src.size, replace(src.content), src.block_id_len
             blob.metadata = dict(src.metadata) if metadata is None else metadata
             blob.copy = CopyInfo(copy_id=_uuid(), source=source_url, status="success",
@@ -572,11 +627,13 @@ def _uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int) -> Blob:
-    """The record of a blob about to receive new committed content (keeps id and creation time)."""
+def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int, tier: str | None) -> Blob:
+    """The record of a blob about to receive new committed content (keeps id and creation time;
+    the tier is the one given, else inferred)."""
     created = old.created_us if old is not None and old.committed else now
     return Blob(id=old.id if old else 0, container_id=container_id, name=name, committed=True,
-                etag=etag_value(), created_us=created, modified_us=now, size=0)
+                etag=etag_value(), created_us=created, modified_us=now, size=0, tier=tier,
+                tier_changed_us=now if tier is not None else None)
 
 
 def _check_read(cond: Conditions, blob: Blob) -> None:
@@ -598,6 +655,8 @@ def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGua
     exists = blob is not None and blob.committed
     if exists and on_replace is not None:
         on_replace()
+    if exists and blob is not None:
+        check_online(blob)  # an archived blob cannot be overwritten until it is rehydrated
     if exists and cond.none_match_any:
         raise BlobError("BlobAlreadyExists")
     if cond.empty:

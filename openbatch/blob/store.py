@@ -25,7 +25,7 @@ from typing import Any
 
 from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: blobs.access_tier, blobs.tier_changed_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS blobs (
     copy_status TEXT,
     copy_progress TEXT,
     copy_completed_us BIGINT,
+    access_tier TEXT,
+    tier_changed_us BIGINT,
     UNIQUE (container_id, name)
 );
 CREATE TABLE IF NOT EXISTS parts (
@@ -96,7 +98,8 @@ CREATE TABLE IF NOT EXISTS service_properties (
 _BLOB_COLUMNS = (
     "id, container_id, name, committed, etag, created_us, modified_us, size, content_type, "
     "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
-    "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us"
+    "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
+    "access_tier, tier_changed_us"
 )
 _CONTAINER_COLUMNS = "id, account, name, etag, modified_us, metadata, public_access, acl"
 _PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
@@ -119,7 +122,8 @@ def _blob(row: tuple[Any, ...]) -> Blob:
         copy = CopyInfo(copy_id=row[17], source=row[18], status=row[19], progress=row[20], completed_us=row[21])
     return Blob(id=row[0], container_id=row[1], name=row[2], committed=bool(row[3]), etag=row[4],
                 created_us=row[5], modified_us=row[6], size=row[7], content=content,
-                metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy)
+                metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
+                tier=row[22], tier_changed_us=row[23])
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -128,7 +132,7 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             c.content_type, c.content_encoding, c.content_language, c.content_md5, c.cache_control,
             c.content_disposition, json.dumps(b.metadata), b.block_id_len, b.staged_count,
             cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
-            cp.progress if cp else None, cp.completed_us if cp else None)
+            cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us)
 
 
 def _part(row: tuple[Any, ...]) -> Part:
@@ -145,9 +149,12 @@ class MetaStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise RuntimeError(f"{path} has blob schema version {version}; this openbatch reads {SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
+        if version == 1:  # blobs written before access tiers were kept: every tier is inferred
+            self.db.execute("ALTER TABLE blobs ADD COLUMN access_tier TEXT")
+            self.db.execute("ALTER TABLE blobs ADD COLUMN tier_changed_us BIGINT")
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Containers are few and read by every request: cached, kept in step by the writes below.
         self._containers: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -243,7 +250,7 @@ class MetaStore:
                 "modified_us = ?, size = ?, content_type = ?, content_encoding = ?, content_language = ?, "
                 "content_md5 = ?, cache_control = ?, content_disposition = ?, metadata = ?, block_id_len = ?, "
                 "staged_count = ?, copy_id = ?, copy_source = ?, copy_status = ?, copy_progress = ?, "
-                "copy_completed_us = ? WHERE id = ?",
+                "copy_completed_us = ?, access_tier = ?, tier_changed_us = ? WHERE id = ?",
                 (*values, b.id),
             )
         else:

@@ -46,6 +46,7 @@ _STATUS = {
     "ResourceNotFound": 404,
     "UnsupportedHttpVerb": 405,
     "BlobAlreadyExists": 409,
+    "BlobArchived": 409,
     "BlockCountExceedsLimit": 409,
     "ContainerAlreadyExists": 409,
     "ContainerBeingDeleted": 409,
@@ -170,6 +171,16 @@ def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
     return headers
 
 
+def tier_headers(b: Blob) -> list[tuple[str, str]]:
+    """The access tier headers of Get Blob Properties (an unset tier is the account default, Hot)."""
+    if b.tier is None:
+        return [("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true")]
+    headers = [("x-ms-access-tier", b.tier)]
+    if b.tier_changed_us is not None:
+        headers.append(("x-ms-access-tier-change-time", rfc1123_us(b.tier_changed_us)))
+    return headers
+
+
 # --- listings ---------------------------------------------------------------------------------
 
 
@@ -213,8 +224,12 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
         f"<Content-Disposition>{x(c.content_disposition)}</Content-Disposition>"
         "<BlobType>BlockBlob</BlobType>"
     )
-    if b.committed:
+    if b.committed and b.tier is None:
         props += "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
+    elif b.committed:
+        props += f"<AccessTier>{b.tier}</AccessTier>"
+        if b.tier_changed_us is not None:
+            props += f"<AccessTierChangeTime>{rfc1123_us(b.tier_changed_us)}</AccessTierChangeTime>"
     props += "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted>"
     if b.copy is not None:
         props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"

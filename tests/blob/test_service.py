@@ -238,3 +238,25 @@ def test_an_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="schema version 99"):
         Blobs(tmp_path / "blob")
+
+
+def test_a_version_1_store_gains_the_tier_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    blobs = Blobs(tmp_path / "blob")
+    blobs.create_container(ACCOUNT, "box", {}, None)
+    asyncio.run(blobs.put_blob(ACCOUNT, "box", "old", _body(b"x"), 1, ContentSettings(), {}, Conditions(), None))
+    blobs.close()
+    db = sqlite3.connect(tmp_path / "blob" / "meta.db")  # as openbatch wrote it before tiers were kept
+    db.execute("ALTER TABLE blobs DROP COLUMN access_tier")
+    db.execute("ALTER TABLE blobs DROP COLUMN tier_changed_us")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    blobs = Blobs(tmp_path / "blob")
+    try:
+        assert blobs.blob(ACCOUNT, "box", "old", Conditions()).tier is None  # inferred (Hot)
+        assert blobs.set_blob_tier(ACCOUNT, "box", "old", "cool") is False
+        assert blobs.blob(ACCOUNT, "box", "old", Conditions()).tier == "Cool"
+    finally:
+        blobs.close()

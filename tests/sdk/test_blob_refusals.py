@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobServiceClient, ContainerClient, StandardBlobTier
 
 from openbatch.common import sharedkey
 from openbatch.common.clock import http_date
@@ -163,3 +164,65 @@ def test_malformed_percent_escapes_are_refused(server: LiveServer, container: Co
     r = _copy(server, f"/{c}/dst", f"http://127.0.0.1:{server.blob_port}/{server.account}/{c}/{name}")
     assert (r.status, r.code) == (400, "InvalidHeaderValue"), r.body
     assert [b.name for b in container.list_blobs()] == []
+
+
+# --- Put Blob, tiers ----------------------------------------------------------------------------
+
+
+def test_put_blob_without_a_blob_type_is_refused(server: LiveServer, container: ContainerClient) -> None:
+    r = request(server, "PUT", f"/{container.container_name}/typeless", body=b"data")
+    assert (r.status, r.code) == (400, "MissingRequiredHeader")
+    assert b"<HeaderName>x-ms-blob-type</HeaderName>" in r.body
+    assert not container.get_blob_client("typeless").exists()
+
+
+def test_set_blob_tier_validates_the_tier(server: LiveServer, container: ContainerClient) -> None:
+    container.upload_blob("t", b"tiered")
+    target = f"/{container.container_name}/t"
+    r = request(server, "PUT", target, query="comp=tier", headers={"x-ms-access-tier": "Lukewarm"})
+    assert (r.status, r.code) == (400, "InvalidHeaderValue")
+    r = request(server, "PUT", target, query="comp=tier")
+    assert (r.status, r.code) == (400, "MissingRequiredHeader")
+    r = request(server, "PUT", f"/{container.container_name}/missing", query="comp=tier",
+                headers={"x-ms-access-tier": "Cool"})
+    assert (r.status, r.code) == (404, "BlobNotFound")
+    props = container.get_blob_client("t").get_blob_properties()
+    assert props.blob_tier == "Hot" and props.blob_tier_inferred
+
+
+def test_tiers_are_stored_reported_and_archive_is_offline(server: LiveServer, container: ContainerClient) -> None:
+    blob = container.upload_blob("a", b"archived bytes")
+    blob.set_standard_blob_tier(StandardBlobTier.COOL)
+    props = blob.get_blob_properties()
+    assert props.blob_tier == "Cool" and not props.blob_tier_inferred and props.blob_tier_change_time
+    listed = {b.name: b for b in container.list_blobs()}
+    assert listed["a"].blob_tier == "Cool" and not listed["a"].blob_tier_inferred
+    container.upload_blob("cold", b"c", standard_blob_tier=StandardBlobTier.COLD)
+    assert container.get_blob_client("cold").get_blob_properties().blob_tier == "Cold"
+    blocks = container.get_blob_client("blocks")
+    blocks.stage_block("b1", b"x")
+    blocks.commit_block_list(["b1"], standard_blob_tier=StandardBlobTier.COOL)
+    assert blocks.get_blob_properties().blob_tier == "Cool"
+    copy = container.get_blob_client("copy-of-cold")
+    copy.start_copy_from_url(container.get_blob_client("cold").url)  # the copy keeps the source's tier
+    assert copy.get_blob_properties().blob_tier == "Cold"
+    copy.start_copy_from_url(blocks.url, standard_blob_tier=StandardBlobTier.HOT)
+    props = copy.get_blob_properties()
+    assert props.blob_tier == "Hot" and not props.blob_tier_inferred
+    r = request(server, "PUT", f"/{container.container_name}/lukewarm", body=b"x",
+                headers={"x-ms-blob-type": "BlockBlob", "x-ms-access-tier": "Lukewarm"})
+    assert (r.status, r.code) == (400, "InvalidHeaderValue")
+    assert not container.get_blob_client("lukewarm").exists()
+
+    blob.set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    assert blob.get_blob_properties().blob_tier == "Archive"  # properties stay readable
+    for read in (blob.download_blob, lambda: blob.set_blob_metadata({"k": "v"}),
+                 lambda: container.get_blob_client("copy").start_copy_from_url(blob.url),
+                 lambda: blob.upload_blob(b"new", overwrite=True)):
+        with pytest.raises(HttpResponseError) as e:
+            read()
+        assert (e.value.status_code, e.value.error_code) == (409, "BlobArchived")
+    # Rehydration to an online tier: accepted (202) and, here, complete at once.
+    blob.set_standard_blob_tier(StandardBlobTier.HOT)
+    assert blob.download_blob().readall() == b"archived bytes"
+    assert blob.get_blob_properties().blob_tier == "Hot"
