@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,15 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 DEFAULT_BLOB_PORT = 10000
 DEFAULT_BATCH_PORT = 10100
+# Slow and broken clients (see openbatch/transport.py): the timeouts are HTTP.sys's defaults, which
+# Azure's front ends answer with (HeaderWait, EntityBody, IdleConnection: two minutes each).
+DEFAULT_HEADER_TIMEOUT = 120.0
+DEFAULT_BODY_TIMEOUT = 120.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 120.0
+# Far above what one machine's SDK clients open (a requests pool keeps 10 connections per host, an
+# aiohttp session 100; our tests run 100 concurrent clients from 127.0.0.1), far below the
+# thousands of descriptors a server has, so one client cannot take them all. 0: no limit.
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 512
 
 
 class ConfigError(ValueError):
@@ -66,9 +76,21 @@ class Settings:
     # Public base URLs (what the server tells clients and tasks); derived from host/port when empty.
     blob_url: str = ""
     batch_url: str = ""
+    # Seconds a client has for its request headers, and between two pieces of a request body;
+    # seconds an idle keep-alive connection stays open; connections one client address may hold.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive number of seconds, got {value}")
+        if self.max_connections_per_client < 0:
+            raise ConfigError("max connections per client must be 0 (no limit) or more")
         if not self.blob_url:
             self.blob_url = f"http://{_url_host(self.host)}:{self.blob_port}"
         if not self.batch_url:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from openbatch.config import Settings
+from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
 
 log = logging.getLogger("openbatch")
 
@@ -78,9 +79,13 @@ async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None =
     for service in runtime.services.values():
         await service.start()
     servers = []
+    limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections_per_client)
+    clients = ClientTable(settings.max_connections_per_client)  # one table: a client's connections to both count
+    busy_apps = {"blob": blob_busy_app, "batch": batch_busy_app}
     for name, service in runtime.services.items():
-        config = uvicorn.Config(
+        config = GuardedConfig(
             service.app,
+            Guard(limits, clients, busy_apps[name]),
             lifespan="off",
             interface="asgi3",
             proxy_headers=False,
@@ -88,7 +93,7 @@ async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None =
             access_log=False,
             server_header=False,
             date_header=False,
-            timeout_keep_alive=120,
+            timeout_keep_alive=settings.keep_alive_timeout,
             h11_max_incomplete_event_size=1 << 20,
         )
         servers.append((_Server(config), sockets[name]))

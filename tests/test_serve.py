@@ -42,3 +42,13 @@ def test_extra_accounts_from_environment(tmp_path):
         assert httpx.get(srv.batch_url + "/pools").status_code in (403, 404)
     finally:
         srv.stop()
+
+
+def test_bad_timeout_or_limit_is_a_clear_error(tmp_path):
+    for flags in (["--header-timeout", "0"], ["--body-timeout", "nan"], ["--max-connections-per-client", "-1"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "openbatch", "serve", "--data-dir", str(tmp_path), *flags],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert proc.returncode == 2, flags
+        assert "error:" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

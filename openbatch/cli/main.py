@@ -10,9 +10,34 @@ from typing import Annotated
 import typer
 
 from openbatch.cli.commands import register
-from openbatch.config import DEFAULT_BATCH_PORT, DEFAULT_BLOB_PORT, ConfigError, Settings, accounts_from
+from openbatch.config import (
+    DEFAULT_BATCH_PORT,
+    DEFAULT_BLOB_PORT,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    ConfigError,
+    Settings,
+    accounts_from,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.")
+
+# Slow and broken clients: the defaults are those of Azure's front ends (docs/getting-started.md).
+HeaderTimeout = Annotated[float, typer.Option(
+    "--header-timeout", envvar="OPENBATCH_HEADER_TIMEOUT", metavar="SECONDS",
+    help="Close a connection whose request headers are not complete this long after they began.")]
+BodyTimeout = Annotated[float, typer.Option(
+    "--body-timeout", envvar="OPENBATCH_BODY_TIMEOUT", metavar="SECONDS",
+    help="Abort a request whose body receives no bytes for this long (the request commits nothing).")]
+KeepAliveTimeout = Annotated[float, typer.Option(
+    "--keep-alive-timeout", envvar="OPENBATCH_KEEP_ALIVE_TIMEOUT", metavar="SECONDS",
+    help="Close a keep-alive connection idle for this long.")]
+MaxConnectionsPerClient = Annotated[int, typer.Option(
+    "--max-connections-per-client", envvar="OPENBATCH_MAX_CONNECTIONS_PER_CLIENT", metavar="N",
+    help="Connections one client address may hold (both endpoints together); more are answered "
+         "503 ServerBusy. 0: no limit.")]
 
 
 @app.callback()
@@ -33,6 +58,10 @@ def serve(
     account: Annotated[
         list[str] | None, typer.Option("--account", help="NAME:KEY (base64), repeatable; also OPENBATCH_ACCOUNTS.")
     ] = None,
+    header_timeout: HeaderTimeout = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
+    keep_alive_timeout: KeepAliveTimeout = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    max_connections_per_client: MaxConnectionsPerClient = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
 ) -> None:
     """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
     from openbatch.server import Runtime, run
@@ -41,7 +70,10 @@ def serve(
         accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
         if data_dir is None:
             data_dir = Path(os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch")))
-        settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts)
+        settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts,
+                            header_timeout=header_timeout, body_timeout=body_timeout,
+                            keep_alive_timeout=keep_alive_timeout,
+                            max_connections_per_client=max_connections_per_client)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
