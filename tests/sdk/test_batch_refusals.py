@@ -60,6 +60,10 @@ def test_a_skiptoken_out_of_range_is_an_invalid_query_parameter(client: BatchCli
     assert _values(body)["QueryParameterName"] == "$skiptoken"
     status, body = get(client, "/jobs/refusals/tasks?$skiptoken=9223372036854775807")
     assert status == 200 and body["value"] == []
+    status, body = get(client, f"/supportedimages?$skiptoken={token}")  # index-paged lists too
+    assert (status, body.get("code")) == (400, "InvalidQueryParameterValue"), body
+    status, body = get(client, "/supportedimages?$skiptoken=9223372036854775807")
+    assert status == 200 and body["value"] == []
 
 
 @pytest.mark.parametrize("segment", ["a%ZZb", "a%", "%C3%28"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from openbatch.batch.api.pools import page_args, page_response, plain_page_response, query_filter
-from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, metadata_url
+from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, int_skiptoken, metadata_url
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import images, nodes, pools
 from openbatch.batch.domain.common import Doc, now_iso
@@ -13,8 +13,8 @@ NODE_AGENT_SKU_FILTER_PROPERTIES = {"id": "String", "osType": "String"}
 
 
 def _page_of(items: list[Doc], after: str | None, limit: int) -> tuple[list[Doc], str | None]:
-    """Index paging for fixed lists (the skiptoken is the next index)."""
-    start = int(after) if after and after.isdigit() else 0
+    """Index paging for fixed lists (the skiptoken is the next index; any other token is refused)."""
+    start = int_skiptoken(after)
     end = start + limit
     return items[start:end], (str(end) if end < len(items) else None)
 

@@ -82,15 +82,7 @@ class BatchRequest:
 
     def seq_skiptoken(self) -> int:
         """The ``$skiptoken`` of a list paged by submission sequence (0 for the first page)."""
-        text = self.query.get("$skiptoken", "") or "0"
-        # ASCII digits only (str.isdigit also takes '²' and other scripts' digits, which int()
-        # refuses), and within the store's 64-bit integers: anything else names no page.
-        if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_SEQ):
-            raise e.InvalidQueryParameterValue(
-                "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
-                {"QueryParameterName": "$skiptoken", "QueryParameterValue": text[:256]},
-            )
-        return int(text)
+        return int_skiptoken(self.query.get("$skiptoken", ""))
 
     def int_query(self, name: str, default: int, lo: int, hi: int) -> int:
         text = self.query.get(name)
@@ -109,6 +101,21 @@ class BatchRequest:
                 {"QueryParameterName": name, "QueryParameterValue": text},
             )
         return value
+
+
+def int_skiptoken(text: str | None) -> int:
+    """A ``$skiptoken`` that is a position (a sequence number or an index); 0 when absent.
+
+    ASCII digits only (str.isdigit also takes '²' and other scripts' digits, which int() refuses)
+    and within the store's 64-bit integers: anything else names no page (400).
+    """
+    text = text or "0"
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_SEQ):
+        raise e.InvalidQueryParameterValue(
+            "The value for one of the query parameters specified in the request URI is invalid: $skiptoken.",
+            {"QueryParameterName": "$skiptoken", "QueryParameterValue": text[:256]},
+        )
+    return int(text)
 
 
 @dataclass(frozen=True)
