@@ -129,16 +129,6 @@ class Request:
             if chunk:
                 yield chunk
 
-    async def read_body(self, limit: int) -> bytes:
-        chunks = []
-        size = 0
-        async for chunk in self.body():
-            size += len(chunk)
-            if size > limit:
-                raise BlobError("RequestBodyTooLarge")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
 
 @dataclass
 class Response:
