@@ -227,8 +227,8 @@ class EngineTasks(EngineCore):
             run.done()
             return
         if outcome is None and not run.stop:
+            run.stop = "requeue"  # before the node's other runs are stopped, which must not include this one again
             self.node_unusable(run.node, "The node's directory is missing.")
-            run.stop = "requeue"
         if not run.stop and outcome is not None and self._retry(run, outcome, now):
             return
         job = self.jobs.get(run.job)

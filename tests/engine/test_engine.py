@@ -244,3 +244,25 @@ def test_a_node_directory_removed_behind_our_back_makes_the_node_unusable(tmp_pa
         assert os.path.isdir(h.node_dir(second))
 
     scenario(tmp_path, body)
+
+
+def test_a_node_found_gone_by_one_run_requeues_its_other_runs_once(tmp_path: Path) -> None:
+    """The run that finds its node's directory gone is requeued once, with the node's other runs:
+    none of them is finished twice (which once stranded tasks in an impossible active -> active)."""
+    async def body(h: Harness) -> None:
+        import shutil
+
+        await h.pool("p", nodes=2, slots=2, taskSchedulingPolicy={"nodeFillType": "pack"})
+        await h.job("j", "p")
+        await h.add("j", {"id": "long", "commandLine": "/bin/sleep 2"})
+        await h.until(lambda: h.state("j", "long") == "running", "the long task to run")
+        victim = h.task("j", "long")["nodeInfo"]["nodeId"]
+        shutil.rmtree(h.node_dir(victim))
+        await h.add("j", {"id": "b", "commandLine": "/bin/true"})
+        done = await h.completed("j", "long", "b", timeout=60)
+        states = {n["id"]: n["state"] for n in h.nodes("p")}
+        assert states[victim] == "unusable", states
+        assert all(t["nodeInfo"]["nodeId"] != victim for t in done)
+        assert all(t["executionInfo"]["requeueCount"] <= 1 for t in done), [t["executionInfo"] for t in done]
+
+    scenario(tmp_path, body)
