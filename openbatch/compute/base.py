@@ -42,6 +42,18 @@ class FileAccessError(Exception):
         self.message = message
 
 
+class OpenedFile(Protocol):
+    """A node file opened once: what ``info`` says and what ``read`` returns are of the same file."""
+
+    info: NodeFile
+
+    def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes ``start`` .. ``end`` (inclusive, None = to the end), streamed; closes the file after."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class NodeGone(Exception):
     """The node cannot run anything any more (e.g. its directory was removed behind our back)."""
 
@@ -142,8 +154,8 @@ class ComputeProvider(Protocol):
 
     def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile: ...
 
-    def read_file(self, pool_id: str, node_id: str, path: str, start: int, end: int | None) -> AsyncIterator[bytes]:
-        """Bytes ``start`` .. ``end`` (inclusive, None = to the end) of a file, streamed."""
+    def open_file(self, pool_id: str, node_id: str, path: str) -> OpenedFile:
+        """A file or directory opened for its properties and bytes; FileAccessError if it cannot be."""
         ...
 
     def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None: ...

@@ -1,9 +1,10 @@
 """Task directories made on a helper thread, in batches, while the event loop keeps spawning.
 
-Making a task's directory is two ``mkdir`` calls (plus two ``chown`` for a task running as
-another account): on overlay file systems that is a good part of what a short task costs the
-server. The loop hands the requests of one iteration to a single helper thread as one batch and
-gets all the answers back with one wake-up, so the file system work runs on another core.
+Making a task's directory is a dozen system calls (``mkdir``, opening each level without following
+links, ``fchown`` for a task running as another account, creating stdout/stderr): on overlay file
+systems that is a good part of what a short task costs the server. The loop hands the requests
+of one iteration to a single helper thread as one batch and gets all the answers back with one
+wake-up, so the file system work runs on another core.
 """
 
 from __future__ import annotations
@@ -16,42 +17,84 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from openbatch.node.identity import UserSpec, prepare_dir_for
-from openbatch.node.layout import WORKING_DIR, NodeLayout
+from openbatch.node import safefs
+from openbatch.node.layout import STDERR, STDOUT, WORKING_DIR, NodeLayout
+from openbatch.node.safefs import Owner
+
+
+@dataclass(eq=False)
+class TaskDirs:
+    """A task's directory made ready: its working directory and fresh stdout/stderr descriptors
+    (the caller's to close)."""
+
+    wd: Path
+    stdout: int
+    stderr: int
+
+    def close(self) -> None:
+        for fd in (self.stdout, self.stderr):
+            if fd >= 0:
+                os.close(fd)
+        self.stdout = self.stderr = -1
 
 
 @dataclass(eq=False)
 class _Request:
     task_dir: Path
     layout: NodeLayout
-    owner: UserSpec | None  # hand the directory to this account (None: keep the server's)
-    future: asyncio.Future[Path]
+    owner: Owner | None  # hand the directory to this account (None: keep the server's)
+    future: asyncio.Future[TaskDirs]
 
 
-def make_task_dir(task_dir: Path, layout: NodeLayout, owner: UserSpec | None) -> Path:
-    """task_dir/wd, creating what is missing (two mkdirs for a new task in a known job), owned by
-    ``owner`` when given. Never recreates a node directory that vanished: FileNotFoundError."""
-    fresh = True
+def make_task_dir(task_dir: Path, layout: NodeLayout, owner: Owner | None) -> TaskDirs:
+    """task_dir/wd and new stdout.txt/stderr.txt, owned by ``owner`` when given.
+
+    The task directory sits in a directory of the server's; what is inside it belongs to the task,
+    which may have left links or anything else there: it is made and checked with
+    :mod:`openbatch.node.safefs`, never following a link. Never recreates a node directory that
+    vanished: FileNotFoundError.
+    """
+    with (safefs.closing(_open_parent(task_dir.parent, layout)) as parent,
+          safefs.closing(_task_dir(parent, task_dir.name, owner)) as tdir):
+        os.close(safefs.ensure_dir(tdir, WORKING_DIR, owner))
+        out = safefs.create_file(tdir, STDOUT, owner)
+        try:
+            err = safefs.create_file(tdir, STDERR, owner)
+        except BaseException:
+            os.close(out)
+            raise
+    return TaskDirs(task_dir / WORKING_DIR, out, err)
+
+
+def _open_parent(path: Path, layout: NodeLayout) -> int:
     try:
-        os.mkdir(task_dir)
+        return safefs.open_dir(path)
     except FileNotFoundError:
         if not layout.exists():
             raise
-        os.makedirs(task_dir, exist_ok=True)
-    except FileExistsError:
-        fresh = False
-    wd = task_dir / WORKING_DIR
+    os.makedirs(path, exist_ok=True)  # the job's directory: the server's, not writable by tasks
+    return safefs.open_dir(path)
+
+
+def _task_dir(parent: int, name: str, owner: Owner | None) -> int:
     try:
-        os.mkdir(wd)
+        os.mkdir(name, 0o755, dir_fd=parent)
+        fresh = True
     except FileExistsError:
         fresh = False
-    if owner is not None:
-        if fresh:  # just made, nothing in it yet: no need to walk it
-            os.chown(task_dir, owner.uid, owner.gid)
-            os.chown(wd, owner.uid, owner.gid)
-        else:
-            prepare_dir_for(owner, task_dir)
-    return wd
+    fd = safefs.walk(parent, [name])
+    if owner is None:
+        return fd
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
+            os.fchown(fd, owner.uid, owner.gid)
+            if not fresh:  # changing hands (a start task whose elevation changed): all of it
+                safefs.chown_tree(fd, owner)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class DirMaker:
@@ -63,7 +106,7 @@ class DirMaker:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def make(self, task_dir: Path, layout: NodeLayout, owner: UserSpec | None) -> asyncio.Future[Path]:
+    def make(self, task_dir: Path, layout: NodeLayout, owner: Owner | None) -> asyncio.Future[TaskDirs]:
         loop = asyncio.get_running_loop()
         request = _Request(task_dir, layout, owner, loop.create_future())
         self._pending.append(request)
@@ -84,7 +127,7 @@ class DirMaker:
         executor.submit(self._work, loop, batch)
 
     def _work(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
-        results: list[Path | BaseException] = []
+        results: list[TaskDirs | BaseException] = []
         for request in batch:
             try:
                 results.append(make_task_dir(request.task_dir, request.layout, request.owner))
@@ -100,9 +143,11 @@ class DirMaker:
             executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _deliver(batch: list[_Request], results: list[Path | BaseException]) -> None:
+def _deliver(batch: list[_Request], results: list[TaskDirs | BaseException]) -> None:
     for request, result in zip(batch, results, strict=True):
-        if request.future.done():
+        if request.future.done():  # nobody waits any more (cancelled)
+            if isinstance(result, TaskDirs):
+                result.close()
             continue
         if isinstance(result, BaseException):
             request.future.set_exception(result)

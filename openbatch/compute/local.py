@@ -21,7 +21,6 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from openbatch.compute.base import (
     JOB_PREPARATION,
     JOB_RELEASE,
     START_TASK,
+    TASK,
     FileAccessError,
     NodeFile,
     NodeGone,
@@ -41,13 +41,16 @@ from openbatch.compute.base import (
     RunOutcome,
     RunSpec,
 )
-from openbatch.compute.dirs import DirMaker
+from openbatch.compute.dirs import DirMaker, TaskDirs
+from openbatch.compute.nodefiles import NodeFiles, OpenNodeFile
 from openbatch.config import Settings
-from openbatch.node import identity
+from openbatch.node import identity, safefs
 from openbatch.node.env import task_environment
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
-from openbatch.node.layout import NodeLayout, PathOutsideNode
+from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
 from openbatch.node.run import CommandError, RunningProcess, start_process
+from openbatch.node.safefs import Owner
+from openbatch.node.spawner import kill_orphaned_helpers
 from openbatch.node.upload import OutputFileError, upload_output_files
 
 log = logging.getLogger("openbatch.compute")
@@ -98,6 +101,9 @@ class LocalProvider:
         killed = kill_processes_under(self.root)
         if killed:
             log.info("killed %d processes left over from a previous run", killed)
+        helpers = kill_orphaned_helpers()
+        if helpers:
+            log.info("killed %d task-account helpers a previous server left behind", helpers)
 
     async def stop(self) -> None:
         for node in self._nodes.values():
@@ -200,14 +206,18 @@ class LocalProvider:
     async def _run(self, node: _Node, spec: RunSpec, flight: _Flight, started: float) -> RunOutcome:
         layout = node.layout
         user = identity.resolve_user(spec.elevation)
-        task_dir, wd = await self._prepare(node, spec, user if identity.needs_switch(user) else None)
-        env = self._environment(node, spec, task_dir, user)
-        if spec.resource_files:
-            await self._fetch(spec, wd, flight, user)
-        if flight.killed:
-            return RunOutcome(None, started, time.time(), killed=True)
-        proc = await start_process(spec.command_line, cwd=wd, env=env, stdout_path=task_dir / "stdout.txt",
-                                   stderr_path=task_dir / "stderr.txt", user=user)
+        owner = identity.owner_of(user)
+        task_dir, dirs = await self._prepare(node, spec, owner)
+        try:
+            env = self._environment(node, spec, task_dir, user)
+            if spec.resource_files:
+                await self._fetch(spec, task_dir, flight, owner)
+            if flight.killed:
+                return RunOutcome(None, started, time.time(), killed=True)
+            proc = await start_process(spec.command_line, cwd=dirs.wd, env=env, stdout=dirs.stdout,
+                                       stderr=dirs.stderr, user=user, end_session=spec.kind == TASK)
+        finally:
+            dirs.close()
         flight.proc = proc
         if flight.killed:
             proc.kill()
@@ -218,8 +228,8 @@ class LocalProvider:
             outcome.failure = ex.ended(ex.ENDED_BY_TIMEOUT)
         if spec.output_files and not outcome.killed:
             try:
-                await upload_output_files(self.client, spec.output_files, working_dir=wd, task_dir=task_dir,
-                                          succeeded=outcome.succeeded, env=env, node_root=layout.root)
+                await upload_output_files(self.client, spec.output_files, working_dir=dirs.wd, task_dir=task_dir,
+                                          node_root=layout.root, succeeded=outcome.succeeded, env=env, owner=owner)
             except OutputFileError as exc:
                 outcome.failure = exc.failure_info()
                 outcome.upload_failed = True
@@ -263,25 +273,35 @@ class LocalProvider:
         patched = tuple(k for k, v in env.items() if _DIR_MARK in v or _ID_MARK in v)
         return env, patched
 
-    async def _prepare(self, node: _Node, spec: RunSpec, owner: identity.UserSpec | None) -> tuple[Path, Path]:
+    async def _prepare(self, node: _Node, spec: RunSpec, owner: Owner | None) -> tuple[Path, TaskDirs]:
         try:
             task_dir = self._dir_of(node.layout, spec)
         except PathOutsideNode as exc:
             raise ResourceFileError("ResourceDirectoryCreateFailed", str(exc)) from None
         try:
-            wd = await self._dirs.make(task_dir, node.layout, owner)
-        except FileNotFoundError:
-            raise NodeGone(spec.node_id) from None
+            dirs = await self._dirs.make(task_dir, node.layout, owner)
         except OSError as exc:
             if not node.layout.exists():
                 raise NodeGone(spec.node_id) from None
+            # What the task left in its own directory (a link, files vanishing): its failure, not the node's.
             raise ResourceFileError("ResourceDirectoryCreateFailed",
-                                    f"The task directory could not be created: {exc.strerror}") from None
-        return task_dir, wd
+                                    f"The task directory could not be prepared: {exc.strerror or exc}") from None
+        return task_dir, dirs
 
-    async def _fetch(self, spec: RunSpec, wd: Path, flight: _Flight, user: identity.UserSpec | None) -> None:
+    async def _fetch(self, spec: RunSpec, task_dir: Path, flight: _Flight, owner: Owner | None) -> None:
+        if owner is not None and owner.uid == 0:
+            # Admin tasks run as root; their downloads belong to the task group so that what an
+            # elevated start task copies into the shared dir (cp -p keeps 0770) can be run by
+            # non-admin tasks, as on Azure's nodes where the task accounts share a group.
+            owner = Owner(0, identity.task_user().gid)
+        try:
+            wd = _open_working_dir(task_dir)
+        except OSError as exc:
+            raise ResourceFileError("ResourceDirectoryCreateFailed",
+                                    f"The working directory could not be opened: {exc.strerror or exc}") from None
         flight.fetch = asyncio.ensure_future(fetch_resource_files(
-            self.client, spec.resource_files, wd, auto_storage_url=lambda name: self._auto_storage(spec.account, name)))
+            self.client, spec.resource_files, task_dir / WORKING_DIR, dir_fd=wd, owner=owner,
+            auto_storage_url=lambda name: self._auto_storage(spec.account, name)))
         try:
             await flight.fetch
         except asyncio.CancelledError:
@@ -290,14 +310,7 @@ class LocalProvider:
                 raise
         finally:
             flight.fetch = None
-        owner = user
-        if user is not None and user.is_admin and user.uid == 0:
-            # Admin tasks run as root; their downloads belong to the task group so that what an
-            # elevated start task copies into the shared dir (cp -p keeps 0770) can be run by
-            # non-admin tasks, as on Azure's nodes where the task accounts share a group.
-            owner = identity.UserSpec(name="root", uid=0, gid=identity.task_user().gid, is_admin=True)
-        if identity.needs_switch(owner):
-            identity.prepare_dir_for(owner, wd)
+            os.close(wd)
 
     def _auto_storage(self, account: str, container: str) -> str:
         acct = self.settings.accounts.get(account)
@@ -323,70 +336,29 @@ class LocalProvider:
 
     # --- Files API -----------------------------------------------------------------------------
 
-    def _layout(self, pool_id: str, node_id: str) -> NodeLayout:
+    def _files(self, pool_id: str, node_id: str) -> NodeFiles:
         node = self._nodes.get(node_id)
         if node is None or node.pool_id.lower() != pool_id.lower():
             raise FileAccessError("FileNotFound", "The node has no files.")
-        return node.layout
-
-    def _resolve(self, pool_id: str, node_id: str, path: str) -> tuple[NodeLayout, Path]:
-        layout = self._layout(pool_id, node_id)
-        try:
-            return layout, layout.resolve(path)
-        except PathOutsideNode as exc:
-            raise FileAccessError("PathOutsideNode", str(exc)) from None
+        return NodeFiles(node.layout.root)
 
     def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
-        layout, top = self._resolve(pool_id, node_id, base)
-        if not top.is_dir():
-            raise FileAccessError("FileNotFound", "The directory does not exist.")
-        root = str(layout.root)
-        out: list[NodeFile] = []
-        if recursive:
-            for dirpath, dirnames, filenames in os.walk(top):
-                for name in (*dirnames, *filenames):
-                    _add(out, root, os.path.join(dirpath, name))
-        else:
-            with os.scandir(top) as entries:
-                for entry in entries:
-                    _add(out, root, entry.path)
-        return out
+        return self._files(pool_id, node_id).listing(base, recursive)
 
     def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile:
-        layout, target = self._resolve(pool_id, node_id, path)
-        found = _entry(str(layout.root), str(target))
-        if found is None:
-            raise FileAccessError("FileNotFound", "The file does not exist.")
-        return found
+        return self._files(pool_id, node_id).stat(path)
 
-    def read_file(self, pool_id: str, node_id: str, path: str, start: int, end: int | None) -> AsyncIterator[bytes]:
-        _, target = self._resolve(pool_id, node_id, path)
-        try:
-            fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            raise FileAccessError("FileNotFound", "The file does not exist.") from None
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise FileAccessError("FileNotFound", "The path is a directory.")
-        return _stream(fd, start, end)
+    def open_file(self, pool_id: str, node_id: str, path: str) -> OpenNodeFile:
+        return self._files(pool_id, node_id).open(path)
 
     def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None:
-        layout, target = self._resolve(pool_id, node_id, path)
-        if target == layout.root:
-            raise FileAccessError("PathOutsideNode", "The node's root directory cannot be deleted.")
-        try:
-            if target.is_dir() and not target.is_symlink():
-                if recursive:
-                    shutil.rmtree(target)
-                else:
-                    target.rmdir()
-            else:
-                target.unlink()
-        except FileNotFoundError:
-            raise FileAccessError("FileNotFound", "The file does not exist.") from None
-        except OSError as exc:
-            raise FileAccessError("DirectoryNotEmpty" if exc.errno == 39 else "FileOperationFailed",
-                                  exc.strerror or "The file cannot be deleted.") from None
+        self._files(pool_id, node_id).delete(path, recursive)
+
+
+def _open_working_dir(task_dir: Path) -> int:
+    """The task's ``wd``, opened without following a link the task may have put in its place."""
+    with safefs.closing(safefs.open_dir(task_dir)) as directory:
+        return safefs.walk(directory, [WORKING_DIR])
 
 
 def _open_the_way(root: Path) -> None:
@@ -406,38 +378,6 @@ def _kill(flight: _Flight) -> None:
         flight.proc.kill()
     elif flight.fetch is not None:
         flight.fetch.cancel()
-
-
-def _entry(root: str, path: str) -> NodeFile | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    rel = os.path.relpath(path, root).replace(os.sep, "/")
-    return NodeFile(path=rel, is_directory=stat.S_ISDIR(st.st_mode), size=st.st_size, mtime=st.st_mtime,
-                    ctime=st.st_ctime, mode=st.st_mode)
-
-
-def _add(out: list[NodeFile], root: str, path: str) -> None:
-    found = _entry(root, path)
-    if found is not None:
-        out.append(found)
-
-
-async def _stream(fd: int, start: int, end: int | None) -> AsyncIterator[bytes]:
-    try:
-        os.lseek(fd, max(0, start), os.SEEK_SET)
-        left = None if end is None else max(0, end - start + 1)
-        while left is None or left > 0:
-            chunk = os.read(fd, _READ_CHUNK if left is None else min(_READ_CHUNK, left))
-            if not chunk:
-                break
-            if left is not None:
-                left -= len(chunk)
-            yield chunk
-            await asyncio.sleep(0)
-    finally:
-        os.close(fd)
 
 
 def kill_processes_under(root: Path, rounds: int = 5) -> int:

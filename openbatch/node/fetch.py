@@ -7,7 +7,11 @@ http(s) URL, SAS URLs of this server included; ``storageContainerUrl`` (with its
 the file goes (for containers, a directory), relative to the working directory and never outside
 it; ``fileMode`` is an octal permission string (0770 when absent, as on Azure).
 
-Bodies are streamed to a temporary name next to the target and renamed when complete. Every
+The working directory belongs to the task, which may have left links in it (or swap directories
+for links while a retry downloads): every directory and file is made and opened from the working
+directory's descriptor with :mod:`openbatch.node.safefs`, never following a link, and handed to
+the task's account as it is created. Bodies are streamed to a temporary name next to the target
+and renamed over it when complete. Every
 failure becomes a :class:`ResourceFileError` carrying the failureInfo Azure reports for it:
 BlobNotFound (404), BlobAccessDenied (401/403), BlobDownloadTimedOut, BlobDownloadMiscError,
 ResourceContainerNotFound / ResourceContainerAccessDenied / ResourceContainerListTimedOut /
@@ -19,11 +23,12 @@ strings never appear in messages or details.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +37,9 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 from defusedxml import ElementTree
 
+from openbatch.node import safefs
 from openbatch.node.failure import TaskFailure
-from openbatch.node.layout import PathOutsideNode, resolve_under
+from openbatch.node.safefs import Owner
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +69,9 @@ class ResourceFileError(TaskFailure):
 @dataclass(frozen=True)
 class _Download:
     url: str  # with its SAS; never shown
-    target: Path
+    parts: list[str]  # the target, relative to the working directory
     mode: int
+    target: Path  # where that is, for messages
 
 
 def public_url(url: str) -> str:
@@ -109,15 +116,16 @@ def _mode(spec: Mapping[str, Any]) -> int:
     return mode
 
 
-def _target(working_dir: Path, relative: str) -> Path:
-    try:
-        return resolve_under(working_dir, relative)
-    except PathOutsideNode as exc:
+def _target(base: list[str], relative: str) -> list[str]:
+    """``base`` + ``relative`` as path components, refused when it would leave the working directory."""
+    parts = safefs.split(relative)
+    if relative.replace("\\", "/").startswith("/") or ".." in parts or any("\x00" in p for p in parts):
         raise ResourceFileError(
             "ResourceFileCreateFailed",
             f"The file path {relative[:256]!r} is not inside the task's working directory",
             [{"name": "FilePath", "value": relative[:1024]}],
-        ) from exc
+        )
+    return [*base, *parts]
 
 
 def _blob_url(container_url: str, name: str) -> str:
@@ -185,38 +193,41 @@ async def _list_container(client: httpx.AsyncClient, container_url: str, prefix:
 # -- downloading -------------------------------------------------------------------------------
 
 
-async def _download(client: httpx.AsyncClient, item: _Download) -> None:
+async def _download(client: httpx.AsyncClient, item: _Download, wd: int, owner: Owner | None) -> None:
+    if not item.parts:
+        raise _local_error("ResourceFileCreateFailed", item.target, IsADirectoryError(errno.EISDIR, "Is a directory"))
     try:
-        item.target.parent.mkdir(parents=True, exist_ok=True)
+        parent = safefs.walk(wd, item.parts[:-1], create=True, owner=owner)
     except OSError as exc:
         raise _local_error("ResourceDirectoryCreateFailed", item.target, exc) from None
-    temp = item.target.with_name(f".{item.target.name}.{uuid.uuid4().hex[:12]}.part")
+    name = item.parts[-1]
+    temp = f".{name[:200]}.{uuid.uuid4().hex[:12]}.part"
     try:
-        await _stream_to(client, item, temp)
-        os.chmod(temp, item.mode)
-        os.replace(temp, item.target)
+        fd = safefs.create_file(parent, temp, owner, mode=0o600, exclusive=True)
+    except OSError as exc:
+        os.close(parent)
+        raise _local_error("ResourceFileCreateFailed", item.target, exc) from None
+    try:
+        await _stream_to(client, item, fd)
+        os.fchmod(fd, item.mode)
+        os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
     except OSError as exc:
         raise _local_error("ResourceFileWriteFailed", item.target, exc) from None
     finally:
-        if temp.exists():
-            temp.unlink(missing_ok=True)
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=parent)  # only still there when something failed
+        os.close(parent)
 
 
-async def _stream_to(client: httpx.AsyncClient, item: _Download, temp: Path) -> None:
+async def _stream_to(client: httpx.AsyncClient, item: _Download, fd: int) -> None:
     try:
         async with client.stream("GET", item.url, headers={"x-ms-version": BLOB_API_VERSION}) as response:
             if response.status_code != 200:
                 code = _DOWNLOAD.get(response.status_code, "BlobDownloadMiscError")
                 raise _error(code, item.url, item.target, {"HttpStatusCode": str(response.status_code)})
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            except OSError as exc:
-                raise _local_error("ResourceFileCreateFailed", item.target, exc) from None
-            try:
-                async for chunk in response.aiter_bytes(CHUNK):
-                    _write_all(fd, chunk)
-            finally:
-                os.close(fd)
+            async for chunk in response.aiter_bytes(CHUNK):
+                _write_all(fd, chunk)
     except httpx.TimeoutException:
         raise _error("BlobDownloadTimedOut", item.url, item.target) from None
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
@@ -253,16 +264,21 @@ async def _plan(
     file_path = str(spec.get("filePath") or "")
     url = _http_source(spec)
     if url is not None:
-        return [_Download(url, _target(working_dir, file_path or _file_name_of(url)), mode)]
+        parts = _target([], file_path or _file_name_of(url))
+        return [_Download(url, parts, mode, working_dir.joinpath(*parts))]
     if spec.get("storageContainerUrl"):
         container_url = str(spec["storageContainerUrl"])
     elif spec.get("autoStorageContainerName"):
         container_url = auto_storage_url(str(spec["autoStorageContainerName"]))
     else:
         raise ResourceFileError("ResourceFileCreateFailed", "The resource file names no source")
-    directory = _target(working_dir, file_path)
+    directory = _target([], file_path)
     names = await _list_container(client, container_url, str(spec.get("blobPrefix") or ""))
-    return [_Download(_blob_url(container_url, name), _target(directory, name), mode) for name in names]
+    downloads = []
+    for name in names:
+        parts = _target(directory, name)
+        downloads.append(_Download(_blob_url(container_url, name), parts, mode, working_dir.joinpath(*parts)))
+    return downloads
 
 
 async def fetch_resource_files(
@@ -270,16 +286,19 @@ async def fetch_resource_files(
     files: list[dict[str, Any]],
     working_dir: Path,
     *,
+    dir_fd: int,
+    owner: Owner | None,
     auto_storage_url: Callable[[str], str],
 ) -> None:
-    """Put every resource file in place under ``working_dir``; ResourceFileError on the first failure."""
+    """Put every resource file in place under ``working_dir`` (open as ``dir_fd``), handed to
+    ``owner``; ResourceFileError on the first failure."""
     if not files:
         return
     try:
         downloads: list[_Download] = []
         for spec in files:
             downloads.extend(await _plan(client, spec, working_dir, auto_storage_url))
-        await _run_bounded(client, iter(downloads))
+        await _run_bounded(iter(downloads), lambda item: _download(client, item, dir_fd, owner))
     except ResourceFileError:
         raise
     except Exception as exc:  # a failure of ours, never the caller's crash
@@ -288,12 +307,12 @@ async def fetch_resource_files(
                                 [{"name": "Reason", "value": type(exc).__name__}], category="servererror") from None
 
 
-async def _run_bounded(client: httpx.AsyncClient, items: Iterator[_Download]) -> None:
+async def _run_bounded(items: Iterator[_Download], download: Callable[[_Download], Awaitable[None]]) -> None:
     """Download with at most CONCURRENCY transfers at once; the first error cancels the rest."""
 
     async def worker() -> None:
         for item in items:
-            await _download(client, item)
+            await download(item)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(CONCURRENCY)]
     try:

@@ -5,8 +5,9 @@ tasks (the default) run as an unprivileged account: ``_azbatch`` (the name Azure
 use), created as a system user on first need, or ``nobody`` when it cannot be created. When the
 server is not root every task runs as the server's own user (there is nothing to switch to).
 
-Tasks running as another user must be able to reach their directories: :func:`prepare_dir_for`
-hands a task directory to that user, :func:`grant_traverse` lets it walk down to the node root.
+Tasks running as another user must be able to reach their directories: :func:`owner_of` says who
+a task's files belong to (the provider hands them over with :mod:`openbatch.node.safefs`, never
+following a link), :func:`grant_traverse` lets the account walk down to the node root.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from openbatch.node.safefs import Owner
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +100,13 @@ def needs_switch(user: UserSpec | None) -> bool:
     return user is not None and not user.is_current()
 
 
-def prepare_dir_for(user: UserSpec | None, path: Path) -> None:
-    """Give ``path`` and everything under it to ``user`` (no-op when no switch is needed).
-
-    Links are changed themselves, never followed, so a task cannot use this to take a file
-    outside its directory.
-    """
-    if not needs_switch(user) or not os.path.lexists(path):
-        return
-    assert user is not None
-    os.chown(path, user.uid, user.gid, follow_symlinks=False)
-    if not path.is_dir() or path.is_symlink():
-        return
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in (*dirnames, *filenames):
-            os.chown(os.path.join(dirpath, name), user.uid, user.gid, follow_symlinks=False)
+def owner_of(user: UserSpec | None) -> Owner | None:
+    """Who a task's files belong to: its account when the server runs as root (root itself for
+    admin tasks, so that a directory a non-admin run once owned is taken back), else None (the
+    server's own user, nothing to change)."""
+    if user is None or not is_root():
+        return None
+    return Owner(user.uid, user.gid)
 
 
 def grant_traverse(path: Path, up_to: Path) -> None:

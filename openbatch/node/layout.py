@@ -15,8 +15,6 @@ Ids given by users are single path components here: anything else is refused wit
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +47,11 @@ def _component(name: str, what: str) -> str:
     return name
 
 
-def resolve_under(base: Path, relative: str) -> Path:
-    """``base / relative`` for a user path, refusing anything that could leave ``base``.
-
-    Refused: NUL, ``..`` segments, absolute paths, percent-encoded separators or dots, and paths
-    whose real location (after symlinks) is outside ``base``. Backslashes are separators (clients
-    on Windows send them). ``""`` and ``"."`` name ``base`` itself.
-    """
+def relative_parts(relative: str) -> list[str]:
+    """The components of a user path relative to a node or task directory, refusing anything that
+    could leave it: NUL, ``..`` segments, absolute paths, percent-encoded separators or dots.
+    Backslashes are separators (clients on Windows send them). ``""`` and ``"."`` name the
+    directory itself (``[]``). Links are the opener's business (:mod:`openbatch.node.safefs`)."""
     if "\x00" in relative:
         raise PathOutsideNode(relative, "NUL in path")
     lowered = relative.lower()
@@ -67,12 +63,7 @@ def resolve_under(base: Path, relative: str) -> Path:
     parts = [p for p in normal.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise PathOutsideNode(relative, "path leaves its directory")
-    candidate = base.joinpath(*parts)
-    real_base = os.path.realpath(base)
-    real = os.path.realpath(candidate)
-    if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
-        raise PathOutsideNode(relative, "path leaves its directory through a link")
-    return candidate
+    return parts
 
 
 @dataclass(frozen=True)
@@ -102,8 +93,9 @@ class NodeLayout:
         return self.root / "fsmounts"
 
     def create(self) -> None:
-        """Make the tree (idempotent)."""
-        for path in (self.shared, self.startup / WORKING_DIR, self.applications, self.workitems, self.mounts):
+        """Make the tree (idempotent). ``startup/wd`` is the start task's to make: ``startup/`` may
+        belong to a non-admin start task, so nothing is made inside it by path."""
+        for path in (self.shared, self.startup, self.applications, self.workitems, self.mounts):
             path.mkdir(parents=True, exist_ok=True)
 
     def exists(self) -> bool:
@@ -132,25 +124,7 @@ class NodeLayout:
     def startup_task_dir(self) -> Path:
         return self.startup
 
-    def resolve(self, relative: str) -> Path:
-        """A path from the Files API (relative to the node root); PathOutsideNode if it leaves it."""
-        return resolve_under(self.root, relative)
 
 
 def working_dir(task_dir: Path) -> Path:
     return task_dir / WORKING_DIR
-
-
-def make_task_dir(task_dir: Path) -> Path:
-    """Create ``task_dir/wd`` (and parents); return the working directory."""
-    wd = task_dir / WORKING_DIR
-    try:
-        os.mkdir(task_dir)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:  # the job's directory is not there yet
-        os.makedirs(wd, exist_ok=True)
-        return wd
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(wd)
-    return wd

@@ -11,7 +11,9 @@ Speed matters here (thousands of short tasks a second), so:
 - the end of a process is noticed through a pidfd registered with the running loop (uvloop or
   asyncio alike), so there is no thread or child watcher per process;
 - each process gets its own session (``start_new_session``): its id is its process group, and a
-  timeout, terminate or kill sends SIGKILL to the whole group, children and grandchildren;
+  timeout, terminate or kill sends SIGKILL to the whole group, children and grandchildren; when
+  a task's process ends, what it left running in its group and session is killed
+  (:mod:`openbatch.node.sweep`), as a node does;
 - stdout/stderr are the task's files, passed as descriptors: output never passes through the
   server, so a task writing gigabytes costs the server nothing.
 
@@ -19,8 +21,10 @@ When a non-admin task must run as another account (server running as root) it is
 helper that already runs as that account (:mod:`openbatch.node.spawner`), with the same ``vfork``
 path. Should the helper be unavailable, the program runs under ``setpriv`` (util-linux), which
 drops to the account and execs it (one more exec per task), or else ``Popen(user=...)`` (a full
-``fork`` of the server). The program is looked up by the server first in that case, so a missing
-program is still CommandProgramNotFound.
+``fork`` of the server). A bare program name is looked up on PATH by exec, as the task's account:
+a directory or file that account may not use is skipped, as on a real node. Under ``setpriv``
+the server looks it up first, with that account's permissions, so a missing program is still
+CommandProgramNotFound.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ from pathlib import Path
 from openbatch.node.failure import TaskFailure
 from openbatch.node.identity import UserSpec, needs_switch
 from openbatch.node.spawner import Spawner, SpawnerGone, SpawnFailed
+from openbatch.node.sweep import session_ended
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 _POLL_MAX = 0.1  # seconds between waitpid polls where pidfds are not available
 # Without quotes or backslashes, shlex's splitting is splitting on its whitespace characters.
 _NEEDS_SHLEX = re.compile(r"[\"'\\]")
@@ -74,8 +78,9 @@ class ProcessResult:
 class RunningProcess:
     """A started task process; ``wait()`` for its end, ``kill()`` it and everything it started."""
 
-    def __init__(self, pid: int, started: float, exited: asyncio.Future[int | None]):
+    def __init__(self, pid: int, started: float, exited: asyncio.Future[int | None], end_session: bool = False):
         self.pid = pid
+        self._end_session = end_session
         self._started = started
         self._loop = asyncio.get_running_loop()
         self._exited = exited
@@ -86,6 +91,8 @@ class RunningProcess:
 
     def _on_exit(self, _: asyncio.Future[int | None]) -> None:
         self._ended = time.time()
+        if self._end_session:
+            session_ended(self.pid)
 
     @property
     def done(self) -> bool:
@@ -131,11 +138,13 @@ class RunningProcess:
 
 
 class _LocalProcess(RunningProcess):
-    """A child of the server: its end is noticed through a pidfd (or waitpid polling)."""
+    """A child of the server: its end is noticed through a pidfd (or waitpid polling). With
+    ``end_session`` what is left of its process group is killed when it ends, before it is reaped
+    (while unreaped its pid, the group id, cannot be reused), and the rest of its session soon after."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], started: float):
+    def __init__(self, popen: subprocess.Popen[bytes], started: float, end_session: bool):
         loop = asyncio.get_running_loop()
-        super().__init__(popen.pid, started, loop.create_future())
+        super().__init__(popen.pid, started, loop.create_future(), end_session)
         self._popen = popen
         self._pidfd = -1
         try:
@@ -156,6 +165,14 @@ class _LocalProcess(RunningProcess):
             self._loop.call_later(delay, self._poll, min(delay * 2, _POLL_MAX))
 
     def _reap(self, flags: int) -> bool:
+        if self._end_session:
+            try:
+                if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | flags) is None:
+                    return False  # still running
+            except ChildProcessError:
+                pass
+            else:
+                self._kill_group()
         try:
             pid, status = os.waitpid(self.pid, flags)
         except ChildProcessError:  # reaped elsewhere: the status is lost
@@ -177,8 +194,9 @@ class _LocalProcess(RunningProcess):
 class _HelperProcess(RunningProcess):
     """A process a spawner helper started as another account: kills are requests to the helper."""
 
-    def __init__(self, spawner: Spawner, request: int, pid: int, started: float, exited: asyncio.Future[int | None]):
-        super().__init__(pid, started, exited)
+    def __init__(self, spawner: Spawner, request: int, pid: int, started: float, exited: asyncio.Future[int | None],
+                 end_session: bool):
+        super().__init__(pid, started, exited, end_session)
         self._spawner = spawner
         self._request = request
 
@@ -212,35 +230,62 @@ def split_command_line(command_line: str) -> list[str]:
     return argv
 
 
-def find_program(program: str, cwd: Path, env: Mapping[str, str]) -> str:
-    """The file ``program`` names: relative to ``cwd`` when it has a '/', else searched in env PATH."""
-    if "/" in program:
-        candidates = [program if program.startswith("/") else os.path.join(cwd, program)]
-    else:
-        dirs = env.get("PATH", os.defpath).split(os.pathsep)
-        candidates = [os.path.join(d if d.startswith("/") else os.path.join(cwd, d or "."), program) for d in dirs]
-    for candidate in candidates:
+def find_program(program: str, cwd: Path, env: Mapping[str, str], user: UserSpec) -> str:
+    """The file ``program`` names as ``user`` would find it: relative to ``cwd`` when it has a '/',
+    else the first file on the env's PATH that the account may reach and run (as exec does)."""
+    denied = False
+    for candidate in _candidates(program, cwd, env):
         try:
             st = os.stat(candidate)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            if not os.access(candidate, os.X_OK):
-                raise CommandError("CommandLaunchFailed", f"The program {program!r} is not executable")
-            return candidate
+            if _may(user, st, 1) and _may_reach(user, candidate):
+                return candidate
+            denied = True
+    if denied:
+        raise CommandError("CommandLaunchFailed", f"The program {program!r} is not executable by the task's user")
     raise CommandError("CommandProgramNotFound", f"The program {program!r} was not found")
 
 
-def _open_output(path: Path, append: bool) -> int:
-    return os.open(path, _OPEN_FLAGS | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+def _candidates(program: str, cwd: Path, env: Mapping[str, str]) -> list[str]:
+    """The files exec tries for ``program``: itself when it has a '/', else each PATH entry's."""
+    if "/" in program:
+        return [program if program.startswith("/") else os.path.join(cwd, program)]
+    dirs = env.get("PATH", os.defpath).split(os.pathsep)
+    return [os.path.join(d if d.startswith("/") else os.path.join(cwd, d or "."), program) for d in dirs]
 
 
-def _spawn_error(exc: OSError, argv: list[str], cwd: Path) -> CommandError:
+def _may(user: UserSpec, st: os.stat_result, bit: int) -> bool:
+    """Whether ``user`` (no supplementary groups, as tasks run) has permission ``bit`` (1 = x) on ``st``."""
+    if user.uid == 0:
+        return bit != 1 or bool(st.st_mode & 0o111) or stat.S_ISDIR(st.st_mode)
+    if st.st_uid == user.uid:
+        return bool(st.st_mode & (bit << 6))
+    if st.st_gid == user.gid:
+        return bool(st.st_mode & (bit << 3))
+    return bool(st.st_mode & bit)
+
+
+def _may_reach(user: UserSpec, path: str) -> bool:
+    """Whether ``user`` may search every directory above ``path``."""
+    for parent in Path(path).parents:
+        try:
+            if not _may(user, os.stat(parent), 1):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _spawn_error(exc: OSError, argv: list[str], cwd: Path, env: Mapping[str, str]) -> CommandError:
     in_cwd = exc.in_cwd if isinstance(exc, SpawnFailed) else (
         exc.filename is not None and os.fspath(exc.filename) == os.fspath(cwd))
     if in_cwd:
         return CommandError("CommandLaunchFailed", f"The working directory is not usable: {exc.strerror}")
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+    # exec reports EACCES when a PATH directory was not searchable even if the program is nowhere.
+    missing = exc.errno == errno.EACCES and not any(os.path.isfile(c) for c in _candidates(argv[0], cwd, env))
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) or missing:
         return CommandError("CommandProgramNotFound", f"The program {argv[0]!r} was not found")
     return CommandError("CommandLaunchFailed", f"The program {argv[0]!r} cannot be started: {exc.strerror}")
 
@@ -282,19 +327,19 @@ def close_spawners() -> None:
 
 
 async def _start_via_spawner(
-    user: UserSpec, argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int
+    user: UserSpec, argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int, end_session: bool
 ) -> RunningProcess | None:
     spawner = _spawner_for(user)
     if spawner is None:
         return None
     started = time.time()
     try:
-        request, pid, exited = await spawner.spawn(argv, str(cwd), env, out, err)
+        request, pid, exited = await spawner.spawn(argv, str(cwd), env, out, err, end_group=end_session)
     except SpawnerGone:
         return None
     except SpawnFailed as exc:
-        raise _spawn_error(exc, argv, cwd) from None
-    return _HelperProcess(spawner, request, pid, started, exited)
+        raise _spawn_error(exc, argv, cwd, env) from None
+    return _HelperProcess(spawner, request, pid, started, exited, end_session)
 
 
 async def start_process(
@@ -302,40 +347,31 @@ async def start_process(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    stdout_path: Path,
-    stderr_path: Path,
+    stdout: int,
+    stderr: int,
     user: UserSpec | None,
-    append: bool = False,
+    end_session: bool = False,
 ) -> RunningProcess:
     """Start ``command_line`` in ``cwd`` with exactly ``env``; CommandError if it cannot start.
 
-    stdout/stderr are truncated (``append=True`` keeps what earlier attempts wrote).
+    ``stdout``/``stderr`` are descriptors of the task's files (the caller's to close). With
+    ``end_session`` whatever the process leaves running in its group and session is killed when
+    it ends. A bare program name is looked up on PATH by exec as the account running it.
     """
     argv = split_command_line(command_line)
     switch = user if needs_switch(user) else None
-    if switch is not None:
-        argv[0] = find_program(argv[0], cwd, env)
-    out = _open_output(stdout_path, append)
-    try:
-        err = _open_output(stderr_path, append)
-    except BaseException:
-        os.close(out)
-        raise
     try:
         if switch is not None:
-            os.fchown(out, switch.uid, switch.gid)
-            os.fchown(err, switch.uid, switch.gid)
-            helped = await _start_via_spawner(switch, argv, cwd, env, out, err)
+            helped = await _start_via_spawner(switch, argv, cwd, env, stdout, stderr, end_session)
             if helped is not None:
                 return helped
+            if _setpriv() is not None:  # setpriv reports a missing program only as an exit code
+                argv[0] = find_program(argv[0], cwd, env, switch)
         started = time.time()
-        popen = _popen(argv, cwd, env, out, err, switch)
+        popen = _popen(argv, cwd, env, stdout, stderr, switch)
     except OSError as exc:
-        raise _spawn_error(exc, argv, cwd) from None
-    finally:
-        os.close(out)
-        os.close(err)
-    return _LocalProcess(popen, started)
+        raise _spawn_error(exc, argv, cwd, env) from None
+    return _LocalProcess(popen, started, end_session)
 
 
 def _popen(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import ctypes
 import itertools
 import json
 import os
@@ -35,6 +36,8 @@ from typing import Any
 
 MAX_MESSAGE = 1 << 17  # a request bigger than this (a huge environment) is started the slow way
 _FDS = socket.CMSG_SPACE(2 * array.array("i").itemsize)
+_PR_SET_PDEATHSIG = 1
+HELPER_MODULE = "openbatch.node.spawner"
 # What the helper needs to find Python and this package; never the server's settings or keys (the
 # helper runs as the task account; it also becomes non-dumpable when it drops to it).
 _HELPER_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LANG", "LC_ALL", "LC_CTYPE")
@@ -67,7 +70,7 @@ class Spawner:
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "openbatch.node.spawner", str(uid), str(gid), str(child.fileno())],
+                [sys.executable, "-m", HELPER_MODULE, str(uid), str(gid), str(child.fileno()), str(os.getpid())],
                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
                 env={k: v for k, v in os.environ.items() if k in _HELPER_ENV},
             )
@@ -80,13 +83,17 @@ class Spawner:
     # -- requests ------------------------------------------------------------------------------
 
     async def spawn(
-        self, argv: list[str], cwd: str, env: Mapping[str, str], out: int, err: int
+        self, argv: list[str], cwd: str, env: Mapping[str, str], out: int, err: int, end_group: bool = False
     ) -> tuple[int, int, asyncio.Future[int | None]]:
-        """Start a process; (request id, pid, future of its exit code). SpawnFailed / SpawnerGone."""
+        """Start a process; (request id, pid, future of its exit code). SpawnFailed / SpawnerGone.
+
+        ``end_group``: when the process ends, the helper kills what is left of its process group
+        before reaping it."""
         if not self.alive:
             raise SpawnerGone("the spawner is not running")
         req = next(self._ids)
-        payload = json.dumps({"op": "spawn", "id": req, "argv": argv, "cwd": cwd, "env": dict(env)}).encode()
+        message = {"op": "spawn", "id": req, "argv": argv, "cwd": cwd, "env": dict(env), "group": end_group}
+        payload = json.dumps(message).encode()
         if len(payload) > MAX_MESSAGE:
             raise SpawnerGone("request too large for the spawner")
         started: asyncio.Future[int] = self._loop.create_future()
@@ -218,6 +225,41 @@ def _kill_orphan(pid: int, uid: int) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+def kill_orphaned_helpers() -> int:
+    """SIGKILL helpers whose server is gone (a server killed before the parent-death signal
+    could reach them, or on a system without one); how many.
+
+    A helper is started with its server's pid as its last argument: one whose parent is no longer
+    that process has lost its server. The helpers of other live servers are left alone.
+    """
+    killed = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
+        if len(argv) < 7 or argv[1:3] != [b"-m", HELPER_MODULE.encode()] or not argv[6].isdigit():
+            continue
+        if _parent(pid) != int(argv[6]):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    fields = _read(f"/proc/{pid}/stat").rpartition(b")")[2].split()
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
 # -- the helper ---------------------------------------------------------------------------------
 
 
@@ -226,7 +268,7 @@ class _Helper:
         self.sock = sock
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, None)
-        self.running: dict[int, tuple[int, int]] = {}  # request id -> (pid, pidfd)
+        self.running: dict[int, tuple[int, int, bool]] = {}  # request id -> (pid, pidfd, kill its group at the end)
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def reply(self, **msg: Any) -> None:
@@ -274,32 +316,53 @@ class _Helper:
             self.reply(id=req, errno=exc.errno or 0, error=exc.strerror or str(exc), cwd=in_cwd)
             return
         pidfd = os.pidfd_open(proc.pid)
-        self.running[req] = (proc.pid, pidfd)
+        self.running[req] = (proc.pid, pidfd, bool(msg.get("group")))
         self.sel.register(pidfd, selectors.EVENT_READ, req)
         proc.returncode = 0  # reaped by reap(), not by Popen
         self.reply(id=req, pid=proc.pid)
 
     def reap(self, req: int) -> None:
-        pid, pidfd = self.running.pop(req)
+        pid, pidfd, end_group = self.running.pop(req)
         self.sel.unregister(pidfd)
         os.close(pidfd)
+        if end_group:  # not reaped yet: the group id is still this process's own
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         self.reply(id=req, exit=os.waitstatus_to_exitcode(status))
 
     def kill_all(self) -> None:
-        for pid, _ in self.running.values():
+        for pid, _, _ in list(self.running.values()):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
 
 
+def _end_with_server(server: int) -> None:
+    """SIGTERM when the server dies, even by kill -9 (Linux), so the helper kills what it started
+    and exits rather than outliving it. Set after the switch of account, which clears it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def helper_main(args: list[str]) -> int:
-    uid, gid, fd = (int(a) for a in args)
+    uid, gid, fd, server = (int(a) for a in args)
     sock = socket.socket(fileno=fd)
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is for the server
     helper = _Helper(sock)
+
+    def terminate(signum: int, frame: object) -> None:
+        # Its server is gone. Kill and exit from here: the handler may interrupt anything,
+        # kill_all included, and must not leave it half done.
+        helper.kill_all()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
+    _end_with_server(server)
+    if os.getppid() != server:  # the server died before the parent-death signal was set
+        return 0
     try:
         helper.serve()
     finally:

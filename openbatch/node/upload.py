@@ -10,8 +10,14 @@ Blob names follow Azure's rules: a pattern without wildcards uploads one file to
 file name); with wildcards ``path`` is a virtual directory and each blob is named by the file's
 path relative to the pattern's fixed leading directories (``../std*.txt`` with path ``t1`` gives
 ``t1/stdout.txt``). Files are streamed: one Put Blob up to 4 MiB, else Put Block in 4 MiB blocks
-and Put Block List. Only files whose real location is inside the node's directory are uploaded
-(a link to elsewhere is skipped), so a task cannot publish files it could not read itself.
+and Put Block List.
+
+The files belong to the task, which may swap them for links while the server works: patterns are
+matched by walking directory descriptors without following links (:mod:`openbatch.node.safefs`),
+and each file is opened once, when it is uploaded, resolving links only while they stay inside
+the node's directory; the upload streams from that descriptor. A file the task's own account may
+not read is not uploaded either, so a task cannot publish what it could not read itself; what is
+skipped is said in ``fileuploaderr.txt``.
 
 Failures raise :class:`OutputFileError` with the failureInfo Azure reports (category
 usererror): FileUploadContainerNotFound, FileUploadAccessDenied, FileUploadConflict,
@@ -21,27 +27,32 @@ stdout.txt: ``fileuploadout.txt`` and ``fileuploaderr.txt``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import glob
+import fnmatch
 import os
 import re
+import stat
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from openbatch.node import safefs
 from openbatch.node.failure import TaskFailure
 from openbatch.node.fetch import BLOB_API_VERSION, public_url
+from openbatch.node.safefs import Owner
 
 BLOCK_SIZE = 4 << 20
 SINGLE_PUT_LIMIT = 4 << 20
 STREAM_CHUNK = 1 << 20
 UPLOAD_LOG = "fileuploadout.txt"
 UPLOAD_ERR = "fileuploaderr.txt"
+MAX_DEPTH = 128  # directories below a ``**`` that are searched
 
 _CODES = {404: "FileUploadContainerNotFound", 401: "FileUploadAccessDenied", 403: "FileUploadAccessDenied",
           409: "FileUploadConflict"}
@@ -69,7 +80,8 @@ class OutputFileError(TaskFailure):
 
 @dataclass
 class _Upload:
-    source: Path
+    source: str  # relative to the node root
+    path: Path  # where that is, for messages
     container_url: str  # with its SAS; never shown
     blob_name: str
     headers: dict[str, str] = field(default_factory=dict)
@@ -103,27 +115,70 @@ def _split_base(pattern: str) -> tuple[str, bool]:
     return "/".join(fixed), wild
 
 
-def _inside(path: str, root: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root.rstrip("/") + "/")
-
-
-def match_files(pattern: str, working_dir: Path, allowed_root: Path) -> list[tuple[Path, str]]:
-    """(file, name relative to the pattern's fixed directories) for each regular file matched."""
+def match_files(pattern: str, working_dir: Path, node_root: Path) -> list[tuple[str, str]]:
+    """(path relative to ``node_root``, name relative to the pattern's fixed directories) of each
+    file or link the pattern matches inside the node; links are resolved only when opened."""
     pattern = pattern.replace("\\", "/")
-    base, wild = _split_base(pattern)
+    base, _ = _split_base(pattern)
     absolute = pattern.startswith("/")
-    found = glob.glob(pattern, root_dir=working_dir, recursive=True) if wild else [pattern]
+    full = os.path.normpath(pattern if absolute else os.path.join(working_dir, pattern))
     base_dir = os.path.normpath(base or "/") if absolute else os.path.normpath(working_dir / base)
-    root = os.path.realpath(allowed_root)
+    relative = os.path.relpath(full, node_root)
+    if relative == "." or relative == ".." or relative.startswith("../"):
+        return []
+    try:
+        with safefs.closing(safefs.open_dir(node_root)) as root:
+            found = _expand(root, [], relative.split("/"), 0)
+    except OSError:
+        return []
     matches = []
-    for name in sorted(found):
-        full = os.path.normpath(name if absolute else working_dir / name)
-        if not os.path.isfile(full) or not _inside(full, root):
-            continue
-        rel = os.path.relpath(full, base_dir)
-        matches.append((Path(full), os.path.basename(full) if rel.startswith("..") else rel))
+    for parts in sorted(found):
+        rel = os.path.relpath(os.path.join(node_root, *parts), base_dir)
+        matches.append(("/".join(parts), parts[-1] if rel.startswith("..") else rel))
     return matches
+
+
+def _matching(fd: int, part: str, want_dirs: bool) -> list[str]:
+    """Names in the directory ``fd`` matching one pattern component (glob's rules: a leading '.'
+    must be spelled out); directories only (never links) or, for the last component, files and links."""
+    if not _MAGIC.search(part):
+        names = [part]
+    else:
+        with safefs.closing(os.dup(fd)) as listing:
+            names = [n for n in os.listdir(listing) if fnmatch.fnmatchcase(n, part)
+                     and (part.startswith(".") or not n.startswith("."))]
+    found = []
+    for name in names:
+        try:
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode) if want_dirs else (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            found.append(name)
+    return found
+
+
+def _expand(fd: int, prefix: list[str], parts: list[str], depth: int) -> list[list[str]]:
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        found = _expand(fd, prefix, rest, depth) if rest else [[*prefix, n] for n in _matching(fd, "*", False)]
+        subdirs = _matching(fd, "*", True) if depth < MAX_DEPTH else []
+        return found + _descend(fd, prefix, subdirs, parts, depth)
+    if not rest:
+        return [[*prefix, name] for name in _matching(fd, head, False)]
+    return _descend(fd, prefix, _matching(fd, head, True), rest, depth)
+
+
+def _descend(fd: int, prefix: list[str], subdirs: list[str], parts: list[str], depth: int) -> list[list[str]]:
+    found: list[list[str]] = []
+    for name in subdirs:
+        try:
+            child = safefs.walk(fd, [name])
+        except OSError:
+            continue  # gone, or swapped for a link since it was listed
+        with safefs.closing(child):
+            found.extend(_expand(child, [*prefix, name], parts, depth + 1))
+    return found
 
 
 def blob_name(path: str | None, relative: str, wild: bool) -> str:
@@ -144,7 +199,7 @@ def _headers(spec: Mapping[str, Any]) -> dict[str, str]:
 
 
 def plan_uploads(
-    specs: list[dict[str, Any]], *, working_dir: Path, allowed_root: Path, succeeded: bool, env: Mapping[str, str] | None
+    specs: list[dict[str, Any]], *, working_dir: Path, node_root: Path, succeeded: bool, env: Mapping[str, str] | None
 ) -> list[_Upload]:
     uploads = []
     for spec in specs:
@@ -157,8 +212,9 @@ def plan_uploads(
             continue
         _, wild = _split_base(pattern.replace("\\", "/"))
         dest_path = str(container.get("path") or "").replace("\\", "/").strip("/") or None
-        for source, relative in match_files(pattern, working_dir, allowed_root):
-            uploads.append(_Upload(source, url, blob_name(dest_path, relative, wild), _headers(container)))
+        for source, relative in match_files(pattern, working_dir, node_root):
+            uploads.append(_Upload(source, node_root / source, url, blob_name(dest_path, relative, wild),
+                                   _headers(container)))
     return uploads
 
 
@@ -172,16 +228,15 @@ def _blob_url(container_url: str, name: str, query: str = "") -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, full, ""))
 
 
-async def _file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        left = length
-        while left > 0:
-            data = handle.read(min(STREAM_CHUNK, left))
-            if not data:
-                break
-            left -= len(data)
-            yield data
+async def _file_chunks(fd: int, start: int, length: int) -> AsyncIterator[bytes]:
+    """``length`` bytes of the open file from ``start`` (fewer if it shrank meanwhile)."""
+    offset, end = start, start + length
+    while offset < end:
+        data = os.pread(fd, min(STREAM_CHUNK, end - offset), offset)
+        if not data:
+            break
+        offset += len(data)
+        yield data
 
 
 def _check(response: httpx.Response, item: _Upload) -> None:
@@ -189,7 +244,7 @@ def _check(response: httpx.Response, item: _Upload) -> None:
         return
     code = _CODES.get(response.status_code, "FileUploadMiscError")
     details = [
-        {"name": "FilePath", "value": str(item.source)},
+        {"name": "FilePath", "value": str(item.path)},
         {"name": "BlobUrl", "value": _shown(item)},
         {"name": "HttpStatusCode", "value": str(response.status_code)},
     ]
@@ -199,10 +254,10 @@ def _check(response: httpx.Response, item: _Upload) -> None:
     raise OutputFileError(code, _MESSAGES[code], details)
 
 
-async def _put_blob(client: httpx.AsyncClient, item: _Upload, size: int) -> None:
+async def _put_blob(client: httpx.AsyncClient, item: _Upload, fd: int, size: int) -> None:
     headers = {"x-ms-version": BLOB_API_VERSION, "x-ms-blob-type": "BlockBlob", "Content-Length": str(size),
                **item.headers}
-    content = _file_chunks(item.source, 0, size) if size else b""
+    content = _file_chunks(fd, 0, size) if size else b""
     response = await client.put(_blob_url(item.container_url, item.blob_name), content=content, headers=headers)
     _check(response, item)
 
@@ -211,14 +266,14 @@ def _block_id(index: int) -> str:
     return base64.b64encode(f"openbatch-{index:08d}".encode()).decode()
 
 
-async def _put_blocks(client: httpx.AsyncClient, item: _Upload, size: int) -> None:
+async def _put_blocks(client: httpx.AsyncClient, item: _Upload, fd: int, size: int) -> None:
     ids = []
     for index, start in enumerate(range(0, size, BLOCK_SIZE)):
         length = min(BLOCK_SIZE, size - start)
         block_id = _block_id(index)
         url = _blob_url(item.container_url, item.blob_name, f"comp=block&blockid={quote(block_id, safe='')}")
         headers = {"x-ms-version": BLOB_API_VERSION, "Content-Length": str(length)}
-        response = await client.put(url, content=_file_chunks(item.source, start, length), headers=headers)
+        response = await client.put(url, content=_file_chunks(fd, start, length), headers=headers)
         _check(response, item)
         ids.append(block_id)
     body = "".join(f"<Latest>{i}</Latest>" for i in ids)
@@ -230,14 +285,41 @@ async def _put_blocks(client: httpx.AsyncClient, item: _Upload, size: int) -> No
     _check(await client.put(url, content=xml, headers=headers), item)
 
 
-async def _upload_one(client: httpx.AsyncClient, item: _Upload) -> int:
+class _Skipped(Exception):
+    """A matched file that is not uploaded (said in the upload log, not a failure)."""
+
+
+def _readable_by(owner: Owner | None, st: os.stat_result) -> bool:
+    """Whether the task's account (None: the server's own) may read a file of this ``st``."""
+    if owner is None or owner.uid == 0:
+        return True
+    if st.st_uid == owner.uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    if st.st_gid == owner.gid:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
+
+
+def _open_source(root: int, node_root: Path, item: _Upload, owner: Owner | None) -> tuple[int, int]:
+    """The file to upload, opened once (links followed only inside the node): (fd, size)."""
     try:
-        size = item.source.stat().st_size
+        fd, st = safefs.open_beneath(root, str(node_root), item.source)
+    except safefs.UnsafePath:
+        raise _Skipped("a link that leads out of the node's directory") from None
+    except FileNotFoundError:
+        raise _Skipped("gone before it could be uploaded") from None
+    if not stat.S_ISREG(st.st_mode) or not _readable_by(owner, st):
+        os.close(fd)
+        raise _Skipped("not a regular file the task's user may read")
+    return fd, st.st_size
+
+
+async def _upload_one(client: httpx.AsyncClient, item: _Upload, fd: int, size: int) -> None:
+    try:
         if size <= SINGLE_PUT_LIMIT:
-            await _put_blob(client, item, size)
+            await _put_blob(client, item, fd, size)
         else:
-            await _put_blocks(client, item, size)
-        return size
+            await _put_blocks(client, item, fd, size)
     except httpx.TimeoutException:
         raise OutputFileError("FileUploadTimedOut", _MESSAGES["FileUploadTimedOut"], _where(item)) from None
     except (httpx.HTTPError, httpx.InvalidURL, ValueError, OSError) as exc:
@@ -246,7 +328,7 @@ async def _upload_one(client: httpx.AsyncClient, item: _Upload) -> int:
 
 
 def _where(item: _Upload) -> list[dict[str, str]]:
-    return [{"name": "FilePath", "value": str(item.source)}, {"name": "BlobUrl", "value": _shown(item)}]
+    return [{"name": "FilePath", "value": str(item.path)}, {"name": "BlobUrl", "value": _shown(item)}]
 
 
 def _shown(item: _Upload) -> str:
@@ -257,16 +339,29 @@ def _shown(item: _Upload) -> str:
         return "(an invalid URL)"
 
 
-def _log_line(handle: TextIO | None, text: str) -> None:
-    if handle is not None:
-        handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}\n")
+class _UploadLog:
+    """``fileuploadout.txt`` / ``fileuploaderr.txt`` in the task directory, opened without
+    following links the task may have put there, and handed to the task's account."""
 
+    def __init__(self, task_dir: Path, owner: Owner | None):
+        self.fds: dict[str, int] = {}
+        try:
+            with safefs.closing(safefs.open_dir(task_dir)) as directory:
+                for name in (UPLOAD_LOG, UPLOAD_ERR):
+                    self.fds[name] = safefs.append_file(directory, name, owner)
+        except OSError:
+            pass  # the uploads matter more than their log
 
-def _open_log(path: Path) -> TextIO | None:
-    try:
-        return open(path, "a", encoding="utf-8")
-    except OSError:
-        return None
+    def line(self, name: str, text: str) -> None:
+        fd = self.fds.get(name)
+        if fd is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            os.write(fd, f"{stamp} {text}\n".encode(errors="replace"))
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 async def upload_output_files(
@@ -275,36 +370,48 @@ async def upload_output_files(
     *,
     working_dir: Path,
     task_dir: Path,
+    node_root: Path,
     succeeded: bool,
     env: Mapping[str, str] | None = None,
-    node_root: Path | None = None,
+    owner: Owner | None = None,
 ) -> None:
     """Upload the files of every spec whose condition holds; OutputFileError for the first failure.
 
     Every upload is attempted even after a failure (as many outputs as possible land); the first
-    failure is raised at the end. ``node_root`` bounds what may be uploaded (default: the task dir).
+    failure is raised at the end. Only files inside ``node_root`` that ``owner`` (the task's
+    account, None: the server's own) may read are uploaded.
     """
     if not specs:
         return
-    uploads = plan_uploads(specs, working_dir=working_dir, allowed_root=node_root or task_dir, succeeded=succeeded,
-                           env=env)
+    uploads = await asyncio.to_thread(plan_uploads, specs, working_dir=working_dir, node_root=node_root,
+                                      succeeded=succeeded, env=env)
     if not uploads:
         return
     first: OutputFileError | None = None
-    out, err = _open_log(task_dir / UPLOAD_LOG), _open_log(task_dir / UPLOAD_ERR)
+    log = _UploadLog(task_dir, owner)
     try:
-        for item in uploads:
-            shown = _shown(item)
-            try:
-                size = await _upload_one(client, item)
-            except OutputFileError as exc:
-                _log_line(err, f"{item.source} -> {shown}: {exc.code}: {exc.message}")
-                first = first or exc
-                continue
-            _log_line(out, f"{item.source} -> {shown} ({size} bytes)")
+        with safefs.closing(safefs.open_dir(node_root)) as root:
+            for item in uploads:
+                try:
+                    await _upload_checked(client, item, root, node_root, owner, log)
+                except OutputFileError as exc:
+                    log.line(UPLOAD_ERR, f"{item.path} -> {_shown(item)}: {exc.code}: {exc.message}")
+                    first = first or exc
     finally:
-        for handle in (out, err):
-            if handle is not None:
-                handle.close()
+        log.close()
     if first is not None:
         raise first
+
+
+async def _upload_checked(client: httpx.AsyncClient, item: _Upload, root: int, node_root: Path,
+                          owner: Owner | None, log: _UploadLog) -> None:
+    try:
+        fd, size = _open_source(root, node_root, item, owner)
+    except _Skipped as why:
+        log.line(UPLOAD_ERR, f"{item.path}: not uploaded: {why}")
+        return
+    try:
+        await _upload_one(client, item, fd, size)
+    finally:
+        os.close(fd)
+    log.line(UPLOAD_LOG, f"{item.path} -> {_shown(item)} ({size} bytes)")

@@ -80,12 +80,8 @@ class FakeCompute:
     def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile:
         return self._entry(path)
 
-    async def _read(self, path: str, start: int, end: int | None) -> AsyncIterator[bytes]:
-        data = self.files[path]
-        yield data[start: None if end is None else end + 1]
-
-    def read_file(self, pool_id: str, node_id: str, path: str, start: int, end: int | None) -> AsyncIterator[bytes]:
-        return self._read(path, start, end)
+    def open_file(self, pool_id: str, node_id: str, path: str) -> _Opened:
+        return _Opened(self._entry(path), self.files.get(path, b""))
 
     def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None:
         doomed = [p for p in self.files if p == path or p.startswith(path + "/")]
@@ -93,6 +89,17 @@ class FakeCompute:
             raise FileAccessError("DirectoryNotEmpty", "the directory is not empty")
         for p in doomed:
             del self.files[p]
+
+
+class _Opened:
+    def __init__(self, info: NodeFile, data: bytes):
+        self.info, self.data = info, data
+
+    async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
+        yield self.data[start: None if end is None else end + 1]
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -547,10 +554,11 @@ def test_task_files_are_listed_relative_to_the_task_dir(ctx: BatchContext) -> No
     assert [d["name"] for d in page] == ["stdout.txt", "wd"] and token == 2
     page, token = files.list_files(ctx, loc, recursive=True, match=None, after=2, limit=2)
     assert [d["name"] for d in page] == ["wd/out", "wd/out/a.txt"] and token is None
-    assert files.stat(ctx, loc, "stdout.txt").size == 5
+    opened = files.open_file(ctx, loc, "stdout.txt")
+    assert opened.info.size == 5
 
     async def read_all() -> bytes:
-        return b"".join([c async for c in files.read(ctx, loc, "stdout.txt", 1, 3)])
+        return b"".join([c async for c in files.read(opened, "stdout.txt", 1, 3)])
 
     assert run(read_all()) == b"ell"
     with pytest.raises(e.BatchError) as exc:
@@ -558,7 +566,7 @@ def test_task_files_are_listed_relative_to_the_task_dir(ctx: BatchContext) -> No
     assert code_of(exc) == "OperationInvalidForCurrentState"
     files.delete(ctx, loc, "wd", recursive=True)
     with pytest.raises(e.BatchError) as exc:
-        files.stat(ctx, loc, "wd/out/a.txt")
+        files.open_file(ctx, loc, "wd/out/a.txt")
     assert code_of(exc) == "FileNotFound"
 
 

@@ -79,7 +79,8 @@ def test_kill_ends_the_whole_group_and_restart_kills_escaped_processes(provider:
         assert not provider.kill(NODE, "task:j/t")  # nothing left to kill
         # a process that left its group (setsid) still dies when the node restarts
         escaped = root / "shared" / "escaped"
-        await provider.run(spec(f"/bin/sh -c 'setsid sleep 60 & echo $! > {escaped}'", key="task:j/e", task_id="e"))
+        await provider.run(spec(f"/bin/sh -c 'setsid /bin/sh -c \"echo \\$\\$ > {escaped}; exec sleep 60\" & "
+                                f"while [ ! -s {escaped} ]; do sleep 0.01; done'", key="task:j/e", task_id="e"))
         await until(lambda: escaped.exists() and escaped.read_text().strip())
         pid = int(escaped.read_text())
         assert alive(pid)
@@ -153,10 +154,11 @@ def test_files_api_lists_reads_ranges_and_refuses_paths_outside_the_node(provide
         assert flat == {"workitems/j/job-1/t/stdout.txt", "workitems/j/job-1/t/stderr.txt", "workitems/j/job-1/t/wd"}
         stat = provider.stat_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
         assert stat.size == 10 and not stat.is_directory
-        chunks = [c async for c in provider.read_file("pool", NODE, "workitems/j/job-1/t/stdout.txt", 2, 5)]
-        assert b"".join(chunks) == b"2345"
-        tail = [c async for c in provider.read_file("pool", NODE, "workitems/j/job-1/t/stdout.txt", 7, None)]
-        assert b"".join(tail) == b"789"
+        opened = provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
+        assert opened.info == stat
+        assert b"".join([c async for c in opened.read(2, 5)]) == b"2345"
+        opened = provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
+        assert b"".join([c async for c in opened.read(7, None)]) == b"789"
         os.symlink("/etc", root / "shared" / "escape")
         for bad in ("../x", "/etc/passwd", "shared/escape/passwd", "shared/%2e%2e/x"):
             with pytest.raises(FileAccessError) as info:
@@ -175,6 +177,35 @@ def test_files_api_lists_reads_ranges_and_refuses_paths_outside_the_node(provide
         assert not (root / "workitems/j/job-1/t/wd/deep").exists()
         provider.remove_task_dir(NODE, "j", "t")
         assert not (root / "workitems/j/job-1/t").exists()
+        await provider.stop()
+
+    uvloop.run(body())
+
+
+def test_files_api_follows_links_only_inside_the_node(provider: LocalProvider, tmp_path: Path) -> None:
+    async def body() -> None:
+        await provider.start()
+        root = Path((await provider.create_node("acct", "pool", NODE)).root)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "secret").write_bytes(b"s" * 4321)
+        await provider.run(spec(f"/bin/sh -c 'echo inside > here; ln -s here in; ln -s {outside}/secret out; "
+                                f"ln -s {outside} outdir; ln -s ../wd loop'"))
+        wd = "workitems/j/job-1/t/wd"
+        assert provider.stat_file("pool", NODE, f"{wd}/in").size == len("inside\n")
+        opened = provider.open_file("pool", NODE, f"{wd}/in")
+        assert b"".join([c async for c in opened.read(0, None)]) == b"inside\n"
+        for bad in (f"{wd}/out", f"{wd}/outdir/secret"):
+            with pytest.raises(FileAccessError) as info:
+                provider.open_file("pool", NODE, bad)
+            assert info.value.code == "PathOutsideNode", bad
+        listed = {f.path: f for f in provider.list_files("pool", NODE, wd, recursive=True)}
+        assert set(listed) == {f"{wd}/here", f"{wd}/in", f"{wd}/loop"}  # the links out are left out
+        assert listed[f"{wd}/in"].size == len("inside\n") and listed[f"{wd}/loop"].is_directory
+        provider.delete_file("pool", NODE, f"{wd}/out", recursive=False)
+        provider.delete_file("pool", NODE, f"{wd}/outdir", recursive=True)
+        assert (outside / "secret").read_bytes() == b"s" * 4321  # the links went, not what they point at
+        assert not os.path.lexists(root / wd / "out") and not os.path.lexists(root / wd / "outdir")
         await provider.stop()
 
     uvloop.run(body())

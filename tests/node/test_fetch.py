@@ -22,6 +22,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from openbatch.node import safefs
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
 from tests.helpers.server import LiveServer
 
@@ -69,9 +70,10 @@ def _fetch(files: list[dict[str, Any]], wd: Path, server: LiveServer | None = No
 
     async def go() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
-            await fetch_resource_files(client, files, wd, auto_storage_url=auto)
+            await fetch_resource_files(client, files, wd, dir_fd=fd, owner=None, auto_storage_url=auto)
 
-    asyncio.run(go())
+    with safefs.closing(safefs.open_dir(wd)) as fd:
+        asyncio.run(go())
 
 
 def _failure(files: list[dict[str, Any]], wd: Path, server: LiveServer | None = None) -> ResourceFileError:
@@ -250,3 +252,35 @@ def test_invalid_file_mode(server: LiveServer, inputs: ContainerClient, tmp_path
 def test_nothing_to_fetch(tmp_path: Path) -> None:
     _fetch([], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_links_the_task_left_are_never_written_through(server: LiveServer, inputs: ContainerClient,
+                                                       tmp_path: Path) -> None:
+    wd, outside = tmp_path / "wd", tmp_path / "outside"
+    wd.mkdir()
+    outside.mkdir()
+    (outside / "target").write_text("root's")
+    os.symlink(outside / "target", wd / "a.txt")  # a link where the file goes: replaced, not followed
+    os.symlink(outside, wd / "dir")  # a link where a directory goes: refused
+    _fetch([{"httpUrl": _blob_sas_url(server, "inputs", "a.txt"), "filePath": "a.txt"}], wd)
+    assert (wd / "a.txt").read_bytes() == b"alpha" and not (wd / "a.txt").is_symlink()
+    failure = _failure([{"httpUrl": _blob_sas_url(server, "inputs", "a.txt"), "filePath": "dir/a.txt"}], wd)
+    assert failure.code == "ResourceDirectoryCreateFailed"
+    assert sorted(os.listdir(outside)) == ["target"] and (outside / "target").read_text() == "root's"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another account needs root")
+def test_downloads_are_handed_to_the_owner_as_they_are_made(server: LiveServer, inputs: ContainerClient,
+                                                           tmp_path: Path) -> None:
+    async def go() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await fetch_resource_files(client, [{"httpUrl": _blob_sas_url(server, "inputs", "data/b.txt"),
+                                                 "filePath": "new/dir/b.txt"}],
+                                       tmp_path, dir_fd=fd, owner=safefs.Owner(65534, 65534),
+                                       auto_storage_url=lambda name: name)
+
+    with safefs.closing(safefs.open_dir(tmp_path)) as fd:
+        asyncio.run(go())
+    for path in (tmp_path / "new", tmp_path / "new" / "dir", tmp_path / "new" / "dir" / "b.txt"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534), path
+    assert stat.S_IMODE((tmp_path / "new" / "dir" / "b.txt").stat().st_mode) == 0o770

@@ -12,9 +12,10 @@ import pytest
 import uvloop
 
 from openbatch.node import run as run_module
-from openbatch.node.identity import UserSpec, grant_traverse, prepare_dir_for, resolve_user, share_dir
-from openbatch.node.layout import NodeLayout, make_task_dir
-from openbatch.node.run import start_process
+from openbatch.node.identity import UserSpec, grant_traverse, owner_of, resolve_user, share_dir
+from openbatch.node.layout import NodeLayout
+from openbatch.node.safefs import Owner
+from tests.node.tasks import start_task
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 
@@ -49,24 +50,29 @@ def node() -> Iterator[NodeLayout]:
 
 async def _run_as(user: UserSpec | None, layout: NodeLayout, command: str) -> tuple[int | None, str, str]:
     task_dir = layout.task_dir("job", "task")
-    wd = make_task_dir(task_dir)
-    prepare_dir_for(user, task_dir)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(wd)}
-    proc = await start_process(command, cwd=wd, env=env, stdout_path=task_dir / "stdout.txt",
-                               stderr_path=task_dir / "stderr.txt", user=user)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(task_dir / "wd")}
+    proc = await start_task(command, task_dir, layout=layout, user=user, env=env)
     result = await proc.wait(30)
     return result.exit_code, (task_dir / "stdout.txt").read_text(), (task_dir / "stderr.txt").read_text()
 
 
-@root_only
-@pytest.mark.parametrize("via", ["spawner", "setpriv", "popen-user"])
-def test_nonadmin_task_runs_as_the_unprivileged_account(node: NodeLayout, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _via(via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start non-admin tasks through the helper, setpriv, or Popen(user=...)."""
     if via != "spawner":
         monkeypatch.setattr(run_module, "USE_SPAWNER", False)
     if via == "popen-user":
         monkeypatch.setattr(run_module, "_setpriv", lambda: None)
     elif via == "setpriv" and run_module._setpriv() is None:
         pytest.skip("setpriv is not installed")
+
+
+VIAS = ["spawner", "setpriv", "popen-user"]
+
+
+@root_only
+@pytest.mark.parametrize("via", VIAS)
+def test_nonadmin_task_runs_as_the_unprivileged_account(node: NodeLayout, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _via(via, monkeypatch)
     user = resolve_user("nonadmin")
     assert user is not None
     grant_traverse(node.root, up_to=node.root.parents[2])
@@ -92,36 +98,54 @@ def test_admin_task_runs_as_root(node: NodeLayout) -> None:
 
 
 @root_only
-def test_missing_program_is_still_detected_when_switching(node: NodeLayout) -> None:
+@pytest.mark.parametrize("via", VIAS)
+def test_missing_program_is_still_detected_when_switching(node: NodeLayout, via: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from openbatch.node.run import CommandError
 
+    _via(via, monkeypatch)
+    grant_traverse(node.root, up_to=node.root.parents[2])
     with pytest.raises(CommandError) as info:
         asyncio.run(_run_as(resolve_user("nonadmin"), node, "no-such-program-xyz"))
     assert info.value.code == "CommandProgramNotFound"
 
 
 @root_only
-def test_prepare_dir_for_chowns_the_tree_without_following_links(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", VIAS)
+def test_a_bare_program_is_looked_up_as_the_account(node: NodeLayout, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _via(via, monkeypatch)
     user = resolve_user("nonadmin")
     assert user is not None
-    outside = tmp_path / "outside.txt"
-    outside.write_text("x")
-    tree = tmp_path / "task"
-    (tree / "wd" / "sub").mkdir(parents=True)
-    (tree / "wd" / "sub" / "f").write_text("f")
-    os.symlink(outside, tree / "wd" / "link")
-    prepare_dir_for(user, tree)
-    for path in (tree, tree / "wd", tree / "wd" / "sub", tree / "wd" / "sub" / "f"):
-        assert path.stat().st_uid == user.uid
-    assert os.lstat(tree / "wd" / "link").st_uid == user.uid
-    assert outside.stat().st_uid == 0
+    grant_traverse(node.root, up_to=node.root.parents[2])
+    for name, mode in (("closed", 0o700), ("locked", 0o755), ("open", 0o755)):
+        directory = node.root / name
+        directory.mkdir(mode=0o700 if name == "locked" else 0o755)
+        (directory / "probe").write_text(f"#!/bin/sh\necho {name}\n")
+        (directory / "probe").chmod(mode)  # root may run all three; the account only the last
+
+    async def go() -> tuple[int | None, str, str]:
+        task_dir = node.task_dir("job", "task")
+        env = {"PATH": f"{node.root}/closed:{node.root}/locked:{node.root}/open:/usr/bin:/bin"}
+        proc = await start_task("probe", task_dir, layout=node, user=user, env=env)
+        result = await proc.wait(30)
+        return result.exit_code, (task_dir / "stdout.txt").read_text(), (task_dir / "stderr.txt").read_text()
+
+    code, out, err = asyncio.run(go())
+    assert (code, out) == (0, "open\n"), err
 
 
-def test_prepare_dir_for_is_a_no_op_without_a_switch(tmp_path: Path) -> None:
-    me = UserSpec(name="me", uid=os.geteuid(), gid=os.getegid(), is_admin=False)
-    prepare_dir_for(me, tmp_path)
-    prepare_dir_for(None, tmp_path)
-    assert tmp_path.stat().st_uid == os.geteuid()
+@root_only
+def test_tasks_own_their_files_admin_tasks_belong_to_root() -> None:
+    user = resolve_user("nonadmin")
+    assert user is not None
+    assert owner_of(user) == Owner(user.uid, user.gid)
+    assert owner_of(resolve_user("admin")) == Owner(0, 0)
+
+
+def test_no_owner_to_hand_files_to_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert owner_of(None) is None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert owner_of(UserSpec(name="x", uid=5, gid=5, is_admin=False)) is None
 
 
 def test_grant_traverse_adds_only_search_for_others(tmp_path: Path) -> None:

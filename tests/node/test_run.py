@@ -12,10 +12,10 @@ import psutil
 import pytest
 import uvloop
 
-from openbatch.node.run import CommandError, ProcessResult, RunningProcess, start_process
+from openbatch.node.run import CommandError, ProcessResult, RunningProcess
+from tests.node.tasks import ENV, LEAVER, start_task
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
-ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "ONLY": "this"}
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -30,11 +30,9 @@ def task_dir(tmp_path: Path) -> Path:
     return tmp_path / "task"
 
 
-async def _start(command: str, task_dir: Path, env: dict[str, str] | None = None) -> RunningProcess:
-    return await start_process(
-        command, cwd=task_dir / "wd", env=env or ENV, stdout_path=task_dir / "stdout.txt",
-        stderr_path=task_dir / "stderr.txt", user=None,
-    )
+async def _start(command: str, task_dir: Path, env: dict[str, str] | None = None,
+                 end_session: bool = False) -> RunningProcess:
+    return await start_task(command, task_dir, env=env, end_session=end_session)
 
 
 async def _run(command: str, task_dir: Path, timeout: float | None = None, env: dict[str, str] | None = None) -> ProcessResult:
@@ -124,8 +122,7 @@ def test_empty_or_unparsable_command_line(run: Runner, task_dir: Path, command: 
 
 def test_missing_working_directory_is_a_launch_failure(run: Runner, tmp_path: Path) -> None:
     async def go() -> None:
-        await start_process("/bin/true", cwd=tmp_path / "nope", env=ENV, stdout_path=tmp_path / "o",
-                            stderr_path=tmp_path / "e", user=None)
+        await start_task("/bin/true", tmp_path, cwd=tmp_path / "nope")
 
     with pytest.raises(CommandError) as info:
         run(go())
@@ -207,15 +204,35 @@ def test_stdout_flood_does_not_grow_server_memory(task_dir: Path) -> None:
     assert grown < 20 * 2**20, f"RSS grew by {grown} bytes"
 
 
-def test_retries_can_append_output(task_dir: Path) -> None:
-    async def go() -> None:
-        for word in ("one", "two"):
-            proc = await start_process(f"/bin/echo {word}", cwd=task_dir / "wd", env=ENV, user=None, append=True,
-                                       stdout_path=task_dir / "stdout.txt", stderr_path=task_dir / "stderr.txt")
-            await proc.wait()
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_what_a_task_leaves_in_its_group_and_session_is_killed_when_it_ends(
+        run: Runner, task_dir: Path, pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:  # the end is polled (waitid without reaping, then the group kill); no session sweep
+        monkeypatch.setattr(os, "pidfd_open", _no_pidfd)
 
-    asyncio.run(go())
-    assert (task_dir / "stdout.txt").read_text() == "one\ntwo\n"
+    async def go() -> tuple[int, int]:
+        proc = await _start(LEAVER, task_dir, end_session=True)
+        assert (await proc.wait(10)).exit_code == 0
+        await asyncio.sleep(0.5)  # the session is swept a moment after its leader ends, while the loop runs
+        return int((task_dir / "wd" / "pids").read_text()), int((task_dir / "wd" / "moved").read_text())
+
+    in_group, in_session = run(go())
+    assert _gone(in_group), "the task's group outlived it"
+    if pidfd:
+        assert _gone(in_session), "the task's session outlived it"
+    else:  # without pidfds a process cannot be pinned before it is signalled: left alone
+        os.kill(in_session, 9)
+
+
+def test_without_ending_the_session_background_processes_keep_running(task_dir: Path) -> None:
+    async def go() -> int:
+        proc = await _start("/bin/sh -c 'sleep 303 & echo $! > pids'", task_dir)
+        await proc.wait(10)
+        return int((task_dir / "wd" / "pids").read_text())
+
+    pid = uvloop.run(go())
+    assert not _dead(pid)  # a start task may leave a service running, as on Azure
+    os.kill(pid, 9)
 
 
 def test_python_children_see_no_server_descriptors(task_dir: Path) -> None:
@@ -226,11 +243,12 @@ def test_python_children_see_no_server_descriptors(task_dir: Path) -> None:
     assert os.path.exists(task_dir / "stderr.txt")
 
 
-def test_without_pidfds_the_end_is_polled(run: Runner, task_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_pidfd(pid: int, flags: int = 0) -> int:
-        raise OSError(38, "Function not implemented")
+def _no_pidfd(pid: int, flags: int = 0) -> int:
+    raise OSError(38, "Function not implemented")
 
-    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+
+def test_without_pidfds_the_end_is_polled(run: Runner, task_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "pidfd_open", _no_pidfd)
     assert run(_run("/bin/sh -c 'sleep 0.05; exit 5'", task_dir)).exit_code == 5
     result = run(_run("sleep 300", task_dir, timeout=0.1))
     assert result.timed_out and result.exit_code == 137

@@ -15,9 +15,11 @@ import pytest
 import uvloop
 
 from openbatch.node import run as run_module
-from openbatch.node.identity import UserSpec, prepare_dir_for, prepare_node, resolve_user
-from openbatch.node.layout import NodeLayout, make_task_dir
-from openbatch.node.run import CommandError, ProcessResult, RunningProcess, start_process
+from openbatch.node.identity import UserSpec, prepare_node, resolve_user
+from openbatch.node.layout import NodeLayout
+from openbatch.node.run import CommandError, ProcessResult, RunningProcess
+from openbatch.node.spawner import kill_orphaned_helpers
+from tests.node.tasks import LEAVER, start_task
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the spawner serves a root server")
 
@@ -41,20 +43,17 @@ def user() -> UserSpec:
 
 
 async def _start(node: NodeLayout, user: UserSpec, command: str, task: str = "t",
-                 env: dict[str, str] | None = None) -> RunningProcess:
-    task_dir = node.task_dir("job", task)
-    wd = make_task_dir(task_dir)
-    prepare_dir_for(user, task_dir)
-    return await start_process(command, cwd=wd, env=env or {"PATH": "/usr/bin:/bin"},
-                               stdout_path=task_dir / "stdout.txt", stderr_path=task_dir / "stderr.txt", user=user)
+                 env: dict[str, str] | None = None, end_session: bool = False) -> RunningProcess:
+    return await start_task(command, node.task_dir("job", task), layout=node, user=user,
+                            env=env or {"PATH": "/usr/bin:/bin"}, end_session=end_session)
 
 
 def _helpers() -> list[int]:
     return [s._proc.pid for s in run_module._spawners.values() if s.alive]
 
 
-def _gone(pid: int) -> bool:
-    for _ in range(1000):
+def _gone(pid: int, tries: int = 1000) -> bool:
+    for _ in range(tries):
         try:
             if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
                 return True
@@ -87,8 +86,7 @@ def test_errors_through_the_helper(node: NodeLayout, user: UserSpec) -> None:
         secret = node.root / "private"
         secret.mkdir(mode=0o700)
         with pytest.raises(CommandError) as info:
-            await start_process("/bin/true", cwd=secret, env={}, stdout_path=node.root / "o",
-                                stderr_path=node.root / "e", user=user)
+            await start_task("/bin/true", node.task_dir("job", "t"), layout=node, user=user, cwd=secret)
         assert info.value.code == "CommandLaunchFailed"
         assert (await (await _start(node, user, "/bin/true")).wait()).exit_code == 0
 
@@ -159,3 +157,95 @@ def test_huge_environment_falls_back_to_direct_start(node: NodeLayout, user: Use
     assert asyncio.run(go()).exit_code == 0
     out = (node.task_dir("job", "t") / "stdout.txt").read_text().split()
     assert out == [str(user.uid), "100000"]
+
+
+def test_the_helper_ends_what_a_task_leaves_in_its_group_and_session(node: NodeLayout, user: UserSpec) -> None:
+    async def go() -> list[int]:
+        proc = await _start(node, user, LEAVER, end_session=True)
+        assert (await proc.wait(10)).exit_code == 0
+        await asyncio.sleep(0.5)  # the session is swept a moment after its leader ends, while the loop runs
+        wd = node.task_dir("job", "t") / "wd"
+        return [int((wd / "pids").read_text()), int((wd / "moved").read_text())]
+
+    for pid in uvloop.run(go()):
+        assert _gone(pid), f"{pid} outlived its task"
+
+
+def test_a_bare_program_is_found_on_path_as_the_account_finds_it(node: NodeLayout, user: UserSpec) -> None:
+    for name, mode in (("closed", 0o700), ("open", 0o755)):
+        directory = node.root / name
+        directory.mkdir()
+        (directory / "probe").write_text(f"#!/bin/sh\necho {name}\n")
+        (directory / "probe").chmod(mode)
+    env = {"PATH": f"{node.root}/closed:{node.root}/open:/usr/bin:/bin"}
+
+    async def go() -> ProcessResult:
+        return await (await _start(node, user, "probe", env=env)).wait()
+
+    assert asyncio.run(go()).exit_code == 0
+    assert (node.task_dir("job", "t") / "stdout.txt").read_text() == "open\n"
+
+
+def test_a_helper_ends_with_its_server_even_killed_with_9(node: NodeLayout, user: UserSpec) -> None:
+    import subprocess
+    import sys
+
+    server = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path.cwd())!r})
+from openbatch.node.identity import resolve_user
+from openbatch.node.layout import NodeLayout
+from openbatch.node import run
+from tests.node.tasks import LEAVER, start_task
+
+async def main():
+    layout = NodeLayout(__import__("pathlib").Path({str(node.root)!r}))
+    proc = await start_task("sleep 306", layout.task_dir("job", "t"), layout=layout, user=resolve_user("nonadmin"))
+    helper = [s._proc.pid for s in run._spawners.values()][0]
+    print(helper, proc.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+    parent = subprocess.Popen([sys.executable, "-c", server], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        helper, task = (int(p) for p in parent.stdout.readline().split())
+        parent.kill()
+        parent.wait()
+        assert _gone(helper), "the helper outlived its server"
+        assert _gone(task), "the helper left its task running"
+    finally:
+        parent.kill()
+
+
+def test_helpers_whose_server_died_are_killed_at_start(node: NodeLayout, user: UserSpec, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # A helper whose parent is not the server its arguments name (as after a kill -9 where the
+    # parent-death signal did not reach it): a stand-in module with the helper's command line.
+    fake = tmp_path / "fake" / "openbatch" / "node"
+    fake.mkdir(parents=True)
+    for init in (fake.parent / "__init__.py", fake / "__init__.py"):
+        init.write_text("")
+    (fake / "spawner.py").write_text("import time\ntime.sleep(60)\n")
+    helper = subprocess.Popen([sys.executable, "-m", "openbatch.node.spawner", str(user.uid), str(user.gid), "0", "1"],
+                              env={"PYTHONPATH": str(tmp_path / "fake")}, cwd=tmp_path, start_new_session=True)
+    try:
+        async def go() -> tuple[int, list[int]]:
+            proc = await _start(node, user, "sleep 1")  # a live helper of this process, which must be left alone
+            for _ in range(500):  # the stand-in is up once its command line is
+                if b"openbatch.node.spawner" in Path(f"/proc/{helper.pid}/cmdline").read_bytes():
+                    break
+                await asyncio.sleep(0.01)
+            found = kill_orphaned_helpers(), _helpers()
+            assert (await proc.wait(10)).exit_code == 0
+            return found
+
+        killed, mine = asyncio.run(go())
+        assert killed == 1 and helper.wait(10) == -signal.SIGKILL
+        assert mine and all(not _gone(pid, tries=1) for pid in mine)
+    finally:
+        helper.kill()
+        helper.wait()

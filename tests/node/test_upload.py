@@ -69,7 +69,7 @@ def _upload(specs: list[dict[str, Any]], task_dir: Path, succeeded: bool = True,
     async def go() -> None:
         async with httpx.AsyncClient(timeout=30) as client:
             await upload_output_files(client, specs, working_dir=task_dir / "wd", task_dir=task_dir,
-                                      succeeded=succeeded, **kw)
+                                      node_root=kw.pop("node_root", task_dir.parents[3]), succeeded=succeeded, **kw)
 
     asyncio.run(go())
 
@@ -178,15 +178,58 @@ def test_container_urls_that_are_not_http_fail_cleanly(task_dir: Path, url: str)
     assert info.value.code == "FileUploadMiscError"
 
 
-def test_links_out_of_the_node_are_not_uploaded(tmp_path: Path, task_dir: Path) -> None:
+def test_links_out_of_the_node_are_not_uploaded(tmp_path: Path, task_dir: Path, outputs: ContainerClient,
+                                               server: LiveServer) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("secret")
     os.symlink(secret, task_dir / "wd" / "leak.txt")
     os.symlink(task_dir / "wd" / "result.txt", task_dir / "wd" / "inside.txt")
+    os.symlink(tmp_path, task_dir / "wd" / "outdir")
     node_root = tmp_path / "node"
-    found = [str(p.name) for p, _ in match_files("*.txt", task_dir / "wd", node_root)]
-    assert found == ["inside.txt", "result.txt"]
+    found = [rel for _, rel in match_files("*.txt", task_dir / "wd", node_root)]
+    assert found == ["inside.txt", "leak.txt", "result.txt"]  # names only: links are resolved when opened
     assert match_files(str(secret), task_dir / "wd", node_root) == []
+    assert match_files("outdir/*.txt", task_dir / "wd", node_root) == []
+    _upload([_spec(_sas_url(server, outputs.container_name), "*.txt", path="o")], task_dir)
+    assert _names(outputs) == ["o/inside.txt", "o/result.txt"]
+    assert outputs.get_blob_client("o/inside.txt").download_blob().readall() == b"result"
+    assert "leak.txt: not uploaded: a link that leads out of the node's directory" in (
+        task_dir / "fileuploaderr.txt").read_text()
+
+
+def test_a_file_swapped_for_a_link_after_matching_is_not_followed(tmp_path: Path, task_dir: Path,
+                                                                  outputs: ContainerClient, server: LiveServer) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    specs = [_spec(_sas_url(server, outputs.container_name), "result.txt")]
+    planned = match_files("result.txt", task_dir / "wd", tmp_path / "node")
+    assert [rel for _, rel in planned] == ["result.txt"]
+    os.unlink(task_dir / "wd" / "result.txt")
+    os.symlink(secret, task_dir / "wd" / "result.txt")  # what a leftover process does between planning and opening
+    _upload(specs, task_dir)
+    assert _names(outputs) == []
+
+
+def test_upload_logs_are_never_written_through_links(tmp_path: Path, task_dir: Path, outputs: ContainerClient,
+                                                     server: LiveServer) -> None:
+    target = tmp_path / "root-file"
+    target.write_text("root's")
+    os.symlink(target, task_dir / "fileuploadout.txt")
+    os.mkfifo(task_dir / "fileuploaderr.txt")
+    _upload([_spec(_sas_url(server, outputs.container_name), "result.txt")], task_dir)
+    assert target.read_text() == "root's"
+    assert "result.txt" in (task_dir / "fileuploadout.txt").read_text()
+    assert not (task_dir / "fileuploadout.txt").is_symlink()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="other accounts exist for a root server only")
+def test_files_the_task_account_cannot_read_are_not_uploaded(task_dir: Path, outputs: ContainerClient,
+                                                             server: LiveServer) -> None:
+    from openbatch.node.safefs import Owner
+
+    (task_dir / "wd" / "result.txt").chmod(0o600)  # root's, unreadable by the account below
+    _upload([_spec(_sas_url(server, outputs.container_name), "*.txt")], task_dir, owner=Owner(65534, 65534))
+    assert "result.txt" not in " ".join(_names(outputs))
 
 
 def test_env_vars_and_absolute_patterns(tmp_path: Path, task_dir: Path) -> None:
@@ -196,6 +239,6 @@ def test_env_vars_and_absolute_patterns(tmp_path: Path, task_dir: Path) -> None:
     assert expand_vars("$AZ_BATCH_TASK_WORKING_DIR/sub/*.txt", {"AZ_BATCH_TASK_WORKING_DIR": str(wd)}) == f"{wd}/sub/*.txt"
     assert expand_vars("${X}/a/$MISSING", {"X": "x"}) == "x/a/$MISSING"
     found = match_files(f"{wd}/sub/*.txt", wd, tmp_path)
-    assert [(p.name, rel) for p, rel in found] == [("a.txt", "a.txt")]
+    assert found == [(f"{wd.relative_to(tmp_path)}/sub/a.txt", "a.txt")]
     assert blob_name(None, "sub/a.txt", wild=False) == "a.txt"
     assert blob_name("dir/", "sub/a.txt", wild=True) == "dir/sub/a.txt"

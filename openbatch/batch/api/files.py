@@ -23,7 +23,7 @@ from openbatch.batch.api.routing import (
 )
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import files
-from openbatch.compute.base import NodeFile
+from openbatch.compute.base import NodeFile, OpenedFile
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
@@ -106,12 +106,23 @@ async def _empty() -> AsyncIterator[bytes]:
 async def get_file(req: BatchRequest) -> BatchResponse:
     loc = _location(req)
     name = files.clean_path(req.params["filePath"])
-    f = files.stat(req.ctx, loc, name)
+    opened = files.open_file(req.ctx, loc, name)
+    try:
+        return _file_response(req, loc, name, opened)
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _file_response(req: BatchRequest, loc: files.Location, name: str, opened: OpenedFile) -> BatchResponse:
+    f = opened.info
     cached = _conditions(req, f)
     if cached is not None:
+        opened.close()
         return cached
     headers = _headers(loc, name, f)
     if f.is_directory or req.method == "HEAD":
+        opened.close()
         size = 0 if f.is_directory else f.size
         return BatchResponse(200, headers=[*headers, ("Content-Length", str(size))], stream=_empty(),
                              content_type=files.CONTENT_TYPE)
@@ -123,7 +134,11 @@ async def get_file(req: BatchRequest) -> BatchResponse:
             status = 206
             headers.append(("Content-Range", f"bytes {first}-{last}/{f.size}"))
     length = max(0, last - first + 1)
-    stream = files.read(req.ctx, loc, name, first, last) if length else _empty()
+    if length:
+        stream = files.read(opened, name, first, last)
+    else:
+        opened.close()
+        stream = _empty()
     headers += [("Content-Length", str(length)), ("Accept-Ranges", "bytes")]
     return BatchResponse(status, headers=headers, stream=stream, content_type=files.CONTENT_TYPE)
 

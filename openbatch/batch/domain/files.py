@@ -1,5 +1,6 @@
 """The Files API: list, read, stat and delete files of a task or of a node, through the compute
-provider (``ctx.compute``: list_files / stat_file / read_file / delete_file / task_dir).
+provider (``ctx.compute``: list_files / stat_file / open_file / delete_file / task_dir). A file is
+opened once and served from that: its properties and its bytes are of the same file.
 
 A task's files live on the node in its ``nodeInfo`` (poolId, nodeId), under
 ``nodeInfo.taskRootDirectory`` or else ``compute.task_dir(job, task)``; names in a task listing
@@ -19,7 +20,7 @@ from urllib.parse import quote
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.common import BatchContext, Doc
-from openbatch.compute.base import FileAccessError, NodeFile
+from openbatch.compute.base import FileAccessError, NodeFile, OpenedFile
 
 CONTENT_TYPE = "application/octet-stream"
 R = TypeVar("R")
@@ -146,26 +147,21 @@ def list_files(ctx: BatchContext, loc: Location, *, recursive: bool, match: Call
     return page, None
 
 
-def stat(ctx: BatchContext, loc: Location, relative: str) -> NodeFile:
+def open_file(ctx: BatchContext, loc: Location, relative: str) -> OpenedFile:
+    """A file of the location, opened once: properties from ``.info``, bytes from ``read``."""
     path = loc.path(relative)
     if not path:
         raise e.InvalidUri("A file path is required.", {"FilePath": relative})
-    return _call(ctx.compute.stat_file, loc.pool_id, loc.node_id, path, path=relative)
+    return _call(ctx.compute.open_file, loc.pool_id, loc.node_id, path, path=relative)
 
 
-def read(ctx: BatchContext, loc: Location, relative: str, start: int, end: int | None) -> AsyncIterator[bytes]:
-    """The bytes ``start``..``end`` (inclusive) of a file, streamed; errors surface on first read."""
-    path = loc.path(relative)
-    source = _call(ctx.compute.read_file, loc.pool_id, loc.node_id, path, start, end, path=relative)
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in source:
-                yield chunk
-        except FileAccessError as exc:
-            raise translate(exc, relative) from None
-
-    return stream()
+async def read(opened: OpenedFile, relative: str, start: int, end: int | None) -> AsyncIterator[bytes]:
+    """The bytes ``start``..``end`` (inclusive) of an opened file, streamed."""
+    try:
+        async for chunk in opened.read(start, end):
+            yield chunk
+    except FileAccessError as exc:
+        raise translate(exc, relative) from None
 
 
 def delete(ctx: BatchContext, loc: Location, relative: str, recursive: bool) -> None:
