@@ -21,6 +21,8 @@ from openbatch.node import safefs
 from openbatch.node.layout import STDERR, STDOUT, WORKING_DIR, NodeLayout
 from openbatch.node.safefs import Owner
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | safefs.FILE_FLAGS
+
 
 @dataclass(eq=False)
 class TaskDirs:
@@ -49,13 +51,50 @@ class _Request:
 def make_task_dir(task_dir: Path, layout: NodeLayout, owner: Owner | None) -> TaskDirs:
     """task_dir/wd and new stdout.txt/stderr.txt, owned by ``owner`` when given.
 
-    The task directory sits in a directory of the server's; what is inside it belongs to the task,
-    which may have left links or anything else there: it is made and checked with
+    The task directory sits in a directory of the server's. Made now, nothing but the server can
+    write in it until it is handed over (last), so it is filled by path: as few system calls as
+    before. Made earlier (a retry, a start task run again), it belongs to the task, which may have
+    left links or anything else in it: it is then checked and filled from descriptors with
     :mod:`openbatch.node.safefs`, never following a link. Never recreates a node directory that
     vanished: FileNotFoundError.
     """
-    with (safefs.closing(_open_parent(task_dir.parent, layout)) as parent,
-          safefs.closing(_task_dir(parent, task_dir.name, owner)) as tdir):
+    try:
+        os.mkdir(task_dir, 0o755)
+    except FileNotFoundError:
+        if not layout.exists():
+            raise
+        os.makedirs(task_dir.parent, exist_ok=True)  # the job's directory: the server's, not writable by tasks
+        os.mkdir(task_dir, 0o755)
+    except FileExistsError:
+        return _reuse_task_dir(task_dir, owner)
+    return _fill_new_task_dir(task_dir, owner)
+
+
+def _fill_new_task_dir(task_dir: Path, owner: Owner | None) -> TaskDirs:
+    wd = task_dir / WORKING_DIR
+    os.mkdir(wd, 0o755)
+    out = os.open(task_dir / STDOUT, _NEW_FILE, 0o644)
+    try:
+        err = os.open(task_dir / STDERR, _NEW_FILE, 0o644)
+    except BaseException:
+        os.close(out)
+        raise
+    dirs = TaskDirs(wd, out, err)
+    if owner is not None:
+        try:
+            for fd in (out, err):
+                os.fchown(fd, owner.uid, owner.gid)
+            os.chown(wd, owner.uid, owner.gid, follow_symlinks=False)
+            os.chown(task_dir, owner.uid, owner.gid, follow_symlinks=False)  # last: from now on the task's
+        except BaseException:
+            dirs.close()
+            raise
+    return dirs
+
+
+def _reuse_task_dir(task_dir: Path, owner: Owner | None) -> TaskDirs:
+    with (safefs.closing(safefs.open_dir(task_dir.parent)) as parent,
+          safefs.closing(_take_task_dir(parent, task_dir.name, owner)) as tdir):
         os.close(safefs.ensure_dir(tdir, WORKING_DIR, owner))
         out = safefs.create_file(tdir, STDOUT, owner)
         try:
@@ -66,22 +105,9 @@ def make_task_dir(task_dir: Path, layout: NodeLayout, owner: Owner | None) -> Ta
     return TaskDirs(task_dir / WORKING_DIR, out, err)
 
 
-def _open_parent(path: Path, layout: NodeLayout) -> int:
-    try:
-        return safefs.open_dir(path)
-    except FileNotFoundError:
-        if not layout.exists():
-            raise
-    os.makedirs(path, exist_ok=True)  # the job's directory: the server's, not writable by tasks
-    return safefs.open_dir(path)
-
-
-def _task_dir(parent: int, name: str, owner: Owner | None) -> int:
-    try:
-        os.mkdir(name, 0o755, dir_fd=parent)
-        fresh = True
-    except FileExistsError:
-        fresh = False
+def _take_task_dir(parent: int, name: str, owner: Owner | None) -> int:
+    """The existing task directory ``name`` (never a link), handed over whole when it changes
+    hands (a start task whose elevation changed)."""
     fd = safefs.walk(parent, [name])
     if owner is None:
         return fd
@@ -89,8 +115,7 @@ def _task_dir(parent: int, name: str, owner: Owner | None) -> int:
         st = os.fstat(fd)
         if (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
             os.fchown(fd, owner.uid, owner.gid)
-            if not fresh:  # changing hands (a start task whose elevation changed): all of it
-                safefs.chown_tree(fd, owner)
+            safefs.chown_tree(fd, owner)
     except BaseException:
         os.close(fd)
         raise

@@ -76,17 +76,19 @@ def walk(dir_fd: int, parts: Sequence[str], *, create: bool = False, owner: Owne
     ``create`` makes missing directories (handed to ``owner``). A link or a non-directory on the
     way is UnsafePath; ``..`` is refused (callers resolve paths lexically first).
     """
-    fd = os.dup(dir_fd)
+    fd, opened = dir_fd, False
     try:
         for name in parts:
             if name in ("..", "") or "/" in name or "\x00" in name:
                 raise UnsafePath(f"invalid path component {name!r}", errno.EINVAL)
             child = _open_child_dir(fd, name, create, owner, mode)
-            os.close(fd)
-            fd = child
-        return fd
+            if opened:
+                os.close(fd)
+            fd, opened = child, True
+        return fd if opened else os.dup(dir_fd)
     except BaseException:
-        os.close(fd)
+        if opened:
+            os.close(fd)
         raise
 
 
