@@ -1,11 +1,11 @@
-"""``python -m bench {spawn,tasks,blob,scale,quickstart,all} [--smoke] [--out DIR] [--no-azurite]``."""
+"""``python -m bench {spawn,tasks,blob,scale,quickstart,load,all} [--smoke] [--out DIR] [--no-azurite]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from bench import blob, quickstart, scale, spawn, tasks
+from bench import blob, load, quickstart, scale, spawn, tasks
 from bench.common import Report, console
 
 
@@ -20,12 +20,12 @@ def _spawn(smoke: bool) -> Report:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("name", choices=["spawn", "tasks", "blob", "scale", "quickstart", "all"])
+    parser.add_argument("name", choices=["spawn", "tasks", "blob", "scale", "quickstart", "load", "all"])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark works")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
     parser.add_argument("--no-azurite", action="store_true", help="blob: measure openbatch only")
     args = parser.parse_args(argv)
-    names = ["spawn", "tasks", "blob", "scale", "quickstart"] if args.name == "all" else [args.name]
+    names = ["spawn", "tasks", "blob", "scale", "quickstart", "load"] if args.name == "all" else [args.name]
     for name in names:
         if name == "spawn":
             report = _spawn(args.smoke)
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             report = blob.run(blob.SMOKE if args.smoke else blob.Sizes(), with_azurite=not args.no_azurite)
         elif name == "scale":
             report = scale.run(scale.SMOKE if args.smoke else scale.Sizes())
+        elif name == "load":
+            report = load.run(load.SMOKE if args.smoke else load.Sizes())
         else:
             report = quickstart.run(1 if args.smoke else 5)
         report.show()
