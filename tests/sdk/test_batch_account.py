@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest, HttpResponse
 
-from tests.helpers.server import LiveServer
-
 API = "2025-06-01"
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[BatchClient]:
-    c = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    yield c
-    c.close()
 
 
 def send(client: BatchClient, path: str) -> HttpResponse:

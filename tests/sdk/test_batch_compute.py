@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -23,7 +19,6 @@ from azure.batch.models._models import (  # not exported by 15.1
     BatchJobTerminateOptions,
     BatchNodeRebootOptions,
 )
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import (
     BlobSasPermissions,
@@ -44,24 +39,6 @@ IMAGE = m.VirtualMachineConfiguration(
 ADMIN = m.UserIdentity(auto_user=m.AutoUserSpecification(scope=m.AutoUserScope.POOL,
                                                          elevation_level=m.ElevationLevel.ADMIN))
 POLL: Any = 0.2  # seconds; the pollers sleep any number though typed int
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    """A server of this module whose data dir non-admin task accounts can reach (pytest's tmp dirs
-    are 0700, and a pytest run started meanwhile resets their top directory to 0700)."""
-    top = Path(tempfile.mkdtemp(prefix="openbatch-sdk-"))
-    srv = LiveServer(top / "data").start()
-    yield srv
-    srv.stop()
-    shutil.rmtree(top, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[BatchClient]:
-    c = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,15 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpRequest
 
-from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 
 POOL, JOB = "files-pool", "files-job"
 WRITER = ("/bin/sh -c 'echo hello-stdout; echo oops >&2; mkdir -p out/sub; printf 0123456789 > out/digits.txt; "
           "echo nested > out/sub/n.txt; echo gone > out/sub/m.txt'")
 TASK_DIR = f"workitems/{JOB}/job-1/writer"
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[BatchClient]:
-    c = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ the node tests at the end need the engine to create nodes for a pool's targets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,22 +15,13 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.batch.models._models import BatchNodeRebootOptions, BatchNodeReimageOptions  # not exported by 15.1
 from azure.core import MatchConditions
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest, HttpResponse
 
-from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 
 API = "2025-06-01"
 JAMMY = bm.BatchVmImageReference(publisher="Canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts")
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[BatchClient]:
-    c = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    yield c
-    c.close()
 
 
 def vm(image: bm.BatchVmImageReference = JAMMY, sku: str = "batch.node.ubuntu 22.04") -> bm.VirtualMachineConfiguration:

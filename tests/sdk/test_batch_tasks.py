@@ -6,23 +6,12 @@ subtasks, and the errors Azure answers. The jobs use a pool that does not exist,
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-
-from tests.helpers.server import LiveServer
-
-
-@pytest.fixture(scope="module")
-def client(server: LiveServer) -> Iterator[BatchClient]:
-    c = BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
-    yield c
-    c.close()
 
 
 def make_job(client: BatchClient, job_id: str, **kwargs: Any) -> str:
