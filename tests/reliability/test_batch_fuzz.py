@@ -8,7 +8,7 @@ the server logs no unhandled error. Other schemathesis checks (schema and status
 negative data rejection) are counted and reported, not asserted: they find differences from
 Azure worth reading, not crashes.
 
-Default run: a deterministic ``FUZZ_EXAMPLES`` (40) cases per operation within ``FUZZ_BUDGET``
+Default run: a deterministic ``FUZZ_EXAMPLES`` (60) cases per operation within ``FUZZ_BUDGET``
 seconds. ``-m slow``: 1,000 random cases per operation.
 """
 
@@ -41,7 +41,7 @@ if not SPECS:
     pytest.skip("the Batch spec (../shared/specs/batch) is not beside the checkout", allow_module_level=True)
 SPEC = SPECS[-1]
 
-DEFAULT_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+DEFAULT_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 SLOW_EXAMPLES = int(os.environ.get("FUZZ_SLOW_EXAMPLES", "1000"))
 BUDGET = float(os.environ.get("FUZZ_BUDGET", "240"))  # seconds for the whole default run
 IMAGE = {"imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
