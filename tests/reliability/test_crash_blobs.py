@@ -83,7 +83,7 @@ class Uploader:
                 with open(self.source, "rb") as f:
                     _client(self.server, self.single_put).upload_blob(name, f, max_concurrency=2)
             except HttpResponseError as exc:  # an answer, not a cut connection: never expected here
-                self.errors.append(f"{name}: {exc.status_code} {exc.error_code}")
+                self.errors.append(f"{name}: {exc.status_code} {getattr(exc, 'error_code', '')}")
                 continue
             except AzureError:  # the connection was cut by a kill
                 self.cut.append(name)

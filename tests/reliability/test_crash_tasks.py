@@ -137,7 +137,7 @@ def _completed(server: LiveServer, n: int) -> bool:
     return r.status == 200 and r.json()["taskCounts"]["completed"] == n
 
 
-def _check(tasks: dict[str, dict[str, Any]], expected: set[str], runs: Counter[str]) -> dict[str, int]:
+def _check(tasks: dict[str, dict[str, Any]], expected: set[str], runs: Counter[str]) -> dict[str, Any]:
     """Every task there, completed, run as often as its counts allow; returns the figures."""
     missing = sorted(expected - set(tasks))
     assert not missing, f"{len(missing)} tasks lost: {missing[:10]}"

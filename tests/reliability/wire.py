@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
@@ -47,10 +47,6 @@ class Reply:
 
     def __repr__(self) -> str:
         return f"Reply({self.status}, {self.code!r}, {self.body[:300]!r})"
-
-
-def query_pairs(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=True)
 
 
 def date_value(date: datetime | str | None) -> str | None:
@@ -167,6 +163,7 @@ class BatchSharedKey(requests.auth.AuthBase):
         if r.method not in ("GET", "HEAD") and "content-length" not in {n.lower() for n in r.headers}:
             r.headers["Content-Length"] = "0"
         parts = urlsplit(r.url or "")
+        headers = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in r.headers.items()}
         r.headers["Authorization"] = batch_signature(self.key, self.account, r.method or "GET", parts.path,
-                                                     parts.query, dict(r.headers))
+                                                     parts.query, headers)
         return r
