@@ -263,6 +263,10 @@ def _parent(pid: int) -> int:
 # -- the helper ---------------------------------------------------------------------------------
 
 
+class _ServerGone(Exception):
+    """The server's end of the socket is closed: the helper's work is over."""
+
+
 class _Helper:
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -272,16 +276,20 @@ class _Helper:
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def reply(self, **msg: Any) -> None:
-        self.sock.send(json.dumps(msg).encode())
+        try:
+            self.sock.send(json.dumps(msg).encode())
+        except OSError:  # the server is gone (killed mid-spawn, say)
+            raise _ServerGone from None
 
     def serve(self) -> None:
-        while True:
-            for key, _ in self.sel.select():
-                if key.data is None:
-                    if not self.request():
-                        return
-                else:
-                    self.reap(key.data)
+        with contextlib.suppress(_ServerGone):
+            while True:
+                for key, _ in self.sel.select():
+                    if key.data is None:
+                        if not self.request():
+                            return
+                    else:
+                        self.reap(key.data)
 
     def request(self) -> bool:
         try:
