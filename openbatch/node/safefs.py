@@ -145,13 +145,6 @@ def rmtree_at(dir_fd: int, name: str) -> None:
     shutil.rmtree(name, dir_fd=dir_fd)
 
 
-def _check_file(fd: int, name: str) -> os.stat_result:
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafePath(f"{name!r} is not a regular file", errno.EINVAL)
-    return st
-
-
 def create_file(dir_fd: int, name: str, owner: Owner | None, *, mode: int = 0o644, exclusive: bool = False) -> int:
     """A new, empty regular file ``name`` in ``dir_fd`` opened for writing (what was there under
     that name — a file, a link, a FIFO — is removed first), handed to ``owner``."""
@@ -191,32 +184,7 @@ def append_file(dir_fd: int, name: str, owner: Owner | None, *, mode: int = 0o64
                 os.fchown(fd, owner.uid, owner.gid)
             return fd
         os.close(fd)
-    fd = create_file(dir_fd, name, owner, mode=mode)
-    os.lseek(fd, 0, os.SEEK_END)
-    return fd
-
-
-def open_file(dir_fd: int, name: str) -> tuple[int, os.stat_result]:
-    """``name`` in ``dir_fd`` for reading: a regular file (not a link), with its ``fstat``."""
-    try:
-        fd = os.open(name, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        if _is_link_error(exc):
-            raise UnsafePath(f"{name!r} is a link") from None
-        raise
-    try:
-        return fd, _check_file(fd, name)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def open_path(root_fd: int, parts: Sequence[str]) -> tuple[int, os.stat_result]:
-    """The regular file ``root_fd/parts...`` for reading, no link followed anywhere on the way."""
-    if not parts:
-        raise UnsafePath("no file named", errno.EISDIR)
-    with closing(walk(root_fd, parts[:-1])) as parent:
-        return open_file(parent, parts[-1])
+    return create_file(dir_fd, name, owner, mode=mode)
 
 
 # --- resolving inside a root, links included (the Files API) ------------------------------------
