@@ -82,6 +82,8 @@ class Settings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    # Tests only: serve /openbatch/clock on the batch endpoint, to move the service's clock forward.
+    test_clock: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

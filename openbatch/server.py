@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import uvicorn
 
+from openbatch.common import clock
 from openbatch.config import Settings
 from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
 
@@ -45,6 +46,8 @@ def build_runtime(settings: Settings) -> Runtime:
     from openbatch.blob.api import build_blob_service
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.test_clock:
+        clock.SERVICE.keep_in(settings.data_dir / "test-clock")
     blob = build_blob_service(settings)
     batch = build_batch_service(settings, blob)
     return Runtime(settings=settings, services={"blob": blob, "batch": batch})

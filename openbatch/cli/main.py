@@ -62,6 +62,10 @@ def serve(
     body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
     keep_alive_timeout: KeepAliveTimeout = DEFAULT_KEEP_ALIVE_TIMEOUT,
     max_connections_per_client: MaxConnectionsPerClient = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    test_clock: Annotated[
+        bool, typer.Option("--test-clock", help="For tests: let signed requests move the service's clock "
+                           "forward (POST /openbatch/clock on the batch endpoint). Never in production.")
+    ] = False,
 ) -> None:
     """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
     from openbatch.server import Runtime, run
@@ -73,7 +77,7 @@ def serve(
         settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts,
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
-                            max_connections_per_client=max_connections_per_client)
+                            max_connections_per_client=max_connections_per_client, test_clock=test_clock)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

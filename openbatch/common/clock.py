@@ -1,16 +1,29 @@
-"""Time: one ``now()``, and the two text forms Azure uses (RFC 1123 in headers, ISO-8601 in bodies).
+"""Time: the service's clock, and the two text forms Azure uses (RFC 1123 in headers, ISO-8601 in bodies).
 
 Times are UTC-aware ``datetime`` objects in memory and integer microseconds since the Unix epoch
 in stores (exact, portable, and cheap to compare).
+
+The service's clock (:data:`SERVICE`, behind :func:`now`, :func:`now_us`, :func:`http_date`) is
+the wall clock plus an offset that only moves forward, and only when a test asks
+(``openbatch serve --test-clock``): job schedules, autoscale intervals, lease expiry and
+everything else the service does "later" read it and wait on it with :meth:`ServiceClock.call_at`,
+so a test runs five minutes of a schedule in milliseconds instead of sleeping. Authentication
+compares signed dates and SAS times with the real wall clock (:func:`real_now`): clients sign
+with theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from pathlib import Path
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -23,14 +36,102 @@ _ISO = re.compile(
 )
 
 
+class Timer:
+    """A callback due at a time of the service's clock; ``cancel()`` it."""
+
+    def __init__(self, clock: ServiceClock, when: float, callback: Callable[[], object],
+                 loop: asyncio.AbstractEventLoop):
+        self.when = when
+        self._clock = clock
+        self._callback = callback
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self.cancelled = False
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = self._loop.call_later(max(0.0, self.when - self._clock.time()), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self.cancelled:
+            return
+        if self._clock.time() < self.when:  # woken early (a clock moved back by nobody): wait again
+            self._arm()
+            return
+        self.cancel()
+        self._callback()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._clock._timers.discard(self)
+
+
+class ServiceClock:
+    """The wall clock plus an offset that :meth:`advance` moves forward (tests only)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self._timers: set[Timer] = set()
+        self._file: Path | None = None
+
+    def keep_in(self, path: Path) -> None:
+        """Keep the offset in ``path`` (read now, written on every advance), so a test server that
+        restarts goes on where its clock was rather than going back in time."""
+        self._file = path
+        try:
+            self.offset = max(0.0, float(path.read_text()))
+        except (OSError, ValueError):
+            self.offset = 0.0
+
+    def time(self) -> float:
+        """Seconds since the epoch, as ``time.time()``."""
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward: every timer now due fires at once."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError("the clock only moves forward, by a finite number of seconds")
+        self.offset += seconds
+        if self._file is not None:
+            temp = self._file.with_name(self._file.name + ".new")
+            temp.write_text(repr(self.offset))
+            os.replace(temp, self._file)
+        for timer in list(self._timers):
+            if not timer.cancelled:
+                timer._arm()
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """Call ``callback`` on the running loop once this clock reads ``when`` (seconds since the epoch)."""
+        timer = Timer(self, when, callback, asyncio.get_running_loop())
+        self._timers.add(timer)
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        return self.call_at(self.time() + delay, callback)
+
+
+SERVICE = ServiceClock()
+
+
 def now() -> datetime:
-    """The current time, UTC."""
-    return datetime.now(UTC)
+    """The service's current time, UTC."""
+    return from_us(now_us())
 
 
 def now_us() -> int:
-    """The current time in microseconds since the epoch."""
-    return time.time_ns() // 1000
+    """The service's current time in microseconds since the epoch."""
+    return time.time_ns() // 1000 + round(SERVICE.offset * 1_000_000)
+
+
+def real_now() -> datetime:
+    """The wall clock's time, UTC: what clients sign with."""
+    return datetime.now(UTC)
 
 
 def to_us(dt: datetime) -> int:
@@ -71,7 +172,7 @@ _date_cache: tuple[int, str] = (0, "")
 def http_date() -> str:
     """The current time as an HTTP ``Date`` value, formatted at most once a second."""
     global _date_cache
-    second = int(time.time())
+    second = int(SERVICE.time())
     if _date_cache[0] != second:
         _date_cache = (second, rfc1123(from_us(second * 1_000_000)))
     return _date_cache[1]

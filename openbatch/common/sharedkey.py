@@ -96,7 +96,7 @@ def check_request_date(headers: Mapping[str, str], names: tuple[str, ...], now: 
     when = clock.parse_rfc1123(value)
     if when is None:
         raise RequestDateError("The Date header in the request is incorrect.")
-    current = now if now is not None else clock.now()
+    current = now if now is not None else clock.real_now()
     if when < current - MAX_CLOCK_SKEW:
         raise RequestDateError(f"Request date header too old: '{clock.rfc1123(when)}'")
     if when > current + MAX_CLOCK_SKEW:
