@@ -18,17 +18,18 @@ from bench import azurite
 from bench.common import Report, median, openbatch_server
 
 MIB = 1024 * 1024
-FIGURES = ("upload_mb_s", "download_mb_s", "put_4k_s", "get_4k_s")
+FIGURES = ("upload_mb_s", "download_mb_s", "put_4k_s", "get_4k_s", "range_1k_s")
 
 
 @dataclass
 class Sizes:
     big_mib: int = 256
     small_count: int = 500
+    range_count: int = 5000  # x 3 repeats: the 15,000 sequential 1 KiB range reads of issue 10
     repeats: int = 3
 
 
-SMOKE = Sizes(big_mib=4, small_count=20, repeats=1)
+SMOKE = Sizes(big_mib=4, small_count=20, range_count=20, repeats=1)
 
 
 def _container(conn: str) -> ContainerClient:
@@ -39,8 +40,9 @@ def _container(conn: str) -> ContainerClient:
     return client.create_container(f"bench{uuid.uuid4().hex[:12]}")
 
 
-def measure_once(container: ContainerClient, payload: bytes, small_count: int, tag: str) -> dict[str, float]:
-    """MB/s for a big upload and download (4 MiB blocks, concurrency 4); ops/s for 4 KiB puts and gets."""
+def measure_once(container: ContainerClient, payload: bytes, sizes: Sizes, tag: str) -> dict[str, float]:
+    """MB/s for a big upload and download (4 MiB blocks, concurrency 4); ops/s for 4 KiB puts and
+    gets, and for sequential 1 KiB range reads of the big blob (what columnar readers do)."""
     blob = container.get_blob_client(f"big-{tag}")
     t = time.perf_counter()
     blob.upload_blob(payload, overwrite=True, max_concurrency=4)
@@ -50,8 +52,12 @@ def measure_once(container: ContainerClient, payload: bytes, small_count: int, t
     down = len(data) / MIB / (time.perf_counter() - t)
     if data != payload:
         raise AssertionError("downloaded bytes differ from the upload")
+    t = time.perf_counter()
+    for n in range(sizes.range_count):
+        blob.download_blob(offset=(n * 1024) % len(payload), length=1024).readall()
+    ranges = sizes.range_count / (time.perf_counter() - t)
     small = payload[:4096]
-    names = [f"small-{tag}-{n}" for n in range(small_count)]
+    names = [f"small-{tag}-{n}" for n in range(sizes.small_count)]
     t = time.perf_counter()
     for name in names:
         container.upload_blob(name, small, overwrite=True)
@@ -60,7 +66,7 @@ def measure_once(container: ContainerClient, payload: bytes, small_count: int, t
     for name in names:
         container.get_blob_client(name).download_blob().readall()
     gets = len(names) / (time.perf_counter() - t)
-    return dict(zip(FIGURES, (up, down, puts, gets), strict=True))
+    return dict(zip(FIGURES, (up, down, puts, gets, ranges), strict=True))
 
 
 @contextlib.contextmanager
@@ -81,7 +87,7 @@ def run(sizes: Sizes, with_azurite: bool = True) -> Report:
         containers = {name: _container(conn) for name, conn in targets.items()}
         for i in range(sizes.repeats):
             for name, container in containers.items():
-                result = measure_once(container, payload, sizes.small_count, str(i))
+                result = measure_once(container, payload, sizes, str(i))
                 for key, value in result.items():
                     samples.setdefault(name, {}).setdefault(key, []).append(value)
         for container in containers.values():
@@ -90,7 +96,7 @@ def run(sizes: Sizes, with_azurite: bool = True) -> Report:
     ours, theirs = medians["openbatch"], medians.get("azurite", {})
     report = Report("blob", ["figure", "openbatch", "azurite", "ratio"])
     labels = dict(zip(FIGURES, (f"upload {sizes.big_mib} MiB (MB/s)", f"download {sizes.big_mib} MiB (MB/s)",
-                                "4 KiB puts/s", "4 KiB gets/s"), strict=True))
+                                "4 KiB puts/s", "4 KiB gets/s", "1 KiB range reads/s (sequential)"), strict=True))
     for key, label in labels.items():
         other = theirs.get(key)
         report.add(label, ours[key], other if other else "-", ours[key] / other if other else "-")
