@@ -75,7 +75,7 @@ class BatchService:
     async def _handle(self, req: BatchRequest) -> BatchResponse:
         from openbatch.batch.wire import versions
 
-        handler, params = self.router.match(req.method, req.raw_path)
+        handler, params, req.operation = self.router.match(req.method, req.raw_path)
         req.account = authenticate(self.ctx, req.method, req.headers, req.raw_path, req.query_pairs)
         text = req.query.get("api-version")
         if not text:

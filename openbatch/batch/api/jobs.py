@@ -58,22 +58,8 @@ async def body_of(req: BatchRequest, kind: str, *, optional: bool = False) -> Do
     """The JSON body in the modern shape (``{}`` for an optional, empty body)."""
     from openbatch.batch.wire import versions
 
-    if not optional:
-        return versions.to_internal(kind, await req.json(), req.version)
-    raw = await req.body()
-    return versions.to_internal(kind, _loads(raw), req.version) if raw.strip() else {}
-
-
-def _loads(raw: bytes) -> Doc:
-    import orjson
-
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise e.InvalidRequestBody(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise e.InvalidRequestBody("The request body must be a JSON object.")
-    return data
+    data = await req.json(optional=optional)
+    return versions.to_internal(kind, data, req.version)
 
 
 def changed(status: int, doc: Doc) -> BatchResponse:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from openbatch.batch.api.routing import (
     BatchRequest,
     BatchResponse,
@@ -31,18 +29,7 @@ from openbatch.batch.wire import odata, versions
 async def body_of(req: BatchRequest, kind: str | None = None, *, optional: bool = False) -> Doc:
     """The JSON request body in the modern shape (``kind`` for versions.to_internal); ``optional``
     bodies may be absent (actions such as reboot send none)."""
-    if optional:
-        raw = await req.body()
-        if not raw.strip():
-            return {}
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise e.InvalidRequestBody(f"The request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise e.InvalidRequestBody("The request body must be a JSON object.")
-    else:
-        data = await req.json()
+    data = await req.json(optional=optional)
     return versions.to_internal(kind, data, req.version) if kind else data
 
 

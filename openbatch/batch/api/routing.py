@@ -17,6 +17,7 @@ import orjson
 
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain.common import BatchContext, Doc, now_iso, public
+from openbatch.batch.wire import numbers
 from openbatch.common import sharedkey
 from openbatch.common.escapes import BadEscape, unquote_strict
 
@@ -50,6 +51,7 @@ class BatchRequest:
     account: str = ""
     version: Any = None
     params: dict[str, str] = field(default_factory=dict)
+    operation: str = ""  # "METHOD /route/{}": the spec's operation, set by the router
 
     async def body(self, limit: int = MAX_BODY) -> bytes:
         declared = self.headers.get("content-length")
@@ -70,15 +72,19 @@ class BatchRequest:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def json(self, limit: int = MAX_BODY) -> dict[str, Any]:
+    async def json(self, limit: int = MAX_BODY, *, optional: bool = False) -> dict[str, Any]:
+        """The JSON object of the body (``{}`` for an absent ``optional`` one), with the numbers
+        this operation's spec expects read from strings as Azure reads them (wire/numbers.py)."""
         raw = await self.body(limit)
+        if optional and not raw.strip():
+            return {}
         try:
             data = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError as exc:
             raise e.InvalidRequestBody(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise e.InvalidRequestBody("The request body must be a JSON object.")
-        return data
+        return numbers.read_numbers(data, self.operation)
 
     def seq_skiptoken(self) -> int:
         """The ``$skiptoken`` of a list paged by submission sequence (0 for the first page)."""
@@ -129,25 +135,36 @@ class Router:
     """Routes by literal segments with ``{name}`` (one segment) and ``{name*}`` (the rest)."""
 
     def __init__(self, routes: list[Route]):
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
-        self._methods: dict[str, set[str]] = {}
+        self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         for route in routes:
             regex = re.sub(r"\\\{(\w+)\\\*\\\}", r"(?P<\1>.+)", re.escape(route.pattern))
             regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
-            self._routes.append((route.method, re.compile(f"^{regex}/?$"), route.handler))
+            self._routes.append((route.method, re.compile(f"^{regex}/?$"), route.handler,
+                                 operation_key(route.method, route.pattern)))
 
-    def match(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str]]:
+    def operations(self) -> set[str]:
+        """Every ``METHOD /path/{}`` this router serves (the spec's operations, written alike)."""
+        return {key for *_, key in self._routes}
+
+    def match(self, method: str, raw_path: str) -> tuple[Handler, dict[str, str], str]:
+        """The handler, the decoded path parameters and the operation key of a request."""
         path_matched = False
-        for route_method, regex, handler in self._routes:
+        for route_method, regex, handler, key in self._routes:
             m = regex.match(raw_path)
             if m is None:
                 continue
             path_matched = True
             if route_method == method:
-                return handler, _path_params(m.groupdict())
+                return handler, _path_params(m.groupdict()), key
         if path_matched:
             raise e.MethodNotAllowed(f"The HTTP verb {method} is not supported on this resource.")
         raise e.ResourceNotFound("The specified resource does not exist.")
+
+
+def operation_key(method: str, pattern: str) -> str:
+    """``POST /pools/{poolId}/resize`` -> ``POST /pools/{}/resize``: an operation whatever its
+    parameters are called (the spec's ``jobScheduleId`` is a route's ``scheduleId``)."""
+    return f"{method} {re.sub(r'{[^}]*}', '{}', pattern)}"
 
 
 def _path_params(raw: dict[str, str]) -> dict[str, str]:
