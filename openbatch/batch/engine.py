@@ -5,7 +5,8 @@
 and the engine reacts in the same event loop — creating and removing nodes, running start tasks,
 scheduling tasks on free slots, running them through the compute provider, and writing every
 state change through ``states.*`` to the store. It is split in parts: engine_core.py (runtime
-objects, the pass), engine_tasks.py, engine_nodes.py, engine_jobs.py; this module adds the hooks
+objects, the pass), engine_tasks.py, engine_nodes.py, engine_jobs.py, engine_schedules.py (job
+schedules, auto pool lifetimes); this module adds the hooks
 that need all parts, recovery at start and a clean stop.
 
 Contract with the API side (what the engine expects the domain operations to do):
@@ -38,6 +39,7 @@ from openbatch.batch.domain.common import now_iso, touch
 from openbatch.batch.engine_core import Doc, JobRt, NodeRt
 from openbatch.batch.engine_jobs import EngineJobs
 from openbatch.batch.engine_nodes import EngineNodes
+from openbatch.batch.engine_schedules import EngineSchedules
 from openbatch.batch.engine_tasks import EngineTasks
 from openbatch.batch.store import BatchStore
 from openbatch.config import Settings
@@ -48,12 +50,13 @@ _J = states.JobState
 _RECOVERY_BATCH = 1000
 
 
-class Engine(EngineNodes, EngineJobs, EngineTasks):
+class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules):
     """See the module docstring."""
 
     def __init__(self, settings: Settings, store: BatchStore, compute: object):
         super().__init__(settings, store, compute)
         self.init_tasks()
+        self.init_schedules()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -65,6 +68,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks):
 
     async def stop(self) -> None:
         self.stopping = True
+        self.stop_schedules()
         pending = list(self._background)
         for task in pending:
             task.cancel()
@@ -101,6 +105,12 @@ class Engine(EngineNodes, EngineJobs, EngineTasks):
             super().task_changed(account, job_id, task)
         except Exception:
             log.exception("engine: task_changed %s/%s failed", job_id, task.get("id"))
+
+    def schedule_changed(self, account: str, schedule: Doc) -> None:
+        try:
+            super().schedule_changed(account, schedule)
+        except Exception:
+            log.exception("engine: schedule_changed %s failed", schedule.get("id"))
 
     # --- hooks that need every part ------------------------------------------------------------
 
@@ -188,6 +198,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks):
                 self.resize(prt)
         for job in list(self.jobs.values()):
             self._resume_job(job)
+        self.resume_schedules()
         self.kick()
 
     def _resume_job(self, job: JobRt) -> None:

@@ -18,9 +18,10 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from openbatch.batch.domain.common import now_iso
+from openbatch.batch.domain.common import now_iso, parse_iso
 from openbatch.batch.scheduler import QueuedTask, SchedJob, Scheduler
 from openbatch.batch.store import BatchStore
+from openbatch.common import clock
 from openbatch.compute.base import ComputeProvider, NodeGone, RunOutcome, RunSpec
 from openbatch.config import Settings
 
@@ -38,6 +39,10 @@ PASS_GAP = 0.002
 # document at once, and node run-time counters are reset by recovery anyway.
 NODE_SAVE_GAP = 0.5
 RECENT_TASKS = 10
+# A deleted pool, job or certificate stays visible in its ``deleting`` state at least this long
+# (service clock), as on Azure where a deletion always takes a while: a GET between the DELETE and
+# the end of the deletion sees it, and answers PoolBeingDeleted / JobBeingDeleted ... meanwhile.
+DELETION_PASSAGE = 1.0
 
 
 def key_of(account: str, ident: str) -> Key:
@@ -177,6 +182,24 @@ class EngineCore:
     def new_future(self) -> asyncio.Future[None]:
         return self.loop.create_future()
 
+    async def deletion_passage(self, since: str) -> None:
+        """Wait until DELETION_PASSAGE of the service clock has passed since ``since`` (the ISO time
+        the entity entered ``deleting``); at once when it has (a deletion resumed after a restart)."""
+        due = parse_iso(since).timestamp() + DELETION_PASSAGE
+        if clock.SERVICE.time() >= due:
+            return
+        passed = self.new_future()
+
+        def arrive() -> None:
+            if not passed.done():
+                passed.set_result(None)
+
+        timer = clock.SERVICE.call_at(due, arrive)
+        try:
+            await passed
+        finally:
+            timer.cancel()
+
     # --- writes --------------------------------------------------------------------------------
 
     def save_task(self, account: str, job_key: str, doc: Doc) -> None:
@@ -297,4 +320,32 @@ class EngineCore:
         raise NotImplementedError
 
     def perform_node(self, account: str, instruction: Any) -> None:
+        raise NotImplementedError
+
+    def perform(self, account: str, instructions: list[Any]) -> None:
+        raise NotImplementedError
+
+    def pool_changed(self, account: str, pool: Doc) -> None:
+        raise NotImplementedError
+
+    def job_changed(self, account: str, job: Doc) -> None:
+        raise NotImplementedError
+
+    def tasks_added(self, account: str, job_id: str, tasks: list[Doc]) -> None:
+        raise NotImplementedError
+
+    def task_changed(self, account: str, job_id: str, task: Doc) -> None:
+        raise NotImplementedError
+
+    def schedule_changed(self, account: str, schedule: Doc) -> None:
+        raise NotImplementedError
+
+    def terminate_job(self, job: JobRt, reason: str) -> None:
+        raise NotImplementedError
+
+    def job_ended(self, account: str, job: Doc) -> None:
+        """A job completed or was deleted (engine_schedules: auto pools, the job's schedule)."""
+        raise NotImplementedError
+
+    def end_schedule_jobs(self, account: str, instruction: Any) -> None:
         raise NotImplementedError

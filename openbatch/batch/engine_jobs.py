@@ -110,6 +110,8 @@ class EngineJobs(EngineCore):
             job = self.job_rt(account, instruction.job_id)
             if job is not None:
                 self.disable_job(job, instruction.option)
+        elif isinstance(instruction, ins.EndScheduleJobs):
+            self.end_schedule_jobs(account, instruction)
         else:
             self.perform_node(account, instruction)
 
@@ -213,6 +215,7 @@ class EngineJobs(EngineCore):
             touch(job.doc, now)
             self.save_entity("job", job.account, job.doc)
             self._drop_job(job)
+            self.job_ended(job.account, job.doc)
         self.kick()
 
     async def _run_releases(self, job: JobRt) -> None:
@@ -247,6 +250,7 @@ class EngineJobs(EngineCore):
         self.store.delete("job", job.account, job.key[1])
         states.JOB.forget(job.job_id)
         self._drop_job(job)
+        self.job_ended(job.account, job.doc)
 
     async def _remove_job_dirs(self, node_ids: list[str], job_id: str) -> None:
         for node_id in node_ids:

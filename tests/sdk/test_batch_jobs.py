@@ -89,7 +89,10 @@ def test_add_job_with_every_part_round_trips(client: BatchClient) -> None:
         ({"id": "prio", "priority": 5000, "pool_info": m.BatchPoolInfo(pool_id="p")}, "OutOfRangePriority", 400),
         ({"id": "nopoolinfo", "pool_info": m.BatchPoolInfo()}, "MissingRequiredProperty", 400),
         ({"id": "autopool", "pool_info": m.BatchPoolInfo(auto_pool_specification=m.BatchAutoPoolSpecification(
-            pool_lifetime_option="job"))}, "InvalidPropertyValue", 400),
+            pool_lifetime_option="jobschedule", pool=m.BatchPoolSpecification(vm_size="a1")))},
+         "InvalidPropertyValue", 400),
+        ({"id": "autopool", "pool_info": m.BatchPoolInfo(auto_pool_specification=m.BatchAutoPoolSpecification(
+            pool_lifetime_option="job"))}, "MissingRequiredProperty", 400),
         ({"id": "releaseonly", "pool_info": m.BatchPoolInfo(pool_id="p"),
           "job_release_task": m.BatchJobReleaseTask(command_line="x")}, "InvalidPropertyValue", 400),
     ],

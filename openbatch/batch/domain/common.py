@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from openbatch.batch.domain import errors as e
+from openbatch.common import clock
 
 if TYPE_CHECKING:
     from openbatch.batch.domain.events import EngineHooks
@@ -32,8 +33,9 @@ class BatchContext:
 
 
 def now_iso() -> str:
-    """Current UTC time as Azure renders it (ISO 8601, 7 fractional digits are not needed)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The service's current time (``clock.SERVICE``: a test may move it forward) as Azure renders
+    it (ISO 8601, 7 fractional digits are not needed)."""
+    return clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_iso(text: str) -> datetime:

@@ -26,6 +26,9 @@ class EngineHooks(Protocol):
     def task_changed(self, account: str, job_id: str, task: Doc) -> None:
         """A task's state or constraints changed through the API (terminate, reactivate, update, delete)."""
 
+    def schedule_changed(self, account: str, schedule: Doc) -> None:
+        """A job schedule was added, changed (schedule, job specification) or disabled / enabled."""
+
     def perform(self, account: str, instructions: list[Instruction]) -> None:
         """Carry out what a transition asked for (kill processes, remove nodes, run job release...)."""
 
@@ -43,6 +46,9 @@ class NullHooks:
         return None
 
     def task_changed(self, account: str, job_id: str, task: Doc) -> None:
+        return None
+
+    def schedule_changed(self, account: str, schedule: Doc) -> None:
         return None
 
     def perform(self, account: str, instructions: list[Instruction]) -> None:

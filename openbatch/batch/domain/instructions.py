@@ -70,3 +70,12 @@ class StopNodeTasks(Instruction):
     pool_id: str
     node_id: str
     option: str  # nodeDisableSchedulingOption: requeue | terminate
+
+
+@dataclass(frozen=True)
+class EndScheduleJobs(Instruction):
+    """A job schedule is terminating (its unfinished jobs are terminated) or being deleted (every job
+    of it is deleted); the engine completes or removes the schedule once they are done."""
+
+    schedule_id: str
+    delete: bool

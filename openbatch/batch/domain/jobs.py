@@ -9,8 +9,9 @@ deleting -> gone (tasks purged) once ``StopJobTasks`` / ``RunJobRelease`` / ``Pu
 ``enabling`` is passed straight through to ``active`` here: nothing has to happen in between.
 
 The Job Manager task is added as an ordinary task of the job (same id) when the job is added,
-with ``_jobManager: {"killJobOnCompletion", "runExclusive"}`` on the task document. Auto pools
-(``poolInfo.autoPoolSpecification``) are refused with InvalidPropertyValue.
+with ``_jobManager: {"killJobOnCompletion", "runExclusive"}`` on the task document. A job with
+``poolInfo.autoPoolSpecification`` gets its pool when it is added (domain/autopools.py); jobs a
+job schedule creates carry ``_jobScheduleId`` (domain/schedules.py, batch/engine_schedules.py).
 
 Job preparation / release status is kept by the engine in the job document under
 ``_prepRelease``: ``{node_id: {"poolId", "nodeId", "nodeUrl", "jobPreparationTaskExecutionInfo":
@@ -22,10 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from openbatch.batch.domain import autopools, states
 from openbatch.batch.domain import errors as e
-from openbatch.batch.domain import states
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, new_etag, now_iso, touch
+from openbatch.batch.domain.events import EngineHooks
+from openbatch.batch.store import BatchStore
 from openbatch.batch.wire import models as m
 
 ON_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
@@ -75,14 +78,17 @@ def job_constraints(given: Doc | None) -> Doc:
     }
 
 
-def pool_info(obj: Doc) -> Doc:
-    """The validated poolInfo (required). Auto pools are not supported by this server."""
+def pool_info(obj: Doc, *, schedule: bool = False) -> Doc:
+    """The validated poolInfo (required): an existing pool's id, or an auto pool specification
+    (``schedule``: of a job schedule's job specification, which may ask for the jobschedule lifetime)."""
     info = m.obj(obj, "poolInfo", required=True) or {}
     auto = m.obj(info, "autoPoolSpecification", prop="poolInfo.autoPoolSpecification")
-    if auto is not None:
-        raise m.invalid("autoPoolSpecification", "autoPoolSpecification",
-                        "Auto pools are not supported by this server: create a pool and set poolInfo.poolId.")
     pool_id = info.get("poolId")
+    if auto is not None:
+        if pool_id not in (None, ""):
+            raise m.invalid("poolInfo.poolId", pool_id,
+                            "Specify either poolId or autoPoolSpecification in poolInfo, not both.")
+        return {"autoPoolSpecification": autopools.check_spec(auto, schedule=schedule)}
     if pool_id is None or pool_id == "":
         raise m.missing("poolId")
     check_id(pool_id, "poolId")
@@ -149,13 +155,14 @@ _READ_ONLY = ("url", "eTag", "lastModified", "creationTime", "state", "stateTran
               "previousStateTransitionTime", "executionInfo", "stats")
 
 
-def build_job(body: Doc, now: str, base_url: str) -> Doc:
-    """A new job document from an add-job body (modern shape), or the BatchError Azure answers."""
+def build_job(body: Doc, now: str, base_url: str, *, schedule: bool = False) -> Doc:
+    """A new job document from an add-job body (modern shape), or the BatchError Azure answers
+    (``schedule``: the body is a job schedule's job specification with a placeholder id)."""
     job_id = check_id(body.get("id"))
     m.string(body, "displayName", max_len=1024)
     doc: Doc = {k: v for k, v in body.items() if v is not None and not k.startswith(("_", "odata."))
                 and k not in _READ_ONLY}
-    info = pool_info(body)
+    info = pool_info(body, schedule=schedule)
     priority, parallel = check_priority(body), _max_parallel(body)
     env = t.check_environment(body, "commonEnvironmentSettings")
     if env is not None:
@@ -179,7 +186,7 @@ def build_job(body: Doc, now: str, base_url: str) -> Doc:
         poolInfo=info,
         onAllTasksComplete=m.enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction",
         onTaskFailure=m.enum(body, "onTaskFailure", ON_TASK_FAILURE) or "noaction",
-        executionInfo={"startTime": now, "poolId": info["poolId"]},
+        executionInfo={"startTime": now, **({"poolId": info["poolId"]} if "poolId" in info else {})},
     )
     return doc
 
@@ -251,6 +258,30 @@ async def _save(ctx: BatchContext, account: str, job: Doc) -> None:
     ctx.hooks.job_changed(account, job)
 
 
+def store_new_job(store: BatchStore, account: str, job: Doc, base_url: str, now: str,
+                  schedule: Doc | None = None) -> tuple[Doc | None, Doc | None]:
+    """Store a new job (not committed) with its auto pool, if it asks for one (``schedule``: the job
+    schedule that made it), and its Job Manager task. Returns (the pool created, the manager task)."""
+    pool = autopools.provide(store, account, job, base_url, now, schedule)
+    manager = None
+    if "jobManagerTask" in job and job["state"] == _J.ACTIVE.value:  # not when its auto pool failed
+        manager = manager_task(job, now, base_url)
+        manager["_seq"] = store.next_seq()
+    store.put("job", account, job)
+    if manager is not None:
+        store.insert_tasks(account, job["id"], [manager])
+    return pool, manager
+
+
+def announce_new_job(hooks: EngineHooks, account: str, job: Doc, pool: Doc | None, manager: Doc | None) -> None:
+    """Tell the engine about a job ``store_new_job`` stored, once it is committed."""
+    if pool is not None:
+        hooks.pool_changed(account, pool)
+    if manager is not None:  # first, so the job is never seen without its manager task
+        hooks.tasks_added(account, job["id"], [manager])
+    hooks.job_changed(account, job)
+
+
 async def add_job(ctx: BatchContext, account: str, body: Doc, base_url: str) -> Doc:
     now = now_iso()
     job = build_job(body, now, base_url)
@@ -259,15 +290,12 @@ async def add_job(ctx: BatchContext, account: str, body: Doc, base_url: str) -> 
         if existing["state"] == _J.DELETING.value:
             raise e.JobBeingDeleted("A job with this id is being deleted.", {"JobId": existing["id"]})
         raise e.JobExists("The specified job already exists.", {"JobId": existing["id"]})
-    manager = manager_task(job, now, base_url) if "jobManagerTask" in job else None
-    ctx.store.put("job", account, job)
-    if manager is not None:
-        manager["_seq"] = ctx.store.next_seq()
-        ctx.store.insert_tasks(account, job["id"], [manager])
+    if ctx.store.get("jobschedule", account, job["id"]) is not None:
+        raise e.JobScheduleWithSameIdExists("A job schedule with the specified job id exists. Job and job "
+                                            "schedule cannot have the same id.", {"JobId": job["id"]})
+    pool, manager = store_new_job(ctx.store, account, job, base_url, now)
     await ctx.store.flush()
-    if manager is not None:  # first, so the job is never seen without its manager task
-        ctx.hooks.tasks_added(account, job["id"], [manager])
-    ctx.hooks.job_changed(account, job)
+    announce_new_job(ctx.hooks, account, job, pool, manager)
     return job
 
 
@@ -278,10 +306,21 @@ def _check_on_all_complete(job: Doc, value: str | None) -> None:
 
 
 def _check_pool_change(job: Doc, info: Doc) -> None:
+    old_auto, new_auto = autopools.spec_of(job), info.get("autoPoolSpecification")
+    if old_auto is not None or new_auto is not None:
+        if old_auto is None or new_auto is None or _fixed(old_auto) != _fixed(new_auto):
+            raise m.invalid("poolInfo.autoPoolSpecification", "autoPoolSpecification",
+                            "Of a job's auto pool specification only keepAlive can be changed; moving a job "
+                            "between an auto pool and another pool is not supported by openbatch.")
+        return
     current = str((job.get("poolInfo") or {}).get("poolId", ""))
     if info["poolId"].lower() != current.lower() and job["state"] != _J.DISABLED.value:
         raise e.JobNotDisabled("The pool of a job can only be changed while the job is disabled.",
                                {"JobId": job["id"]})
+
+
+def _fixed(spec: Doc) -> Doc:
+    return {k: v for k, v in spec.items() if k != "keepAlive"}
 
 
 async def patch_job(ctx: BatchContext, account: str, job_id: str, body: Doc, guard: Guard = _no_guard) -> Doc:
@@ -301,7 +340,7 @@ async def patch_job(ctx: BatchContext, account: str, job_id: str, body: Doc, gua
     if body.get("constraints") is not None:
         changes["constraints"] = job_constraints(m.obj(body, "constraints"))
     if body.get("poolInfo") is not None:
-        changes["poolInfo"] = pool_info(body)
+        changes["poolInfo"] = pool_info(body, schedule="_jobScheduleId" in job)
         _check_pool_change(job, changes["poolInfo"])
     if (metadata := _metadata(body)) is not None:
         changes["metadata"] = metadata
@@ -312,7 +351,7 @@ async def update_job(ctx: BatchContext, account: str, job_id: str, body: Doc, gu
     """Replace the updatable properties; omitted ones return to their defaults."""
     job = _changeable(ctx, account, job_id, guard)
     _not_completed(job)
-    info = pool_info(body)
+    info = pool_info(body, schedule="_jobScheduleId" in job)
     _check_pool_change(job, info)
     on_all = m.enum(body, "onAllTasksComplete", ON_ALL_TASKS_COMPLETE) or "noaction"
     _check_on_all_complete(job, on_all)
@@ -335,7 +374,7 @@ async def _apply(ctx: BatchContext, account: str, job: Doc, changes: Doc) -> Doc
             job.pop(key, None)
         else:
             job[key] = value
-    if "poolInfo" in changes:
+    if "poolId" in (changes.get("poolInfo") or {}):
         job.setdefault("executionInfo", {})["poolId"] = changes["poolInfo"]["poolId"]
     touch(job, now_iso())
     await _save(ctx, account, job)

@@ -297,6 +297,7 @@ JOB = StateMachine(
             (_J.DISABLED, _J.ENABLING),
             (_J.ENABLING, _J.ACTIVE),
             (_J.TERMINATING, _J.COMPLETED),
+            (_J.ACTIVE, _J.COMPLETED),  # its auto pool could not be created (executionInfo.schedulingError)
         ],
         {
             (_J.ACTIVE, _J.DISABLING): _job_disabling,
@@ -344,6 +345,15 @@ TASK = StateMachine(
 # --- Job schedules ----------------------------------------------------------------------------
 
 _S = JobScheduleState
+
+
+def _schedule_ending(delete: bool) -> Handler:
+    def handler(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
+        return [ins.EndScheduleJobs(schedule_id=doc["id"], delete=delete)]
+
+    return handler
+
+
 JOB_SCHEDULE = StateMachine(
     "job schedule",
     JobScheduleState,
@@ -351,10 +361,12 @@ JOB_SCHEDULE = StateMachine(
         [
             (_S.ACTIVE, _S.DISABLED),
             (_S.DISABLED, _S.ACTIVE),
-            (_S.ACTIVE, _S.COMPLETED),
-            *[(s, _S.TERMINATING) for s in (_S.ACTIVE, _S.DISABLED)],
-            (_S.TERMINATING, _S.COMPLETED),
-            *[(s, _S.DELETING) for s in _S if s != _S.DELETING],
-        ]
+            (_S.ACTIVE, _S.COMPLETED),  # no further run, and its last job has ended
+            (_S.TERMINATING, _S.COMPLETED),  # the jobs it terminated have completed
+        ],
+        {
+            **{(s, _S.TERMINATING): _schedule_ending(False) for s in (_S.ACTIVE, _S.DISABLED)},
+            **{(s, _S.DELETING): _schedule_ending(True) for s in _S if s != _S.DELETING},
+        },
     ),
 )

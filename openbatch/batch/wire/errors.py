@@ -18,7 +18,8 @@ _STATUS: dict[str, int] = {
     **{cls.code: 409 for cls in (e.PoolExists, e.JobExists, e.TaskExists, e.JobScheduleExists, e.PoolBeingDeleted,
                                  e.PoolBeingResized, e.PoolNotResizing, e.JobBeingDeleted, e.JobBeingTerminated,
                                  e.JobCompleted, e.JobNotActive, e.JobNotDisabled, e.JobScheduleBeingDeleted,
-                                 e.JobScheduleCompleted, e.TaskCompleted, e.TaskNotCompleted, e.NodeNotReady,
+                                 e.JobScheduleCompleted, e.JobScheduleBeingTerminated, e.JobWithSameIdExists,
+                                 e.JobScheduleWithSameIdExists, e.TaskCompleted, e.TaskNotCompleted, e.NodeNotReady,
                                  e.AutoScaleNotEnabled, e.AutoScaleEnabled, e.OperationInvalidForCurrentState,
                                  e.FileBeingUsed)},
 }
