@@ -302,3 +302,128 @@ def test_invalid_job_specifications_and_clashing_ids(client: BatchClient) -> Non
                  lambda: client.update_job_schedule("nope", m.BatchJobScheduleUpdateOptions(metadata=[]))):
         exc = fails(call)
         assert exc.status_code == 404 and error_code(exc) == "JobScheduleNotFound"
+
+
+# --- auto pools of job schedules --------------------------------------------------------------
+
+IMAGE = m.VirtualMachineConfiguration(
+    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
+                                            sku="22_04-lts"),
+    node_agent_sku_id="batch.node.ubuntu 22.04")
+
+
+def auto_spec(lifetime: m.BatchPoolLifetimeOption, **kwargs: Any) -> m.BatchJobSpecification:
+    pool = m.BatchPoolSpecification(vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE,
+                                    target_dedicated_nodes=1)
+    return m.BatchJobSpecification(pool_info=m.BatchPoolInfo(auto_pool_specification=m.BatchAutoPoolSpecification(
+        auto_pool_id_prefix="sched", pool_lifetime_option=lifetime, pool=pool)), **kwargs)
+
+
+def pool_of(client: BatchClient, job_id: str) -> str:
+    job = client.get_job(job_id)
+    assert job.execution_info is not None and job.execution_info.pool_id
+    return job.execution_info.pool_id
+
+
+def gone(client: BatchClient, pool_id: str) -> bool:
+    return pool_id not in {p.id for p in client.list_pools()}
+
+
+def test_jobschedule_lifetime_shares_one_pool_until_the_schedule_ends(client: BatchClient,
+                                                                        server: LiveServer) -> None:
+    add(client, "shared", auto_spec(m.BatchPoolLifetimeOption.JOB_SCHEDULE), recurrence_interval=HOUR)
+    first = pool_of(client, "shared:job-1")
+    assert first.startswith("sched_")
+    client.create_task("shared:job-1", m.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'echo $AZ_BATCH_JOB_ID'"))
+    task = wait_for(lambda: (t := client.get_task("shared:job-1", "t")).state == m.BatchTaskState.COMPLETED and t,
+                    "the task of shared:job-1")
+    assert task.node_info is not None and task.node_info.pool_id == first
+    assert b"".join(client.download_task_file("shared:job-1", "t", "stdout.txt")) == b"shared:job-1\n"
+    end_job(client, "shared:job-1")
+    assert not gone(client, first)  # the pool outlives the job: it is the schedule's
+    server.advance_clock(HOUR.total_seconds())
+    wait_jobs(client, "shared", 2)
+    assert pool_of(client, "shared:job-2") == first
+    client.begin_terminate_job_schedule("shared", polling_interval=POLL).result(timeout=30)
+    wait_for(lambda: gone(client, first), "the schedule's auto pool to be deleted with it")
+
+
+def test_job_lifetime_gives_each_job_of_a_schedule_its_own_pool(client: BatchClient, server: LiveServer) -> None:
+    add(client, "own-pools", auto_spec(m.BatchPoolLifetimeOption.JOB), recurrence_interval=HOUR)
+    first = pool_of(client, "own-pools:job-1")
+    end_job(client, "own-pools:job-1")
+    wait_for(lambda: gone(client, first), "job-1's auto pool to be deleted with it")
+    server.advance_clock(HOUR.total_seconds())
+    wait_jobs(client, "own-pools", 2)
+    second = pool_of(client, "own-pools:job-2")
+    assert second != first and second.startswith("sched_")
+    client.begin_delete_job_schedule("own-pools", polling_interval=POLL).result(timeout=60)
+    wait_for(lambda: gone(client, second), "job-2's auto pool to be deleted with the schedule")
+
+
+# --- restarts -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clocked() -> Iterator[LiveServer]:
+    """A test clock server of the test's own, to kill and restart."""
+    with _server_dir() as data:
+        srv = LiveServer(data, extra_args=["--test-clock"]).start()
+        yield srv
+        srv.stop()
+
+
+def connect(server: LiveServer) -> BatchClient:
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    return BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
+
+
+def down_for(server: LiveServer, seconds: float) -> None:
+    """Kill the server (-9) and let ``seconds`` of service time pass before it starts again (the
+    test clock's offset lives in the data dir)."""
+    server.kill()
+    kept = server.data_dir / "test-clock"
+    kept.write_text(repr((float(kept.read_text()) if kept.exists() else 0.0) + seconds))
+    server.start()
+
+
+@pytest.mark.parametrize("down,runs", [(60, True), (20 * 60, False)])
+def test_a_run_missed_while_the_server_was_down(clocked: LiveServer, down: float, runs: bool) -> None:
+    client = connect(clocked)
+    created = add(client, "survivor", recurrence_interval=HOUR, start_window=dt.timedelta(minutes=10)).creation_time
+    end_job(client, "survivor:job-1")
+    clocked.advance_clock(HOUR.total_seconds() - 30)  # the next run is due in 30 seconds
+    down_for(clocked, down)  # due while the server is down, and still in its window (or not)
+    client = connect(clocked)
+    if runs:
+        assert wait_jobs(client, "survivor", 2) == ["survivor:job-1", "survivor:job-2"]
+        schedule = client.get_job_schedule("survivor")
+        assert schedule.execution_info.next_run_time == created + 2 * HOUR
+    else:
+        schedule = wait_for(lambda: (s := client.get_job_schedule("survivor")).execution_info.next_run_time
+                            == created + 2 * HOUR and s, "the lost run to be skipped")
+        assert job_ids(client, "survivor") == ["survivor:job-1"]
+        clocked.advance_clock(2 * HOUR.total_seconds() - (HOUR.total_seconds() - 30 + down) + 30)  # 30 s past run 3
+        assert wait_jobs(client, "survivor", 2) == ["survivor:job-1", "survivor:job-2"]
+    assert schedule.state == m.BatchJobScheduleState.ACTIVE
+
+
+def test_a_schedule_carries_on_after_kill_9(clocked: LiveServer) -> None:
+    client = connect(clocked)
+    add(client, "durable", spec(metadata=[m.BatchMetadataItem(name="k", value="v")]),
+        recurrence_interval=HOUR)
+    client.disable_job_schedule("durable")
+    add(client, "ending", recurrence_interval=HOUR)
+    client.begin_terminate_job_schedule("ending", polling_interval=POLL).result(timeout=30)
+    down_for(clocked, 0)
+    client = connect(clocked)
+    schedule = client.get_job_schedule("durable")
+    assert schedule.state == m.BatchJobScheduleState.DISABLED
+    assert [(i.name, i.value) for i in schedule.job_specification.metadata or []] == [("k", "v")]
+    assert client.get_job_schedule("ending").state == m.BatchJobScheduleState.COMPLETED
+    client.enable_job_schedule("durable")
+    end_job(client, "durable:job-1")
+    clocked.advance_clock(HOUR.total_seconds())
+    # numbering goes on where it was: never a second job-1
+    assert wait_jobs(client, "durable", 2) == ["durable:job-1", "durable:job-2"]
