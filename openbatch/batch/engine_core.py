@@ -93,7 +93,7 @@ class JobRt:
     waiters: dict[str, set[str]] = field(default_factory=dict)  # dependency -> tasks waiting for it
     ending: asyncio.Task[None] | None = None
     disabling: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
+    timer: clock.Timer | None = None  # maxWallClockTime, on the service's clock
 
     @property
     def job_id(self) -> str:

@@ -24,6 +24,7 @@ from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, parse_iso, touch
 from openbatch.batch.engine_core import Doc, EngineCore, JobRt, NodeRt, Run, key_of
+from openbatch.common import clock
 from openbatch.compute.base import JOB_PREPARATION, JOB_RELEASE, RunOutcome, RunSpec
 
 log = logging.getLogger("openbatch.engine")
@@ -175,7 +176,7 @@ class EngineJobs(EngineCore):
             elapsed = (parse_iso(now_iso()) - parse_iso(str(created))).total_seconds()
         except ValueError:
             return
-        job.timer = self.loop.call_later(max(0.0, limit - elapsed), self._wall_clock_expired, job)
+        job.timer = clock.SERVICE.call_later(max(0.0, limit - elapsed), lambda: self._wall_clock_expired(job))
 
     def _wall_clock_expired(self, job: JobRt) -> None:
         job.timer = None

@@ -191,6 +191,17 @@ def test_a_schedule_without_recurrence_completes_with_its_job(client: BatchClien
     assert job.execution_info.termination_reason == "AllTasksComplete"
 
 
+def test_max_wall_clock_time_of_a_job_runs_on_the_service_clock(client: BatchClient, server: LiveServer) -> None:
+    add(client, "walled", spec(constraints=m.BatchJobConstraints(max_wall_clock_time=dt.timedelta(minutes=30))),
+        recurrence_interval=HOUR)
+    server.advance_clock(31 * 60)
+    job = wait_for(lambda: (j := client.get_job("walled:job-1")).state == m.BatchJobState.COMPLETED and j,
+                   "job-1 to reach its maxWallClockTime")
+    assert job.execution_info is not None and job.execution_info.termination_reason == "MaxWallClockTimeExpiry"
+    server.advance_clock(30 * 60)
+    assert wait_jobs(client, "walled", 2) == ["walled:job-1", "walled:job-2"]
+
+
 def test_disable_enable_update_and_replace(client: BatchClient, server: LiveServer) -> None:
     add(client, "changing", recurrence_interval=HOUR)
     end_job(client, "changing:job-1")
