@@ -152,22 +152,20 @@ class EngineSchedules(EngineCore):
 
     def _make_job(self, account: str, doc: Doc, due: datetime) -> None:
         number = int(doc.get("_jobCount") or 0) + 1
+        while self.store.get("job", account, f"{doc['id']}:job-{number}") is not None:  # never reuse an id
+            number += 1
         doc["_lastDue"] = _iso(due)
-        spec = doc.get("jobSpecification") or {}
         if not self._shares_pool(doc):
             self._release_pool(account, doc, keep=False)  # the specification no longer shares one
-        now = now_iso()
-        base = self.settings.batch_url
-        job_id = f"{doc['id']}:job-{number}"
+        now, base = now_iso(), self.settings.batch_url
         try:
-            job = jobs.build_job({**spec, "id": "jobschedulejob"}, now, base, schedule=True)
-            job.update(id=job_id, url=f"{base}/jobs/{job_id}", _jobScheduleId=doc["id"])
+            job = schedules.run_job(doc, number, now, base)
             pool, manager = jobs.store_new_job(self.store, account, job, base, now, schedule=doc)
         except e.BatchError as exc:  # validated when stored: only a bug gets here; the run is lost
             log.error("job schedule %s: its job specification was refused: %s", doc["id"], exc.message)
             return
         doc["_jobCount"] = number
-        doc.setdefault("executionInfo", {})["recentJob"] = {"id": job_id, "url": job["url"]}
+        doc.setdefault("executionInfo", {})["recentJob"] = {"id": job["id"], "url": job["url"]}
         self.save_entity("jobschedule", account, doc)
         jobs.announce_new_job(self, account, job, pool, manager)
 

@@ -15,6 +15,7 @@ from azure.batch.models._models import BatchJobTerminateOptions  # not exported 
 from azure.core.exceptions import ResourceNotFoundError
 
 from tests.helpers.waiting import wait_for
+from tests.sdk.test_batch_jobs import error_code, fails
 
 IMAGE = m.VirtualMachineConfiguration(
     image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
@@ -136,10 +137,8 @@ def test_the_job_schedule_lifetime_is_refused_on_a_job(client: BatchClient) -> N
     info = auto("x")
     assert info.auto_pool_specification is not None
     info.auto_pool_specification.pool_lifetime_option = m.BatchPoolLifetimeOption.JOB_SCHEDULE
-    with pytest.raises(Exception) as exc:
-        client.create_job(m.BatchJobCreateOptions(id="wrong-lifetime", pool_info=info))
-    assert getattr(exc.value, "status_code", None) == 400
-    assert getattr(getattr(exc.value, "error", None), "code", None) == "InvalidPropertyValue"
+    exc = fails(client.create_job, m.BatchJobCreateOptions(id="wrong-lifetime", pool_info=info))
+    assert exc.status_code == 400 and error_code(exc) == "InvalidPropertyValue"
 
 
 def test_only_keep_alive_of_a_jobs_auto_pool_can_change(client: BatchClient) -> None:
@@ -149,9 +148,8 @@ def test_only_keep_alive_of_a_jobs_auto_pool_can_change(client: BatchClient) -> 
     job = client.get_job("changing-auto")
     assert job.pool_info.auto_pool_specification is not None
     assert job.pool_info.auto_pool_specification.keep_alive is True
-    with pytest.raises(Exception) as exc:
-        client.update_job("changing-auto", m.BatchJobUpdateOptions(pool_info=auto("other")))
-    assert getattr(getattr(exc.value, "error", None), "code", None) == "InvalidPropertyValue"
+    exc = fails(client.update_job, "changing-auto", m.BatchJobUpdateOptions(pool_info=auto("other")))
+    assert exc.status_code == 400 and error_code(exc) == "InvalidPropertyValue"
     client.begin_terminate_job("changing-auto", BatchJobTerminateOptions(termination_reason="done"),
                                polling_interval=POLL).result(timeout=30)
     assert client.get_pool(pool_id).state == m.BatchPoolState.ACTIVE  # kept alive by the update

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from tests.conftest import _server_dir
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
+from tests.sdk.test_batch_jobs import error_code, fails
 
 POLL: Any = 0.1  # seconds; the pollers sleep any number though typed int
 HOUR = dt.timedelta(hours=1)
@@ -35,16 +36,6 @@ def server() -> Iterator[LiveServer]:
 
 def service_now(server: LiveServer) -> dt.datetime:
     return dt.datetime.fromisoformat(str(server.advance_clock(0)["now"]).replace("Z", "+00:00"))
-
-
-def error_code(exc: HttpResponseError) -> str | None:
-    return exc.error.code if exc.error is not None else None
-
-
-def fails(fn: Any, *args: Any, **kwargs: Any) -> HttpResponseError:
-    with pytest.raises(HttpResponseError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def spec(pool_id: str = "nopool", **kwargs: Any) -> m.BatchJobSpecification:

@@ -72,6 +72,16 @@ def check_job_specification(spec: Doc, now: str, base_url: str) -> Doc:
     return {k: job[k] for k in SPEC_KEYS if k in job}
 
 
+def run_job(schedule: Doc, number: int, now: str, base_url: str) -> Doc:
+    """The job a schedule makes for its run number ``number``: id ``{schedule}:job-N``, from the
+    job specification as it is now (a job already made keeps the one it was made from)."""
+    job_id = f"{schedule['id']}:job-{number}"
+    spec = schedule.get("jobSpecification") or {}
+    job = jobs.build_job({**spec, "id": _SPEC_PLACEHOLDER}, now, base_url, schedule=True)
+    job.update(id=job_id, url=f"{base_url}/jobs/{job_id}", _jobScheduleId=schedule["id"])
+    return job
+
+
 def _check_common(body: Doc, out: Doc, now: str, base_url: str, *, required: bool) -> None:
     """schedule, jobSpecification and metadata of an add / patch / update body, into ``out``."""
     schedule = m.obj(body, "schedule")
@@ -234,21 +244,23 @@ async def _transition(ctx: BatchContext, account: str, doc: Doc, to: states.JobS
     return doc
 
 
-async def disable_schedule(ctx: BatchContext, account: str, schedule_id: str, guard: Guard = _no_guard) -> Doc:
-    """No job is created while disabled; a job already running goes on."""
+async def _switch(ctx: BatchContext, account: str, schedule_id: str, guard: Guard,
+                  to: states.JobScheduleState) -> Doc:
+    """active <-> disabled; nothing to do when the schedule already is."""
     doc = _changeable(ctx, account, schedule_id, guard)
     _running(doc)
-    if doc["state"] == _S.DISABLED.value:
+    if doc["state"] == to.value:
         return doc
-    return await _transition(ctx, account, doc, _S.DISABLED)
+    return await _transition(ctx, account, doc, to)
+
+
+async def disable_schedule(ctx: BatchContext, account: str, schedule_id: str, guard: Guard = _no_guard) -> Doc:
+    """No job is created while disabled; a job already running goes on."""
+    return await _switch(ctx, account, schedule_id, guard, _S.DISABLED)
 
 
 async def enable_schedule(ctx: BatchContext, account: str, schedule_id: str, guard: Guard = _no_guard) -> Doc:
-    doc = _changeable(ctx, account, schedule_id, guard)
-    _running(doc)
-    if doc["state"] == _S.ACTIVE.value:
-        return doc
-    return await _transition(ctx, account, doc, _S.ACTIVE)
+    return await _switch(ctx, account, schedule_id, guard, _S.ACTIVE)
 
 
 async def terminate_schedule(ctx: BatchContext, account: str, schedule_id: str, guard: Guard = _no_guard) -> Doc:
