@@ -36,6 +36,7 @@ import logging
 from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain import recovery, states
 from openbatch.batch.domain.common import now_iso, touch
+from openbatch.batch.engine_certificates import EngineCertificates
 from openbatch.batch.engine_core import Doc, JobRt, NodeRt
 from openbatch.batch.engine_jobs import EngineJobs
 from openbatch.batch.engine_nodes import EngineNodes
@@ -50,7 +51,7 @@ _J = states.JobState
 _RECOVERY_BATCH = 1000
 
 
-class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules):
+class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertificates):
     """See the module docstring."""
 
     def __init__(self, settings: Settings, store: BatchStore, compute: object):
@@ -115,6 +116,9 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules):
     # --- hooks that need every part ------------------------------------------------------------
 
     def perform_node(self, account: str, instruction: ins.Instruction) -> None:
+        if isinstance(instruction, ins.FinishCertificateDeletion):
+            self.finish_certificate_deletion(account, instruction)
+            return
         if isinstance(instruction, ins.RemovePoolNodes):
             pool = self.store.get("pool", account, instruction.pool_id)
             prt = self.pools.get((account, instruction.pool_id.lower()))
@@ -199,6 +203,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules):
         for job in list(self.jobs.values()):
             self._resume_job(job)
         self.resume_schedules()
+        self.resume_certificate_deletions()
         self.kick()
 
     def _resume_job(self, job: JobRt) -> None:

@@ -206,6 +206,7 @@ class EngineJobs(EngineCore):
             job.timer.cancel()
             job.timer = None
         if job.doc.get("state") == _J.DELETING.value:
+            await self.deletion_passage(str(job.doc.get("stateTransitionTime") or now_iso()))
             self._purge(job)
         elif job.doc.get("state") == _J.TERMINATING.value:
             now = now_iso()
@@ -321,6 +322,7 @@ class EngineJobs(EngineCore):
             is_dedicated=bool(node.doc.get("isDedicated", True)),
             job_prep_id=str((job.doc.get("jobPreparationTask") or {}).get("id") or "jobpreparation")
             if kind == JOB_RELEASE else "",
+            refusal=ex.container_refusal(task, pool.doc if pool else {}),
         )
 
     def _dir_info(self, node: NodeRt, job: JobRt, task: Doc, default_id: str) -> Doc:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
+from openbatch.batch.engine_certificates import node_certificates
 from openbatch.batch.engine_core import Doc, EngineCore, Key, NodeRt, PoolRt, Run, key_of
 from openbatch.compute.base import START_TASK, RunSpec
 
@@ -70,7 +71,8 @@ class EngineNodes(EngineCore):
         pool = prt.doc
         return {
             "id": node_id, "poolId": pool["id"],
-            "url": f"{self.settings.batch_url}/pools/{pool['id']}/nodes/{node_id}",
+            # from the pool's, which was built from the host its add request named (Azure: the account's)
+            "url": f"{pool.get('url') or self.settings.batch_url + '/pools/' + str(pool['id'])}/nodes/{node_id}",
             "state": _N.CREATING.value, "schedulingState": "enabled", "stateTransitionTime": now,
             "allocationTime": now, "ipAddress": "127.0.0.1", "affinityId": f"TVM:{node_id}",
             "vmSize": pool.get("vmSize", ""), "totalTasksRun": 0, "runningTasksCount": 0,
@@ -198,14 +200,20 @@ class EngineNodes(EngineCore):
     async def boot(self, node: NodeRt) -> None:
         """creating/starting -> (start task) -> idle | starttaskfailed; also after reboot/reimage."""
         node.busy = "booting"
+        prt = self.pools.get(node.pool)
+        refs, certificates = node_certificates(self.store, node.account, prt.doc if prt else {})
         try:
-            await self.compute.create_node(node.account, node.pool_id, node.node_id)
+            await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates)
         except OSError as exc:
             node.busy = ""
             self.node_unusable(node, f"The node could not be created: {exc}")
             return
         if not self._booting(node):
             return
+        if refs:
+            node.doc["certificateReferences"] = refs  # installed now: in use until the node restarts
+        else:
+            node.doc.pop("certificateReferences", None)
         if node.doc.get("state") != _N.STARTING.value:
             self._set_state(node, _N.STARTING)
         node.doc["lastBootTime"] = now_iso()
@@ -380,6 +388,7 @@ class EngineNodes(EngineCore):
     async def _delete_pool(self, prt: PoolRt) -> None:
         removals = [self.start_removal(n, "requeue") for n in list(prt.nodes.values())]
         await asyncio.gather(*removals, return_exceptions=True)
+        await self.deletion_passage(str(prt.doc.get("stateTransitionTime") or now_iso()))
         pool_id = str(prt.doc["id"])
         self.store.delete_children("node", prt.account, pool_id)
         self.store.delete("pool", prt.account, pool_id)

@@ -203,6 +203,7 @@ class EngineTasks(EngineCore):
             elevation=level, user_identity=identity,
             max_wall_clock=ex.seconds((doc.get("constraints") or {}).get("maxWallClockTime")),
             is_dedicated=bool(node.doc.get("isDedicated", True)), job_prep_id=_prep_id(job_doc),
+            refusal=ex.container_refusal(doc, pool.doc if pool else {}),
         )
 
     async def _execute(self, run: Run) -> None:

@@ -103,9 +103,10 @@ class BatchStore:
                 for doc in docs.values():
                     yield account, parent, doc
 
-    def put(self, kind: str, account: str, doc: Doc, parent: str = "") -> None:
-        """Insert or replace; the caller flushes before acknowledging."""
-        key, par = str(doc["id"]).lower(), parent.lower()
+    def put(self, kind: str, account: str, doc: Doc, parent: str = "", key: str | None = None) -> None:
+        """Insert or replace (under ``key``, by default the document's id); the caller flushes before
+        acknowledging."""
+        key, par = (key or str(doc["id"])).lower(), parent.lower()
         self._cache.setdefault((kind, account, par), {})[key] = doc
         self.db.execute(
             "INSERT OR REPLACE INTO entities (kind, account, parent, key, doc) VALUES (?, ?, ?, ?, ?)",

@@ -14,9 +14,11 @@ raises for a failure of the work itself (that is a ``RunOutcome`` with ``failure
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from openbatch.node.certs import NodeCertificate
 
 Doc = dict[str, Any]
 
@@ -82,6 +84,7 @@ class RunSpec:
     job_prep_id: str = ""  # the id of the job's preparation task, when it has one (AZ_BATCH_JOB_PREP_DIR)
     max_wall_clock: float | None = None  # seconds
     is_dedicated: bool = True
+    refusal: Doc | None = None  # a failureInfo: the run fails before anything of it starts (never retried)
 
 
 @dataclass
@@ -116,8 +119,10 @@ class ComputeProvider(Protocol):
     async def stop(self) -> None: ...
 
     # Nodes.
-    async def create_node(self, account: str, pool_id: str, node_id: str) -> NodeInfo:
-        """Make the node exist (idempotent: an existing node directory is kept, as after a restart)."""
+    async def create_node(self, account: str, pool_id: str, node_id: str,
+                          certificates: Sequence[NodeCertificate] | None = None) -> NodeInfo:
+        """Make the node exist (idempotent: an existing node directory is kept, as after a restart) and,
+        when ``certificates`` is given, install them in place of what the node had (node/certs.py)."""
         ...
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:

@@ -21,6 +21,7 @@ import shutil
 import signal
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,7 @@ from openbatch.compute.dirs import DirMaker, TaskDirs
 from openbatch.compute.nodefiles import NodeFiles, OpenNodeFile
 from openbatch.config import Settings
 from openbatch.node import identity, safefs
+from openbatch.node.certs import NodeCertificate, install_certificates
 from openbatch.node.env import task_environment
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
 from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
@@ -125,12 +127,15 @@ class LocalProvider:
     def _node(self, node_id: str) -> _Node | None:
         return self._nodes.get(node_id)
 
-    async def create_node(self, account: str, pool_id: str, node_id: str) -> NodeInfo:
+    async def create_node(self, account: str, pool_id: str, node_id: str,
+                          certificates: Sequence[NodeCertificate] | None = None) -> NodeInfo:
         if not _NODE_ID.match(node_id):
             raise OSError(f"invalid node id {node_id!r}")
         layout = NodeLayout(self.root / node_id)
         layout.create()
         identity.prepare_node(layout.root, layout.shared, self.root)
+        if certificates is not None:
+            install_certificates(layout, certificates, identity.task_user().gid if identity.is_root() else None)
         node = self._nodes.get(node_id)
         if node is None:
             self._nodes[node_id] = _Node(pool_id, layout)
@@ -189,9 +194,11 @@ class LocalProvider:
         node = self._nodes.get(spec.node_id)
         if node is None:
             raise NodeGone(spec.node_id)
+        started = time.time()
+        if spec.refusal is not None:
+            return RunOutcome(None, started, started, failure=spec.refusal, preprocessing=True)
         flight = _Flight()
         node.flights[spec.key] = flight
-        started = time.time()
         try:
             return await self._run(node, spec, flight, started)
         except ResourceFileError as exc:

@@ -60,7 +60,7 @@ def _process_vars(base: Mapping[str, str], shared: str, wd: str, task_user: str 
     return env
 
 
-def _directory_vars(root: str, task: str) -> dict[str, str]:
+def _directory_vars(root: str, task: str, certificates: str) -> dict[str, str]:
     return {
         "AZ_BATCH_NODE_ROOT_DIR": root,
         "AZ_BATCH_NODE_SHARED_DIR": f"{root}/shared",
@@ -69,7 +69,7 @@ def _directory_vars(root: str, task: str) -> dict[str, str]:
         "AZ_BATCH_NODE_MOUNTS_DIR": f"{root}/fsmounts",
         "AZ_BATCH_TASK_DIR": task,
         "AZ_BATCH_TASK_WORKING_DIR": f"{task}/{WORKING_DIR}",
-        "AZ_BATCH_CERTIFICATES_DIR": f"{task}/certs",
+        "AZ_BATCH_CERTIFICATES_DIR": certificates,
     }
 
 
@@ -130,7 +130,7 @@ def task_environment(
         AZ_BATCH_TASK_USER_IDENTITY=identity_name(user_identity),
         AZ_BATCH_TASK_RESERVED_EPHEMERAL_DISK_SPACE_BYTES=_RESERVED,
     )
-    env.update(_directory_vars(root, task))
+    env.update(_directory_vars(root, task, str(layout.certificates(start_task=task_id is None))))
     if task_user:
         env["AZ_BATCH_TASK_USER"] = task_user
     if job_id is not None:

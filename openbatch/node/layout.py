@@ -3,6 +3,7 @@
 A node's root (``AZ_BATCH_NODE_ROOT_DIR``) holds::
 
     applications/                 application packages
+    certs/starttask/, certs/task/ the pool's certificates by visibility (AZ_BATCH_CERTIFICATES_DIR)
     fsmounts/                     mounted file systems (AZ_BATCH_NODE_MOUNTS_DIR)
     shared/                       read/write for every task on the node
     startup/                      the start task: stdout.txt, stderr.txt, wd/
@@ -21,6 +22,7 @@ from pathlib import Path
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 WORKING_DIR = "wd"
+CERTS = "certs"
 JOB_PREP_TASK_ID = "jobpreparation"
 JOB_RELEASE_TASK_ID = "jobrelease"
 
@@ -91,6 +93,10 @@ class NodeLayout:
     @property
     def mounts(self) -> Path:
         return self.root / "fsmounts"
+
+    def certificates(self, start_task: bool) -> Path:
+        """Where the certificates a run may see are: the start task's, or every other task's."""
+        return self.root / CERTS / ("starttask" if start_task else "task")
 
     def create(self) -> None:
         """Make the tree (idempotent). ``startup/wd`` is the start task's to make: ``startup/`` may

@@ -89,10 +89,17 @@ def test_every_advertised_image_is_accepted() -> None:
     assert {i["osType"] for i in images.supported_images()} == {"linux"}
 
 
-def test_custom_images_take_any_listed_agent() -> None:
-    vm = {"imageReference": {"virtualMachineImageId": "/subscriptions/x/images/mine"},
-          "nodeAgentSKUId": "batch.node.debian 12"}
-    assert images.check_virtual_machine_configuration(vm)
+@pytest.mark.parametrize("key", ["virtualMachineImageId", "sharedGalleryImageId", "communityGalleryImageId"])
+def test_custom_images_are_refused_like_an_unknown_marketplace_image(key: str) -> None:
+    """None is offered here: accepting one would run the pool on this host while claiming the image."""
+    vm = {"imageReference": {key: "/subscriptions/x/images/mine"}, "nodeAgentSKUId": "batch.node.debian 12"}
+    with pytest.raises(e.InvalidPropertyValue) as refused:
+        images.check_virtual_machine_configuration(vm)
+    assert refused.value.values["PropertyName"] == f"virtualMachineConfiguration.imageReference.{key}"
+    unknown = {"imageReference": {"publisher": "canonical", "offer": "nope", "sku": "1"},
+               "nodeAgentSKUId": "batch.node.debian 12"}
+    with pytest.raises(e.InvalidPropertyValue):
+        images.check_virtual_machine_configuration(unknown)
     with pytest.raises(e.InvalidPropertyValue):
         images.check_virtual_machine_configuration(
             {"imageReference": {"virtualMachineImageId": "/x", "publisher": "canonical"},

@@ -13,7 +13,7 @@ API = "2025-06-01"
 
 def raw(client: BatchClient, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None, api: str = API) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, JSON body, response headers) of one request."""
+    """(status, JSON body, response headers by lower-case name) of one request."""
     sep = "&" if "?" in path else "?"
     request = HttpRequest(method, f"{path}{sep}api-version={api}", content=body,
                           headers={"Content-Type": "application/json; odata=minimalmetadata", **(headers or {})})
@@ -23,7 +23,7 @@ def raw(client: BatchClient, method: str, path: str, body: bytes | None = None,
         assert isinstance(exc.response, HttpResponse)
         response = exc.response
     text = response.text()
-    return response.status_code, (response.json() if text else {}), dict(response.headers)
+    return response.status_code, (response.json() if text else {}), {k.lower(): v for k, v in response.headers.items()}
 
 
 def error_values(body: dict[str, Any]) -> dict[str, str]:

@@ -57,7 +57,7 @@ def test_every_documented_variable_is_present_with_its_value(layout: NodeLayout)
     assert env["AZ_BATCH_JOB_PREP_WORKING_DIR"] == str(layout.job_prep_dir("job1") / "wd")
     assert env["AZ_BATCH_TASK_USER_IDENTITY"] == "PoolNonAdmin"
     assert env["AZ_BATCH_TASK_USER"] == env["USER"] == "_azbatch"
-    assert env["AZ_BATCH_CERTIFICATES_DIR"] == str(task_dir / "certs")
+    assert env["AZ_BATCH_CERTIFICATES_DIR"] == str(layout.root / "certs" / "task")
 
 
 def test_path_home_and_what_passes_from_the_server(layout: NodeLayout) -> None:
@@ -76,6 +76,7 @@ def test_start_task_has_no_job_or_task_id_and_no_prep_dirs(layout: NodeLayout) -
     assert "AZ_BATCH_JOB_PREP_DIR" not in env and "AZ_BATCH_JOB_PREP_WORKING_DIR" not in env
     assert env["AZ_BATCH_TASK_WORKING_DIR"] == str(layout.startup / "wd")
     assert env["AZ_BATCH_NODE_IS_DEDICATED"] == "false"
+    assert env["AZ_BATCH_CERTIFICATES_DIR"] == str(layout.root / "certs" / "starttask")
 
 
 def test_settings_job_common_first_then_task_and_reserved_names_kept(layout: NodeLayout) -> None:

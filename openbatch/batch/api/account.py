@@ -5,7 +5,7 @@ from __future__ import annotations
 from openbatch.batch.api.pools import page_args, page_response, plain_page_response, query_filter
 from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, int_skiptoken, metadata_url
 from openbatch.batch.domain import errors as e
-from openbatch.batch.domain import images, nodes, pools
+from openbatch.batch.domain import images, jobs, nodes, pools
 from openbatch.batch.domain.common import Doc, now_iso
 from openbatch.batch.wire import odata, versions
 
@@ -67,6 +67,15 @@ async def pool_lifetime_statistics(req: BatchRequest) -> BatchResponse:
     return BatchResponse(200, dumps(body))
 
 
+async def job_lifetime_statistics(req: BatchRequest) -> BatchResponse:
+    """``/lifetimejobstats`` (api-versions before 2023): every measure zero."""
+    created = [str(j["creationTime"]) for j in req.ctx.store.all("job", req.account)]
+    now = now_iso()
+    stats = jobs.lifetime_statistics(f"{req.base_url}/lifetimejobstats", min(created, default=now), now)
+    body = {"odata.metadata": metadata_url(req, "jobstats", True), **stats}
+    return BatchResponse(200, dumps(body))
+
+
 ROUTES: list[Route] = [
     Route("GET", "/supportedimages", list_supported_images),
     Route("GET", "/nodeagentskus", list_node_agent_skus),
@@ -75,4 +84,5 @@ ROUTES: list[Route] = [
     Route("GET", "/applications/{applicationId}", get_application),
     Route("GET", "/poolusagemetrics", list_pool_usage_metrics),
     Route("GET", "/lifetimepoolstats", pool_lifetime_statistics),
+    Route("GET", "/lifetimejobstats", job_lifetime_statistics),
 ]

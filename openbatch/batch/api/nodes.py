@@ -8,7 +8,21 @@ from __future__ import annotations
 from openbatch.batch.api.pools import body_of, page_args, page_response, query_filter
 from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, entity, no_content
 from openbatch.batch.domain import nodes
+from openbatch.batch.domain.common import Doc
 from openbatch.batch.wire import odata
+
+# ComputeNode's properties in the spec: what a node's body carries (its document also keeps the
+# engine's bookkeeping, such as the pool it belongs to, which is no property of a node on the wire).
+NODE_FIELDS = frozenset({
+    "id", "url", "state", "schedulingState", "stateTransitionTime", "lastBootTime", "allocationTime", "ipAddress",
+    "affinityId", "vmSize", "totalTasksRun", "runningTasksCount", "runningTaskSlotsCount", "totalTasksSucceeded",
+    "recentTasks", "startTask", "startTaskInfo", "certificateReferences", "errors", "isDedicated",
+    "endpointConfiguration", "nodeAgentInfo", "virtualMachineInfo",
+})
+
+
+def node_body(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k in NODE_FIELDS}
 
 
 def _ids(req: BatchRequest) -> tuple[str, str]:
@@ -24,11 +38,11 @@ async def list_nodes(req: BatchRequest) -> BatchResponse:
     accept = query_filter(req, odata.NODE_FILTER_PROPERTIES, "node")
     after, limit = page_args(req)
     docs, next_key = nodes.list_nodes(req.ctx, req.account, req.params["poolId"], accept, after, limit)
-    return page_response(req, "node", "nodes", docs, next_key)
+    return page_response(req, "node", "nodes", [node_body(d) for d in docs], next_key)
 
 
 async def get_node(req: BatchRequest) -> BatchResponse:
-    return entity(req, "node", "nodes", nodes.get_node(req.ctx, req.account, *_ids(req)))
+    return entity(req, "node", "nodes", node_body(nodes.get_node(req.ctx, req.account, *_ids(req))))
 
 
 async def reboot(req: BatchRequest) -> BatchResponse:

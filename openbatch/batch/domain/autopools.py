@@ -22,8 +22,8 @@ import re
 import uuid
 from typing import Any
 
+from openbatch.batch.domain import certificates, pools, states
 from openbatch.batch.domain import errors as e
-from openbatch.batch.domain import pools, states
 from openbatch.batch.domain.common import Doc, touch
 from openbatch.batch.domain.instructions import Instruction
 from openbatch.batch.store import BatchStore
@@ -95,6 +95,9 @@ def create(store: BatchStore, account: str, spec: Doc, base_url: str, now: str) 
     while store.get("pool", account, pool_id) is not None:  # a GUID collision: take another
         pool_id = new_pool_id(spec)
     doc = pools.new_pool({**body, "id": pool_id}, base_url, now)
+    refs = certificates.check_references(store, account, body)
+    if refs is not None:
+        doc["certificateReferences"] = refs
     store.put("pool", account, doc)
     return doc
 

@@ -41,6 +41,8 @@ TaskIdSameAsJobPreparationTask = _error("TaskIdSameAsJobPreparationTask", "A tas
 TaskIdSameAsJobReleaseTask = _error("TaskIdSameAsJobReleaseTask", "A task id equal to the job release task's.")
 InvalidUri = _error("InvalidUri", "A resource path that is malformed or leaves the node's directory.")
 JobPreparationTaskNotSpecified = _error("JobPreparationTaskNotSpecified", "Prep/release status of a job without one.")
+InvalidCertificateReferences = _error("InvalidCertificateReferences", "A pool names a certificate the account does "
+                                      "not have, or one being deleted.")
 # 403
 AuthenticationFailed = _error("AuthenticationFailed", "Missing or wrong SharedKey signature.")
 # 404
@@ -52,6 +54,7 @@ TaskNotFound = _error("TaskNotFound", "")
 JobScheduleNotFound = _error("JobScheduleNotFound", "")
 FileNotFound = _error("FileNotFound", "")
 ApplicationNotFound = _error("ApplicationNotFound", "")
+CertificateNotFound = _error("CertificateNotFound", "")
 # 405
 MethodNotAllowed = _error("UnsupportedHttpVerb", "Verb not supported on this resource.")
 # 409
@@ -79,6 +82,9 @@ AutoScaleNotEnabled = _error("AutoScaleNotEnabled", "")
 AutoScaleEnabled = _error("AutoScaleEnabled", "")
 OperationInvalidForCurrentState = _error("OperationInvalidForCurrentState", "")
 FileBeingUsed = _error("FileBeingUsed", "")
+CertificateExists = _error("CertificateExists", "")
+CertificateBeingDeleted = _error("CertificateBeingDeleted", "")
+CertificateStateActive = _error("CertificateStateActive", "Cancel deletion of a certificate that is not being deleted.")
 # 412
 ConditionNotMet = _error("ConditionNotMet", "An If-* precondition failed.")
 # 413

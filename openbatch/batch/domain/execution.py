@@ -57,6 +57,14 @@ def ended(message: str) -> Doc:
     return failure(USER_ERROR, "TaskEnded", message)
 
 
+def container_refusal(task: Doc, pool: Doc) -> Doc | None:
+    """The failureInfo of a task with ``containerSettings`` on a pool without a container
+    configuration: Azure accepts the task and fails it when it is to run (ContainerPoolNotSupported)."""
+    if not task.get("containerSettings") or (pool.get("virtualMachineConfiguration") or {}).get("containerConfiguration"):
+        return None
+    return failure(USER_ERROR, "ContainerPoolNotSupported", "The specified pool does not support container tasks.")
+
+
 # --- what a finished run means -----------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ original Batch tutorials select (``UbuntuServer`` 16.04/18.04), so programs writ
 generation find the image they look for. Windows images are not offered: task command lines run
 on this host as Linux processes.
 
-Custom images (``virtualMachineImageId``, shared or community gallery ids) are accepted with any
-node agent SKU listed here, as Azure accepts them with a compatible agent.
+Custom images (``virtualMachineImageId``, shared or community gallery ids) name images this server
+does not have: they are refused as an unknown marketplace image is (the pool would otherwise run on
+whatever this host is while claiming the custom image).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def check_virtual_machine_configuration(vm: Mapping[str, Any], prop: str = "virt
     """Validate a pool's ``virtualMachineConfiguration``; returns it with the agent SKU spelt canonically.
 
     The node agent SKU must be one this server offers; a marketplace image must be one listed
-    for that SKU; a custom image may be anything. Windows settings and containers are refused:
+    for that SKU; custom images are refused (none is offered). Windows settings and containers are refused:
     nodes run as Linux processes on this host.
     """
     reference = models.obj(vm, "imageReference", required=True, prop=f"{prop}.imageReference")
@@ -87,7 +88,7 @@ def check_virtual_machine_configuration(vm: Mapping[str, Any], prop: str = "virt
                              "The node agent SKU is not supported. openbatch runs Linux nodes on this host; "
                              f"supported SKUs: {', '.join(sorted(NODE_AGENT_SKUS))}.")
     _check_reference(reference, agent, f"{prop}.imageReference")
-    if not any(reference.get(k) for k in _CUSTOM_IMAGE_KEYS) and not reference.get("version"):
+    if not reference.get("version"):
         reference = {**reference, "version": "latest"}  # what Azure reports when none was asked for
     if vm.get("windowsConfiguration") is not None:
         raise models.invalid(f"{prop}.windowsConfiguration", "windowsConfiguration",
@@ -106,7 +107,10 @@ def _check_reference(reference: Mapping[str, Any], agent: str, prop: str) -> Non
         if any(reference.get(k) for k in _MARKETPLACE_KEYS):
             raise models.invalid(f"{prop}.{custom[0]}", reference[custom[0]],
                                  "A custom image id and publisher/offer/sku are mutually exclusive.")
-        return
+        raise models.invalid(
+            f"{prop}.{custom[0]}", reference[custom[0]],
+            "The image is not supported: this server offers no custom images; list the supported images "
+            "(/supportedimages) for the ones it offers.")
     for key in _MARKETPLACE_KEYS:
         models.string(reference, key, required=True, prop=f"{prop}.{key}")
     image_agent = _agent_of(reference)

@@ -79,3 +79,12 @@ class EndScheduleJobs(Instruction):
 
     schedule_id: str
     delete: bool
+
+
+@dataclass(frozen=True)
+class FinishCertificateDeletion(Instruction):
+    """A certificate is being deleted: once the deletion has run its course the engine removes it,
+    or moves it to deletefailed when a pool or a node still uses it."""
+
+    thumbprint_algorithm: str
+    thumbprint: str

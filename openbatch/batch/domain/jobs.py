@@ -477,3 +477,10 @@ def prep_release_status(ctx: BatchContext, account: str, job_id: str, *, match: 
             if len(page) == limit:
                 return page, key.lower()
     return page, None
+
+
+def lifetime_statistics(url: str, start: str, now: str) -> Doc:
+    """``/lifetimejobstats`` (api-versions before 2023): every measure zero, as the pools' (nothing is metered)."""
+    return {"url": url, "startTime": start, "lastUpdateTime": now, "userCPUTime": "PT0S", "kernelCPUTime": "PT0S",
+            "wallClockTime": "PT0S", "readIOps": 0, "writeIOps": 0, "readIOGiB": 0.0, "writeIOGiB": 0.0,
+            "numSucceededTasks": 0, "numFailedTasks": 0, "numTaskRetries": 0, "waitTime": "PT0S"}

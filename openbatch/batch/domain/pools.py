@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from openbatch.batch.domain import certificates as certs
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import images
 from openbatch.batch.domain import tasks as t
@@ -227,6 +228,9 @@ async def add_pool(ctx: BatchContext, account: str, body: Doc, base_url: str) ->
         if existing["state"] == PoolState.DELETING:
             raise e.PoolBeingDeleted("The specified pool has been marked for deletion and is being reclaimed.")
         raise e.PoolExists("The specified pool already exists.")
+    refs = certs.check_references(ctx.store, account, body)
+    if refs is not None:
+        doc["certificateReferences"] = refs
     ctx.store.put("pool", account, doc)
     await ctx.store.flush()
     ctx.hooks.pool_changed(account, doc)
@@ -291,6 +295,9 @@ async def patch_pool(ctx: BatchContext, account: str, pool_id: str, body: Doc) -
     doc = active_pool(ctx, account, pool_id)
     common = _check_common(body)
     settings = _check_node_settings(body, required=False)
+    refs = certs.check_references(ctx.store, account, body)
+    if refs is not None:
+        common["certificateReferences"] = refs
     shaping = [k for k in _PATCH_WHEN_EMPTY if body.get(k) is not None]
     if shaping and (node_count(ctx, account, pool_id) or doc["currentDedicatedNodes"] + doc["currentLowPriorityNodes"]):
         raise e.OperationInvalidForCurrentState(
@@ -311,6 +318,7 @@ async def update_pool_properties(ctx: BatchContext, account: str, pool_id: str, 
     for key in ("applicationPackageReferences", "metadata"):
         m.array(body, key, required=True)
     common = _check_common(body)
+    body = {**body, "certificateReferences": certs.check_references(ctx.store, account, body)}
     for key in ("startTask", "metadata"):
         if common.get(key):
             doc[key] = common[key]

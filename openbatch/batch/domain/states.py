@@ -79,6 +79,12 @@ class JobScheduleState(StrEnum):
     DELETING = "deleting"
 
 
+class CertificateState(StrEnum):
+    ACTIVE = "active"
+    DELETING = "deleting"
+    DELETE_FAILED = "deletefailed"
+
+
 # Node states from which the node can take tasks (when scheduling is enabled).
 SCHEDULABLE_NODE_STATES = frozenset({NodeState.IDLE, NodeState.RUNNING})
 
@@ -367,6 +373,37 @@ JOB_SCHEDULE = StateMachine(
         {
             **{(s, _S.TERMINATING): _schedule_ending(False) for s in (_S.ACTIVE, _S.DISABLED)},
             **{(s, _S.DELETING): _schedule_ending(True) for s in _S if s != _S.DELETING},
+        },
+    ),
+)
+
+
+# --- Certificates -----------------------------------------------------------------------------
+
+_C = CertificateState
+
+
+def _certificate_deleting(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
+    doc.pop("deleteCertificateError", None)
+    return [ins.FinishCertificateDeletion(thumbprint_algorithm=doc["thumbprintAlgorithm"],
+                                          thumbprint=doc["thumbprint"])]
+
+
+def _certificate_kept(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
+    doc.pop("deleteCertificateError", None)
+    return []
+
+
+# deleting -> gone is no transition: the engine removes the certificate once nothing uses it.
+CERTIFICATE = StateMachine(
+    "certificate",
+    CertificateState,
+    _table(
+        [(_C.DELETING, _C.DELETE_FAILED)],  # still used by a pool or a node (deleteCertificateError set)
+        {
+            (_C.ACTIVE, _C.DELETING): _certificate_deleting,
+            (_C.DELETE_FAILED, _C.DELETING): _certificate_deleting,  # a retry
+            (_C.DELETE_FAILED, _C.ACTIVE): _certificate_kept,  # cancel deletion
         },
     ),
 )

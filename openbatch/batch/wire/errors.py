@@ -11,6 +11,8 @@ _STATUS: dict[str, int] = {
     e.ConditionNotMet.code: 412,
     e.RequestBodyTooLarge.code: 413,
     e.MethodNotAllowed.code: 405,
+    e.CertificateNotFound.code: 404,
+    **{cls.code: 409 for cls in (e.CertificateExists, e.CertificateBeingDeleted, e.CertificateStateActive)},
     e.TooManyRequests.code: 429,
     e.ServerBusy.code: 503,
     **{cls.code: 404 for cls in (e.ResourceNotFound, e.PoolNotFound, e.NodeNotFound, e.JobNotFound, e.TaskNotFound,

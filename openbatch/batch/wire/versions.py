@@ -364,6 +364,7 @@ _TYPES: Mapping[str, _Type] = {
         },
     ),
     "jobschedule": _Type(children={"jobSpecification": "job"}),
+    "certificate": _Type(),
     "preparationandreleasetaskstatus": _Type(
         children={
             "jobPreparationTaskExecutionInfo": "taskExecInfo",
