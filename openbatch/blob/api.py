@@ -12,11 +12,12 @@ import binascii
 import contextlib
 import ipaddress
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from openbatch.blob import wire
+from openbatch.blob import batch, leases, wire
 from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
 from openbatch.blob.errors import BlobError, bad_header, bad_query
 from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, parse_query, send_response
@@ -36,6 +37,7 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("service", "GET", "", "list"): "list_containers",
     ("service", "GET", "service", "properties"): "get_service_properties",
     ("service", "PUT", "service", "properties"): "set_service_properties",
+    ("service", "POST", "", "batch"): "submit_batch",
     ("container", "PUT", "container", ""): "create_container",
     ("container", "GET", "container", ""): "container_properties",
     ("container", "HEAD", "container", ""): "container_properties",
@@ -46,6 +48,8 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("container", "GET", "container", "acl"): "get_container_acl",
     ("container", "HEAD", "container", "acl"): "get_container_acl",
     ("container", "PUT", "container", "acl"): "set_container_acl",
+    ("container", "PUT", "container", "lease"): "lease_container",
+    ("container", "POST", "container", "batch"): "submit_batch",
     ("container", "GET", "container", "list"): "list_blobs",
     ("blob", "PUT", "", ""): "put_blob",
     ("blob", "PUT", "", "block"): "put_block",
@@ -59,6 +63,7 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("blob", "PUT", "", "properties"): "set_blob_properties",
     ("blob", "DELETE", "", ""): "delete_blob",
     ("blob", "PUT", "", "tier"): "set_blob_tier",
+    ("blob", "PUT", "", "lease"): "lease_blob",
 }
 _LIST_INCLUDES = {"metadata", "uncommittedblobs", "copy", "snapshots", "deleted", "tags", "versions",
                   "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
@@ -137,6 +142,24 @@ def _range(req: Request) -> tuple[int, int | None] | None:
     return start, end
 
 
+def _lease_request(req: Request) -> leases.LeaseRequest:
+    h = req.headers
+    return leases.parse_request(h.get("x-ms-lease-action"), h.get("x-ms-lease-id"), h.get("x-ms-proposed-lease-id"),
+                                h.get("x-ms-lease-duration"), h.get("x-ms-lease-break-period"))
+
+
+def _lease_response(etag: str, modified_us: int, outcome: leases.LeaseOutcome, action: str) -> Response:
+    headers = _etag_headers(etag, modified_us)
+    if outcome.lease_id is not None:
+        headers.append(("x-ms-lease-id", outcome.lease_id))
+    if outcome.lease_time is not None:
+        headers.append(("x-ms-lease-time", str(outcome.lease_time)))
+    return Response(_LEASE_STATUS[action], headers)
+
+
+_LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
+
+
 def _int_query(req: Request, name: str, lo: int, hi: int) -> int | None:
     value = req.query.get(name)
     if value is None or value == "":
@@ -176,6 +199,8 @@ class BlobApi:
             return self.account_info, OPERATIONS["account_info"]
         key = (level, req.method, restype if level != "blob" else "", comp)
         found = self.routes.get(key)
+        if found is not None and comp == "lease" and req.headers.get("x-ms-lease-action", "").lower() == "break":
+            return found[0], OPERATIONS["break_" + ROUTES[key]]  # a SAS with delete may break a lease
         if found is not None:
             return found
         if any(k[0] == level and k[2:] == key[2:] for k in self.routes):
@@ -221,7 +246,7 @@ class BlobApi:
         return Response(201, _etag_headers(c.etag, c.modified_us))
 
     async def container_properties(self, req: Request, grant: Grant) -> Response:
-        c = self.blobs.container(req.account, req.container)
+        c = self.blobs.container(req.account, req.container, req.headers.get("x-ms-lease-id"))
         return Response(200, wire.container_headers(c))
 
     async def delete_container(self, req: Request, grant: Grant) -> Response:
@@ -233,7 +258,7 @@ class BlobApi:
         return Response(200, _etag_headers(c.etag, c.modified_us))
 
     async def get_container_acl(self, req: Request, grant: Grant) -> Response:
-        c = self.blobs.container(req.account, req.container)
+        c = self.blobs.container(req.account, req.container, req.headers.get("x-ms-lease-id"))
         headers = [*_etag_headers(c.etag, c.modified_us), ("content-type", wire.XML_TYPE)]
         if c.public_access:
             headers.append(("x-ms-blob-public-access", c.public_access))
@@ -245,6 +270,11 @@ class BlobApi:
         c = self.blobs.set_container_acl(req.account, req.container, req.headers.get("x-ms-blob-public-access"),
                                          acl, _conditions(req))
         return Response(200, _etag_headers(c.etag, c.modified_us))
+
+    async def lease_container(self, req: Request, grant: Grant) -> Response:
+        lease = _lease_request(req)
+        c, outcome = self.blobs.lease_container(req.account, req.container, lease, _conditions(req))
+        return _lease_response(c.etag, c.modified_us, outcome, lease.action)
 
     async def list_blobs(self, req: Request, grant: Grant) -> Response:
         q = req.query
@@ -338,7 +368,7 @@ class BlobApi:
         _declared_length(req, MAX_BLOCK_SIZE)
         assert req.blob is not None
         md5 = await self.blobs.put_block(req.account, req.container, req.blob, block_id, req.body(),
-                                         _b64_header(req, "content-md5"))
+                                         _b64_header(req, "content-md5"), req.headers.get("x-ms-lease-id"))
         headers = [_ENCRYPTED]
         if md5 is not None:
             headers.append(("content-md5", base64.b64encode(md5).decode()))
@@ -359,7 +389,8 @@ class BlobApi:
         if list_type not in ("committed", "uncommitted", "all"):
             raise bad_query("blocklisttype", list_type[:32])
         assert req.blob is not None
-        listing = self.blobs.get_block_list(req.account, req.container, req.blob, list_type)
+        listing = self.blobs.get_block_list(req.account, req.container, req.blob, list_type,
+                                            req.headers.get("x-ms-lease-id"))
         headers = [("content-type", wire.XML_TYPE), ("x-ms-blob-content-length", str(listing.blob.size))]
         if listing.blob.committed:
             headers += _etag_headers(listing.blob.etag, listing.blob.modified_us)
@@ -422,8 +453,51 @@ class BlobApi:
     async def set_blob_tier(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
         rehydrated = self.blobs.set_blob_tier(req.account, req.container, req.blob,
-                                              req.headers.get("x-ms-access-tier"))
+                                              req.headers.get("x-ms-access-tier"), _conditions(req))
         return Response(202 if rehydrated else 200)
+
+    async def submit_batch(self, req: Request, grant: Grant) -> Response:
+        """Blob Batch: each sub-request is routed, authorized and served as if sent alone."""
+        _declared_length(req, batch.MAX_BODY)
+        separator = batch.boundary(req.headers.get("content-type"))
+        body = await batch.read_body(req.body())
+        try:
+            plan = [self._batch_route(req, part) for part in batch.parse(body, separator)]
+            batch.check_operations([handler.__name__ for _, _, handler, _ in plan])
+        except BlobError as err:  # the batch as a whole: one error part
+            answers = [batch.answer(None, req, _error_response(err, req))]
+        else:
+            answers = [batch.answer(part.content_id, sub, await self._batch_run(sub, handler, rule))
+                       for part, sub, handler, rule in plan]
+        out = f"batchresponse_{uuid.uuid4()}"
+        return Response(202, [("content-type", f"multipart/mixed; boundary={out}")], batch.render(answers, out))
+
+    def _batch_route(self, req: Request, part: batch.SubRequest) -> tuple[batch.SubRequest, Request, Handler, Rule]:
+        sub, query = batch.sub_request(req, part)
+        try:
+            sub.parse_target(query, self.settings.accounts)
+            handler, rule = self.route(sub)
+        except BlobError as err:
+            raise batch.invalid(f"a sub-request cannot be served ({err.code}).") from None
+        if sub.account != req.account or (req.container and sub.container != req.container) or sub.blob is None:
+            raise batch.invalid("every sub-request must name a blob of the batch's account (and container).")
+        return part, sub, handler, rule
+
+    async def _batch_run(self, sub: Request, handler: Handler, rule: Rule) -> Response:
+        try:
+            return await handler(sub, self.auth.authorize(sub, rule))
+        except BlobError as err:
+            return _error_response(err, sub)
+        except Exception:
+            log.exception("blob batch sub-request failed: %s %s", sub.method, sub.raw_path[:200])
+            return _error_response(BlobError("InternalError", "The server encountered an internal error.",
+                                             status=500), sub)
+
+    async def lease_blob(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        lease = _lease_request(req)
+        blob, outcome = self.blobs.lease_blob(req.account, req.container, req.blob, lease, _conditions(req))
+        return _lease_response(blob.etag, blob.modified_us, outcome, lease.action)
 
 
 def _is_loopback(host: str) -> bool:

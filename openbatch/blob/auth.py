@@ -48,6 +48,8 @@ OPERATIONS: dict[str, Rule] = {
     "get_service_properties": Rule(None, "r"),
     "set_service_properties": Rule(None, "w"),
     "account_info": Rule("racwdl", "racwdlup"),  # Azure's docs name no letters: Azurite's
+    # Blob Batch: any letter lets the batch in; each sub-request is authorized on its own (Azurite's)
+    "submit_batch": Rule("".join(sorted(sas.SERVICE_PERMISSIONS)), "".join(sorted(sas.ACCOUNT_PERMISSIONS))),
     # containers
     "create_container": Rule(None, "cw"),
     "container_properties": Rule(None, "r", public="container"),  # also Get Container Metadata
@@ -56,6 +58,8 @@ OPERATIONS: dict[str, Rule] = {
     "get_container_acl": Rule(None, None),
     "set_container_acl": Rule(None, None),
     "list_blobs": Rule("l", "l", public="container"),
+    "lease_container": Rule(None, "w"),
+    "break_lease_container": Rule(None, "wd"),  # delete allows breaking a lease (2017-07-29 and later)
     # blobs
     "put_blob": Rule("cw", "cw", replace="w"),  # also Copy Blob (a Put Blob with x-ms-copy-source)
     "put_block": _WRITE_BLOB,
@@ -68,6 +72,8 @@ OPERATIONS: dict[str, Rule] = {
     "set_blob_properties": _WRITE_BLOB,
     "set_blob_tier": _WRITE_BLOB,
     "delete_blob": Rule("d", "d"),
+    "lease_blob": _WRITE_BLOB,
+    "break_lease_blob": Rule("wd", "wd"),
     # the source of Copy Blob, authorized by its own SAS (or public access, or the key of its account)
     "copy_source": _READ_BLOB,
 }

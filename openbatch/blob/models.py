@@ -4,6 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Lease states as stored; "expired" and "broken" are also what a leased / breaking lease becomes
+# once its time has passed (see Lease.state_at).
+AVAILABLE, LEASED, EXPIRED, BREAKING, BROKEN = "available", "leased", "expired", "breaking", "broken"
+INFINITE = -1  # the duration of an infinite lease
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The lease of a blob or container as stored. Times are the service clock's, so a lease
+    expires (and a break completes) by the clock alone, with no timer: see :meth:`state_at`."""
+
+    id: str | None = None
+    state: str = AVAILABLE  # available | leased | breaking | broken
+    duration: int | None = None  # leased: INFINITE or 15..60 seconds (kept once expired, for renew)
+    until_us: int | None = None  # leased (fixed): when it expires; breaking: when it is broken
+
+    def state_at(self, now_us: int) -> str:
+        """available | leased | expired | breaking | broken at ``now_us``."""
+        due = self.until_us is not None and now_us >= self.until_us
+        if self.state == LEASED and self.duration != INFINITE and due:
+            return EXPIRED
+        if self.state == BREAKING and due:
+            return BROKEN
+        return self.state
+
+    def locked_at(self, now_us: int) -> bool:
+        """Whether writes need the lease id (x-ms-lease-status: locked)."""
+        return self.state_at(now_us) in (LEASED, BREAKING)
+
 
 @dataclass
 class Container:
@@ -15,6 +44,7 @@ class Container:
     metadata: dict[str, str] = field(default_factory=dict)
     public_access: str | None = None  # None (private), "blob" or "container"
     acl: str = ""  # stored access policies: the SignedIdentifiers XML as last set
+    lease: Lease = field(default_factory=Lease)
 
 
 @dataclass
@@ -55,6 +85,7 @@ class Blob:
     copy: CopyInfo | None = None
     tier: str | None = None  # the access tier set on the blob; None: inferred (Hot, the account default)
     tier_changed_us: int | None = None
+    lease: Lease = field(default_factory=Lease)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from openbatch.blob import leases
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, Piece, StagedBlock
@@ -204,11 +205,13 @@ class Blobs:
 
     # --- containers ---------------------------------------------------------------------------
 
-    def container(self, account: str, name: str) -> Container:
+    def container(self, account: str, name: str, lease_id: str | None = None) -> Container:
+        """A container; with ``lease_id`` (x-ms-lease-id), only while that lease is active."""
         c = self.meta.get_container(account, name)
         if c is None:
             check_container_name(name)
             raise BlobError("ContainerNotFound")
+        leases.check_read(c.lease, lease_id, now_us(), "Container")
         return c
 
     def find_container(self, account: str, name: str) -> Container | None:
@@ -229,13 +232,14 @@ class Blobs:
         with self.meta.tx():
             c = self.container(account, name)
             _check_write(cond, c.etag, c.modified_us)
+            leases.check_write(c.lease, cond.lease_id, now_us(), "Container")
             extents = self.meta.delete_container(c.id)
         self.release(extents)
 
     def set_container_metadata(self, account: str, name: str, metadata: dict[str, str], cond: Conditions) -> Container:
         check_metadata(metadata)
         with self.meta.tx():
-            c = self.container(account, name)
+            c = self.container(account, name, cond.lease_id)
             _check_write(cond, c.etag, c.modified_us)
             c.metadata, c.etag, c.modified_us = metadata, etag_value(), now_us()
             self.meta.update_container(c)
@@ -245,7 +249,7 @@ class Blobs:
                           cond: Conditions) -> Container:
         public = check_public_access(public_access)
         with self.meta.tx():
-            c = self.container(account, name)
+            c = self.container(account, name, cond.lease_id)
             _check_write(cond, c.etag, c.modified_us)
             c.public_access, c.acl, c.etag, c.modified_us = public, acl, etag_value(), now_us()
             self.meta.update_container(c)
@@ -299,9 +303,34 @@ class Blobs:
         blob = self._committed_blob(c.id, name)
         if read:
             _check_read(cond, blob)
+            leases.check_read(blob.lease, cond.lease_id, now_us())
         else:
             _check_write(cond, blob.etag, blob.modified_us)
+            blob.lease = leases.check_write(blob.lease, cond.lease_id, now_us())
         return blob
+
+    def lease_blob(self, account: str, container: str, name: str, req: leases.LeaseRequest,
+                   cond: Conditions) -> tuple[Blob, leases.LeaseOutcome]:
+        """Lease Blob: acquire, renew, change, release or break the blob's lease (its ETag and
+        Last-Modified do not change)."""
+        with self.meta.tx():
+            blob = self._committed_blob(self.container(account, container).id, name)
+            _check_write(cond, blob.etag, blob.modified_us)
+            outcome = leases.apply(blob.lease, req, now_us())
+            blob.lease = outcome.lease
+            self.meta.save_blob(blob)
+        return blob, outcome
+
+    def lease_container(self, account: str, name: str, req: leases.LeaseRequest,
+                        cond: Conditions) -> tuple[Container, leases.LeaseOutcome]:
+        """Lease Container (its ETag and Last-Modified do not change)."""
+        with self.meta.tx():
+            c = self.container(account, name)
+            _check_write(cond, c.etag, c.modified_us)
+            outcome = leases.apply(c.lease, req, now_us(), "Container")
+            c.lease = outcome.lease
+            self.meta.update_container(c)
+        return c, outcome
 
     async def _ingest(self, body: AsyncIterator[bytes], limit: int, md5: bool) -> ExtentWriter:
         writer = self.extents.create(md5=md5)
@@ -407,12 +436,14 @@ class Blobs:
             extents = self.meta.delete_blob(blob.id)
         self.release(extents)
 
-    def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None) -> bool:
+    def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None,
+                      cond: Conditions | None = None) -> bool:
         """Set Blob Tier; True when it rehydrates an archived blob (done at once here; Azure takes hours).
         Neither the ETag nor Last-Modified change, as on Azure."""
         tier = check_tier(tier_header, required=True)
         with self.meta.tx():
             blob = self.blob(account, container, name, Conditions())
+            blob.lease = leases.check_write(blob.lease, cond.lease_id if cond else None, now_us())
             rehydrated = blob.tier == ARCHIVE and tier != ARCHIVE
             blob.tier, blob.tier_changed_us = tier, now_us()
             self.meta.save_blob(blob)
@@ -474,37 +505,43 @@ class Blobs:
     # --- blocks -------------------------------------------------------------------------------
 
     async def put_block(self, account: str, container: str, name: str, block_id: str,
-                        body: AsyncIterator[bytes], transactional_md5: bytes | None) -> bytes | None:
-        """Put Block: stream the body into a new extent and stage it under ``block_id``."""
+                        body: AsyncIterator[bytes], transactional_md5: bytes | None,
+                        lease_id: str | None = None) -> bytes | None:
+        """Put Block: stream the body into a new extent and stage it under ``block_id`` (a leased
+        blob takes blocks only from the lease holder, ``lease_id``)."""
         check_blob_name(name)
         id_len = decode_block_id(block_id)
         c = self.container(account, container)
-        self._check_stage(self.meta.get_blob(c.id, name), block_id, id_len)
+        self._check_stage(self.meta.get_blob(c.id, name), block_id, id_len, lease_id)
         writer = await self._ingest(body, MAX_BLOCK_SIZE, md5=transactional_md5 is not None)
         try:
             check_md5(transactional_md5, writer.md5)
-            replaced = self._commit_stage(account, container, name, block_id, id_len, writer)
+            replaced = self._commit_stage(account, container, name, block_id, id_len, writer, lease_id)
         except BaseException:
             writer.discard()
             raise
         self.release([replaced] if replaced else [])
         return writer.md5
 
-    def _check_stage(self, blob: Blob | None, block_id: str, id_len: int) -> None:
+    def _check_stage(self, blob: Blob | None, block_id: str, id_len: int, lease_id: str | None) -> None:
+        if blob is None or not blob.committed:
+            leases.check_new(lease_id)
+        else:
+            leases.check_write(blob.lease, lease_id, now_us())
         if blob is None:
             return
-        if blob.block_id_len is not None and blob.block_id_len != id_len:
+        if blob.staged_count and blob.block_id_len is not None and blob.block_id_len != id_len:
             raise BlobError("InvalidBlobOrBlock", "All block ids of a blob must have the same length.")
         if blob.staged_count >= MAX_UNCOMMITTED_BLOCKS and self.meta.get_staged(blob.id, block_id) is None:
             raise BlobError("BlockCountExceedsLimit")
 
     def _commit_stage(self, account: str, container: str, name: str, block_id: str, id_len: int,
-                      writer: ExtentWriter) -> str | None:
+                      writer: ExtentWriter, lease_id: str | None) -> str | None:
         now = now_us()
         with self.meta.tx():
             c = self.container(account, container)
             blob = self.meta.get_blob(c.id, name)
-            self._check_stage(blob, block_id, id_len)
+            self._check_stage(blob, block_id, id_len, lease_id)
             if blob is None:
                 blob = self.meta.save_blob(Blob(id=0, container_id=c.id, name=name, committed=False,
                                                 etag=etag_value(), created_us=now, modified_us=now, size=0))
@@ -563,11 +600,13 @@ class Blobs:
             raise BlobError("InvalidBlockList", "All block ids of a blob must have the same length.")
         return parts, (lengths.pop() if lengths else None)
 
-    def get_block_list(self, account: str, container: str, name: str, list_type: str) -> BlockListing:
+    def get_block_list(self, account: str, container: str, name: str, list_type: str,
+                       lease_id: str | None = None) -> BlockListing:
         c = self.container(account, container)
         blob = self.meta.get_blob(c.id, name)
         if blob is None:
             raise BlobError("BlobNotFound")
+        leases.check_read(blob.lease, lease_id, now_us())
         committed = uncommitted = None
         if list_type in ("committed", "all"):
             parts = self.meta.parts(blob.id) if blob.committed else []
@@ -593,6 +632,7 @@ class Blobs:
             src_container = self.container(source[0], source[1])
             src = self._committed_blob(src_container.id, source[2])
             check_online(src)
+            leases.check_read(src.lease, source_cond.lease_id, now)
             if evaluate(source_cond, src.etag, from_us(src.modified_us), read=False) != OK:
                 raise BlobError("SourceConditionNotMet", "The source condition specified using HTTP conditional "
                                 "header(s) is not met.")
@@ -633,7 +673,8 @@ def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int, tier: 
     created = old.created_us if old is not None and old.committed else now
     return Blob(id=old.id if old else 0, container_id=container_id, name=name, committed=True,
                 etag=etag_value(), created_us=created, modified_us=now, size=0, tier=tier,
-                tier_changed_us=now if tier is not None else None)
+                tier_changed_us=now if tier is not None else None,
+                lease=old.lease if old is not None and old.committed else leases.NO_LEASE)
 
 
 def _check_read(cond: Conditions, blob: Blob) -> None:
@@ -651,7 +692,8 @@ def _check_write(cond: Conditions, etag: str, modified_us: int) -> None:
 
 def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGuard) -> None:
     """May a write create or replace ``blob``: the caller's guard when it exists, then the
-    conditions (If-None-Match: * -> 409)."""
+    conditions (If-None-Match: * -> 409), then its lease (``blob.lease`` becomes the lease the
+    new content keeps)."""
     exists = blob is not None and blob.committed
     if exists and on_replace is not None:
         on_replace()
@@ -659,8 +701,10 @@ def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGua
         check_online(blob)  # an archived blob cannot be overwritten until it is rehydrated
     if exists and cond.none_match_any:
         raise BlobError("BlobAlreadyExists")
-    if cond.empty:
-        return
-    if evaluate(cond, blob.etag if blob and exists else None,
-                from_us(blob.modified_us) if blob and exists else None, read=False) != OK:
+    if not cond.empty and evaluate(cond, blob.etag if blob and exists else None,
+                                   from_us(blob.modified_us) if blob and exists else None, read=False) != OK:
         raise BlobError("ConditionNotMet")
+    if blob is not None and exists:
+        blob.lease = leases.check_write(blob.lease, cond.lease_id, now_us())
+    else:
+        leases.check_new(cond.lease_id)

@@ -23,7 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, StagedBlock
+from openbatch.blob.models import (
+    AVAILABLE,
+    Blob,
+    Container,
+    ContentSettings,
+    CopyInfo,
+    Lease,
+    Part,
+    StagedBlock,
+)
 
 SCHEMA_VERSION = 2  # 2: blobs.access_tier, blobs.tier_changed_us
 
@@ -37,6 +46,10 @@ CREATE TABLE IF NOT EXISTS containers (
     metadata TEXT NOT NULL,
     public_access TEXT,
     acl TEXT NOT NULL,
+    lease_id TEXT,
+    lease_state TEXT NOT NULL DEFAULT 'available',
+    lease_duration INTEGER,
+    lease_until_us BIGINT,
     UNIQUE (account, name)
 );
 CREATE TABLE IF NOT EXISTS blobs (
@@ -64,6 +77,10 @@ CREATE TABLE IF NOT EXISTS blobs (
     copy_completed_us BIGINT,
     access_tier TEXT,
     tier_changed_us BIGINT,
+    lease_id TEXT,
+    lease_state TEXT NOT NULL DEFAULT 'available',
+    lease_duration INTEGER,
+    lease_until_us BIGINT,
     UNIQUE (container_id, name)
 );
 CREATE TABLE IF NOT EXISTS parts (
@@ -99,9 +116,19 @@ _BLOB_COLUMNS = (
     "id, container_id, name, committed, etag, created_us, modified_us, size, content_type, "
     "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
-    "access_tier, tier_changed_us"
+    "access_tier, tier_changed_us, "
+    "lease_id, lease_state, lease_duration, lease_until_us"
 )
-_CONTAINER_COLUMNS = "id, account, name, etag, modified_us, metadata, public_access, acl"
+# The lease of a blob or container (models.Lease), in both tables.
+_LEASE_COLUMNS = (
+    ("lease_id", "TEXT"),
+    ("lease_state", "TEXT NOT NULL DEFAULT 'available'"),
+    ("lease_duration", "INTEGER"),
+    ("lease_until_us", "BIGINT"),
+)
+_BLOB_AT = {name: i for i, name in enumerate(_BLOB_COLUMNS.split(", "))}
+_CONTAINER_COLUMNS = ("id, account, name, etag, modified_us, metadata, public_access, acl, "
+                      "lease_id, lease_state, lease_duration, lease_until_us")
 _PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
 
 
@@ -109,9 +136,23 @@ def _metadata(text: str) -> dict[str, str]:
     return {} if text == "{}" else dict(json.loads(text))
 
 
+def _lease(row: tuple[Any, ...], at: int) -> Lease:
+    """The lease stored in the four lease columns starting at ``row[at]``."""
+    if row[at] is None and row[at + 1] == AVAILABLE:
+        return _NO_LEASE
+    return Lease(id=row[at], state=row[at + 1], duration=row[at + 2], until_us=row[at + 3])
+
+
+def _lease_values(lease: Lease) -> tuple[Any, ...]:
+    return (lease.id, lease.state, lease.duration, lease.until_us)
+
+
+_NO_LEASE = Lease()
+
+
 def _container(row: tuple[Any, ...]) -> Container:
     return Container(id=row[0], account=row[1], name=row[2], etag=row[3], modified_us=row[4],
-                     metadata=_metadata(row[5]), public_access=row[6], acl=row[7])
+                     metadata=_metadata(row[5]), public_access=row[6], acl=row[7], lease=_lease(row, 8))
 
 
 def _blob(row: tuple[Any, ...]) -> Blob:
@@ -123,7 +164,7 @@ def _blob(row: tuple[Any, ...]) -> Blob:
     return Blob(id=row[0], container_id=row[1], name=row[2], committed=bool(row[3]), etag=row[4],
                 created_us=row[5], modified_us=row[6], size=row[7], content=content,
                 metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
-                tier=row[22], tier_changed_us=row[23])
+                tier=row[22], tier_changed_us=row[23], lease=_lease(row, _BLOB_AT["lease_id"]))
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -132,7 +173,8 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             c.content_type, c.content_encoding, c.content_language, c.content_md5, c.cache_control,
             c.content_disposition, json.dumps(b.metadata), b.block_id_len, b.staged_count,
             cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
-            cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us)
+            cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us,
+            *_lease_values(b.lease))
 
 
 def _part(row: tuple[Any, ...]) -> Part:
@@ -155,12 +197,21 @@ class MetaStore:
         if version == 1:  # blobs written before access tiers were kept: every tier is inferred
             self.db.execute("ALTER TABLE blobs ADD COLUMN access_tier TEXT")
             self.db.execute("ALTER TABLE blobs ADD COLUMN tier_changed_us BIGINT")
+        self._add_columns("blobs", _LEASE_COLUMNS)
+        self._add_columns("containers", _LEASE_COLUMNS)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Containers are few and read by every request: cached, kept in step by the writes below.
         self._containers: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def close(self) -> None:
         self.db.close()
+
+    def _add_columns(self, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+        """Add to ``table`` those of ``columns`` (name, definition) it lacks."""
+        have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        for column, definition in columns:
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def tx(self) -> Iterator[None]:
@@ -192,9 +243,9 @@ class MetaStore:
 
     def insert_container(self, c: Container) -> Container:
         cur = self.db.execute(
-            "INSERT INTO containers (account, name, etag, modified_us, metadata, public_access, acl) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (c.account, c.name, c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl),
+            f"INSERT INTO containers ({_CONTAINER_COLUMNS.partition(', ')[2]}) VALUES (?{', ?' * 10})",
+            (c.account, c.name, c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl,
+             *_lease_values(c.lease)),
         )
         c.id = int(cur.lastrowid or 0)
         self._containers.pop((c.account, c.name), None)
@@ -202,8 +253,9 @@ class MetaStore:
 
     def update_container(self, c: Container) -> None:
         self.db.execute(
-            "UPDATE containers SET etag = ?, modified_us = ?, metadata = ?, public_access = ?, acl = ? WHERE id = ?",
-            (c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl, c.id),
+            "UPDATE containers SET etag = ?, modified_us = ?, metadata = ?, public_access = ?, acl = ?, lease_id = ?, "
+            "lease_state = ?, lease_duration = ?, lease_until_us = ? WHERE id = ?",
+            (c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl, *_lease_values(c.lease), c.id),
         )
         self._containers.pop((c.account, c.name), None)
 
@@ -250,7 +302,8 @@ class MetaStore:
                 "modified_us = ?, size = ?, content_type = ?, content_encoding = ?, content_language = ?, "
                 "content_md5 = ?, cache_control = ?, content_disposition = ?, metadata = ?, block_id_len = ?, "
                 "staged_count = ?, copy_id = ?, copy_source = ?, copy_status = ?, copy_progress = ?, "
-                "copy_completed_us = ?, access_tier = ?, tier_changed_us = ? WHERE id = ?",
+                "copy_completed_us = ?, access_tier = ?, tier_changed_us = ?, lease_id = ?, lease_state = ?, "
+                "lease_duration = ?, lease_until_us = ? WHERE id = ?",
                 (*values, b.id),
             )
         else:

@@ -24,7 +24,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from openbatch.blob.errors import BlobError
-from openbatch.blob.models import Blob, Container
+from openbatch.blob.models import BREAKING, INFINITE, LEASED, Blob, Container, Lease
+from openbatch.common import clock
 from openbatch.common.clock import from_us, iso8601, rfc1123_us
 
 XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
@@ -121,12 +122,34 @@ def metadata_headers(metadata: dict[str, str]) -> list[tuple[str, str]]:
     return [(f"x-ms-meta-{k}", v) for k, v in metadata.items()]
 
 
+def _lease_view(lease: Lease) -> tuple[str, str, str | None]:
+    """(status, state, duration or None) of a lease at the service clock's now."""
+    state = lease.state_at(clock.now_us())
+    duration = None
+    if state == LEASED:
+        duration = "infinite" if lease.duration == INFINITE else "fixed"
+    return ("locked" if state in (LEASED, BREAKING) else "unlocked"), state, duration
+
+
+def lease_headers(lease: Lease) -> list[tuple[str, str]]:
+    status, state, duration = _lease_view(lease)
+    headers = [("x-ms-lease-status", status), ("x-ms-lease-state", state)]
+    if duration is not None:
+        headers.append(("x-ms-lease-duration", duration))
+    return headers
+
+
+def lease_xml(lease: Lease) -> str:
+    status, state, duration = _lease_view(lease)
+    xml = f"<LeaseStatus>{status}</LeaseStatus><LeaseState>{state}</LeaseState>"
+    return xml + (f"<LeaseDuration>{duration}</LeaseDuration>" if duration is not None else "")
+
+
 def container_headers(c: Container) -> list[tuple[str, str]]:
     headers = [
         ("etag", quoted(c.etag)),
         ("last-modified", rfc1123_us(c.modified_us)),
-        ("x-ms-lease-status", "unlocked"),
-        ("x-ms-lease-state", "available"),
+        *lease_headers(c.lease),
         ("x-ms-has-immutability-policy", "false"),
         ("x-ms-has-legal-hold", "false"),
         ("x-ms-default-encryption-scope", "$account-encryption-key"),
@@ -147,8 +170,7 @@ def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
         ("etag", quoted(b.etag)),
         ("content-type", c.content_type or "application/octet-stream"),
         ("x-ms-blob-type", "BlockBlob"),
-        ("x-ms-lease-status", "unlocked"),
-        ("x-ms-lease-state", "available"),
+        *lease_headers(b.lease),
         ("x-ms-server-encrypted", "true"),
         ("accept-ranges", "bytes"),
         *metadata_headers(b.metadata),
@@ -199,7 +221,7 @@ def list_containers_xml(endpoint: str, prefix: str, marker: str, maxresults: str
     for c in items:
         out.append(f"<Container><Name>{x(c.name)}</Name><Properties>"
                    f"<Last-Modified>{rfc1123_us(c.modified_us)}</Last-Modified><Etag>{quoted(c.etag)}</Etag>"
-                   "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>")
+                   + lease_xml(c.lease))
         if c.public_access:
             out.append(f"<PublicAccess>{c.public_access}</PublicAccess>")
         out.append("<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
@@ -230,7 +252,7 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
         props += f"<AccessTier>{b.tier}</AccessTier>"
         if b.tier_changed_us is not None:
             props += f"<AccessTierChangeTime>{rfc1123_us(b.tier_changed_us)}</AccessTierChangeTime>"
-    props += "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState><ServerEncrypted>true</ServerEncrypted>"
+    props += lease_xml(b.lease) + "<ServerEncrypted>true</ServerEncrypted>"
     if b.copy is not None:
         props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"
                   f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>"

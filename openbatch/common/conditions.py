@@ -3,7 +3,9 @@
 Both the Blob and the Batch endpoints accept ``If-Match`` / ``If-None-Match`` (with ``*``) /
 ``If-Modified-Since`` / ``If-Unmodified-Since``. This module parses them and evaluates them
 against a resource's current ETag and Last-Modified time; the caller maps the outcome to its
-protocol's status and error code.
+protocol's status and error code. Blob requests also carry two conditions of their own, kept here
+with the others so that one value travels with the request: ``x-ms-lease-id`` (checked by
+``blob/leases.py``) and ``x-ms-if-tags`` (a tag expression, checked by ``blob/tags.py``).
 
 Outcomes: ``"ok"``, ``"not-modified"`` (a read whose If-None-Match / If-Modified-Since failed:
 304) and ``"precondition-failed"`` (412).
@@ -53,6 +55,8 @@ class Conditions:
     if_none_match: tuple[str, ...] | None = None
     if_modified_since: datetime | None = None
     if_unmodified_since: datetime | None = None
+    lease_id: str | None = None  # Blob: x-ms-lease-id (x-ms-source-lease-id for a copy source)
+    if_tags: str | None = None  # Blob: x-ms-if-tags (x-ms-source-if-tags for a copy source)
 
     @classmethod
     def from_headers(cls, get: Callable[[str], str | None], prefix: str = "") -> Conditions:
@@ -65,13 +69,18 @@ class Conditions:
         none_match = get(prefix + "if-none-match")
         modified = get(prefix + "if-modified-since")
         unmodified = get(prefix + "if-unmodified-since")
-        if match is None and none_match is None and modified is None and unmodified is None:
+        lease_id = get((prefix or "x-ms-") + "lease-id")
+        if_tags = get((prefix or "x-ms-") + "if-tags")
+        if match is None and none_match is None and modified is None and unmodified is None and lease_id is None \
+                and if_tags is None:
             return _EMPTY
         return cls(
             if_match=parse_etag_list(match) if match is not None else None,
             if_none_match=parse_etag_list(none_match) if none_match is not None else None,
             if_modified_since=parse_rfc1123(modified) if modified else None,
             if_unmodified_since=parse_rfc1123(unmodified) if unmodified else None,
+            lease_id=lease_id,
+            if_tags=if_tags,
         )
 
     @property
