@@ -333,14 +333,22 @@ def gone(client: BatchClient, pool_id: str) -> bool:
 
 def test_jobschedule_lifetime_shares_one_pool_until_the_schedule_ends(client: BatchClient,
                                                                         server: LiveServer) -> None:
-    add(client, "shared", auto_spec(m.BatchPoolLifetimeOption.JOB_SCHEDULE), recurrence_interval=HOUR)
+    add(client, "shared", auto_spec(
+        m.BatchPoolLifetimeOption.JOB_SCHEDULE, common_environment_settings=[m.EnvironmentSetting(name="COMMON",
+                                                                                                  value="from spec")],
+        job_preparation_task=m.BatchJobPreparationTask(command_line="/bin/sh -c 'echo prepared'")),
+        recurrence_interval=HOUR)
     first = pool_of(client, "shared:job-1")
     assert first.startswith("sched_")
-    client.create_task("shared:job-1", m.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'echo $AZ_BATCH_JOB_ID'"))
+    client.create_task("shared:job-1", m.BatchTaskCreateOptions(
+        id="t", command_line="/bin/sh -c 'echo $AZ_BATCH_JOB_ID $COMMON'"))
     task = wait_for(lambda: (t := client.get_task("shared:job-1", "t")).state == m.BatchTaskState.COMPLETED and t,
                     "the task of shared:job-1")
     assert task.node_info is not None and task.node_info.pool_id == first
-    assert b"".join(client.download_task_file("shared:job-1", "t", "stdout.txt")) == b"shared:job-1\n"
+    assert b"".join(client.download_task_file("shared:job-1", "t", "stdout.txt")) == b"shared:job-1 from spec\n"
+    prep = list(client.list_job_preparation_and_release_task_status("shared:job-1"))
+    assert len(prep) == 1 and prep[0].job_preparation_task_execution_info is not None
+    assert prep[0].job_preparation_task_execution_info.exit_code == 0
     end_job(client, "shared:job-1")
     assert not gone(client, first)  # the pool outlives the job: it is the schedule's
     server.advance_clock(HOUR.total_seconds())
