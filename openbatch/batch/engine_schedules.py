@@ -157,7 +157,9 @@ class EngineSchedules(EngineCore):
         doc["_lastDue"] = _iso(due)
         if not self._shares_pool(doc):
             self._release_pool(account, doc, keep=False)  # the specification no longer shares one
-        now, base = now_iso(), self.settings.batch_url
+        now = now_iso()
+        url = str(doc.get("url") or "")  # the host the schedule was added through, as for node URLs
+        base = url.rsplit("/jobschedules/", 1)[0] if "/jobschedules/" in url else self.settings.batch_url
         try:
             job = schedules.run_job(doc, number, now, base)
             pool, manager = jobs.store_new_job(self.store, account, job, base, now, schedule=doc)

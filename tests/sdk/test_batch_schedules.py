@@ -115,8 +115,7 @@ def test_first_job_at_once_then_one_per_interval_and_one_active_at_a_time(
                    recurrence_interval=HOUR)
     assert schedule.execution_info.recent_job is not None
     assert schedule.execution_info.recent_job.id == "hourly:job-1"
-    assert schedule.execution_info.recent_job.url and schedule.execution_info.recent_job.url.endswith(
-        "/jobs/hourly:job-1")
+    assert schedule.execution_info.recent_job.url == f"{server.batch_url}/jobs/hourly:job-1"
     assert schedule.execution_info.next_run_time == schedule.creation_time + HOUR
     job = client.get_job("hourly:job-1")
     assert job.state == m.BatchJobState.ACTIVE and job.priority == 7 and job.display_name == "hourly job"
@@ -138,6 +137,17 @@ def test_first_job_at_once_then_one_per_interval_and_one_active_at_a_time(
     assert [j.id for j in client.list_jobs_from_schedule("hourly", filter="state eq 'active'")] == ["hourly:job-3"]
     assert [j.id for j in client.list_jobs_from_schedule("hourly", select=["id"])] == [
         "hourly:job-1", "hourly:job-2", "hourly:job-3"]
+
+
+def test_urls_name_the_host_the_schedule_was_added_through(server: LiveServer) -> None:
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    endpoint = server.batch_url.replace("127.0.0.1", "localhost")
+    with BatchClient(endpoint, AzureNamedKeyCredential(server.account, server.key)) as other:
+        schedule = add(other, "by-name", recurrence_interval=HOUR)
+    assert schedule.url == f"{endpoint}/jobschedules/by-name"
+    assert schedule.execution_info.recent_job is not None
+    assert schedule.execution_info.recent_job.url == f"{endpoint}/jobs/by-name:job-1"
 
 
 def test_a_run_that_cannot_start_within_its_window_is_lost(client: BatchClient, server: LiveServer) -> None:
