@@ -6,7 +6,8 @@ and the engine reacts in the same event loop — creating and removing nodes, ru
 scheduling tasks on free slots, running them through the compute provider, and writing every
 state change through ``states.*`` to the store. It is split in parts: engine_core.py (runtime
 objects, the pass), engine_tasks.py, engine_nodes.py, engine_jobs.py, engine_schedules.py (job
-schedules, auto pool lifetimes); this module adds the hooks
+schedules, auto pool lifetimes), engine_autoscale.py (the autoscaler: samples, evaluation timers,
+composed rather than mixed in); this module adds the hooks
 that need all parts, recovery at start and a clean stop.
 
 Contract with the API side (what the engine expects the domain operations to do):
@@ -36,6 +37,7 @@ import logging
 from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain import recovery, states
 from openbatch.batch.domain.common import now_iso, touch
+from openbatch.batch.engine_autoscale import Autoscaler
 from openbatch.batch.engine_certificates import EngineCertificates
 from openbatch.batch.engine_core import Doc, JobRt, NodeRt
 from openbatch.batch.engine_jobs import EngineJobs
@@ -57,6 +59,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
     def __init__(self, settings: Settings, store: BatchStore, compute: object):
         super().__init__(settings, store, compute)
         self.init_tasks()
+        self.autoscale = Autoscaler(self)
         self.init_schedules()
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -65,10 +68,12 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
         self._loop = asyncio.get_running_loop()
         self.stopping = False
         self._recover()
+        self.autoscale.start()
         self.spawn(self.watch_nodes(), "watch nodes")
 
     async def stop(self) -> None:
         self.stopping = True
+        self.autoscale.stop()
         self.stop_schedules()
         pending = list(self._background)
         for task in pending:
@@ -88,6 +93,10 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
             super().pool_changed(account, pool)
         except Exception:
             log.exception("engine: pool_changed %s failed", pool.get("id"))
+        try:
+            self.autoscale.pool_changed(account, pool)
+        except Exception:
+            log.exception("engine: autoscale timer of %s failed", pool.get("id"))
 
     def job_changed(self, account: str, job: Doc) -> None:
         try:

@@ -168,7 +168,6 @@ def test_new_pool_settings_are_kept_and_checked() -> None:
     assert doc["startTask"]["maxTaskRetryCount"] == 0 and doc["startTask"]["waitForSuccess"] is True
     assert doc["userAccounts"] == [{"name": "u", "elevationLevel": "admin"}]  # passwords are never returned
     assert doc["autoScaleFormula"] == "$TargetDedicatedNodes=1;" and doc["autoScaleEvaluationInterval"] == "PT15M"
-    assert doc["autoScaleRun"]["error"]["code"] == "AutoScaleFormulaNotEvaluated"
 
 
 @pytest.mark.parametrize(
@@ -304,26 +303,6 @@ def test_patch_and_update_properties(ctx: BatchContext) -> None:
         "applicationPackageReferences": [], "metadata": [{"name": "b", "value": "2"}]}))
     assert "startTask" not in doc and doc["metadata"] == [{"name": "b", "value": "2"}]
     assert doc["targetNodeCommunicationMode"] == "default"
-
-
-def test_autoscale(ctx: BatchContext) -> None:
-    add(ctx, targetDedicatedNodes=0)
-    with pytest.raises(e.AutoScaleNotEnabled):
-        pools.evaluate_autoscale(ctx, ACCOUNT, "p", {"autoScaleFormula": "$TargetDedicatedNodes=1;"})
-    with pytest.raises(e.MissingRequiredProperty):
-        run(pools.enable_autoscale(ctx, ACCOUNT, "p", {}))
-    doc = run(pools.enable_autoscale(ctx, ACCOUNT, "p", {"autoScaleFormula": "$TargetDedicatedNodes=1;"}))
-    assert doc["enableAutoScale"] is True and doc["autoScaleEvaluationInterval"] == "PT15M"
-    doc = run(pools.enable_autoscale(ctx, ACCOUNT, "p", {"autoScaleEvaluationInterval": "PT1H"}))
-    assert doc["autoScaleFormula"] == "$TargetDedicatedNodes=1;" and doc["autoScaleEvaluationInterval"] == "PT1H"
-    result = pools.evaluate_autoscale(ctx, ACCOUNT, "p", {"autoScaleFormula": "$TargetDedicatedNodes=5;"})
-    assert result["results"].startswith("$TargetDedicatedNodes=0;") and result["error"]["message"]
-    with pytest.raises(e.MissingRequiredProperty):
-        pools.evaluate_autoscale(ctx, ACCOUNT, "p", {})
-    with pytest.raises(e.AutoScaleEnabled):
-        run(pools.resize_pool(ctx, ACCOUNT, "p", {"targetDedicatedNodes": 1}))
-    doc = run(pools.disable_autoscale(ctx, ACCOUNT, "p"))
-    assert doc["enableAutoScale"] is False and "autoScaleFormula" not in doc and "autoScaleRun" not in doc
 
 
 def test_list_pages_by_id(ctx: BatchContext) -> None:

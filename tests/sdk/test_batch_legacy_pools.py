@@ -147,10 +147,16 @@ client.pool.update_properties("legacy-changes", bm.PoolUpdatePropertiesParameter
     start_task=bm.StartTask(command_line="/bin/true")))
 updated = client.pool.get("legacy-changes")
 client.pool.enable_auto_scale("legacy-changes", auto_scale_formula="$TargetDedicated=1")
-run = client.pool.evaluate_auto_scale("legacy-changes", "$TargetDedicated=1")
+run = client.pool.evaluate_auto_scale("legacy-changes", "$TargetDedicated=2; $NodeDeallocationOption=taskcompletion")
 auto = client.pool.get("legacy-changes")
 client.pool.disable_auto_scale("legacy-changes")
+import time
+def settle():
+    while getattr(client.pool.get("legacy-changes").allocation_state, "value", None) != "steady":
+        time.sleep(0.05)
+settle()  # the formula's resize
 client.pool.resize("legacy-changes", bm.PoolResizeParameter(target_dedicated=0))
+settle()
 resized = client.pool.get("legacy-changes").target_dedicated
 stats = client.pool.get_all_pools_lifetime_statistics()
 nodes = [n.id for n in client.compute_node.list("legacy-changes")]
@@ -158,8 +164,9 @@ apps = list(client.application.list())
 client.pool.delete("legacy-changes")
 dump({
     "patched": [[m.name, m.value] for m in patched], "updated_metadata": updated.metadata,
-    "start": updated.start_task.command_line, "run_results": run.results, "run_error": run.error.code,
-    "auto": [auto.enable_auto_scale, auto.auto_scale_formula], "resized": resized,
+    "start": updated.start_task.command_line, "run_results": run.results, "run_error": run.error,
+    "auto": [auto.enable_auto_scale, auto.auto_scale_formula, auto.target_dedicated, auto.auto_scale_run.results],
+    "resized": resized,
     "stats": stats.usage_stats.dedicated_core_time.total_seconds(), "nodes": nodes, "apps": apps,
     "after_delete": client.pool.get("legacy-changes").state if client.pool.exists("legacy-changes") else "gone",
     "ghost_node": error_of(client.compute_node.get, "ghost", "tvm-1"),
@@ -167,8 +174,11 @@ dump({
 """)
     assert out["patched"] == [["a", "1"]]
     assert out["updated_metadata"] is None and out["start"] == "/bin/true"
-    assert out["run_results"].startswith("$TargetDedicatedNodes=") and out["run_error"]
-    assert out["auto"] == [True, "$TargetDedicated=1"]
+    assert out["run_results"] == ("$TargetDedicatedNodes=2;$TargetLowPriorityNodes=0;"
+                                  "$NodeDeallocationOption=taskcompletion")
+    assert out["run_error"] is None
+    assert out["auto"] == [True, "$TargetDedicated=1", 1, "$TargetDedicatedNodes=1;$TargetLowPriorityNodes=0;"
+                                                        "$NodeDeallocationOption=requeue"]
     assert out["resized"] == 0 and out["stats"] == 0 and out["nodes"] == [] and out["apps"] == []
     assert out["after_delete"] in ("deleting", "gone")
     assert (out["ghost_node"]["status"], out["ghost_node"]["code"]) == (404, "PoolNotFound")

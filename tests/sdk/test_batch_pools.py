@@ -7,7 +7,7 @@ the node tests at the end need the engine to create nodes for a pool's targets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -231,28 +231,6 @@ def test_list_filter_select_and_paging(client: BatchClient) -> None:
     assert client.get_pool("page-0", expand=["stats"]).id == "page-0"  # 15.x's model has no stats any more
     status, body = raw(client, "GET", "/pools/page-0?$expand=stats")
     assert status == 200 and body["stats"]["usageStats"]["dedicatedCoreTime"] == "PT0S"
-
-
-def test_autoscale_is_stored_not_evaluated(client: BatchClient) -> None:
-    client.create_pool(pool_options("auto-pool", target_dedicated_nodes=0))
-    status, code, _ = failure(client.evaluate_pool_auto_scale, "auto-pool",
-                              bm.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes=1;"))
-    assert (status, code) == (409, "AutoScaleNotEnabled")
-    client.enable_pool_auto_scale("auto-pool", bm.BatchPoolEnableAutoScaleOptions(
-        auto_scale_formula="$TargetDedicatedNodes=2;", auto_scale_evaluation_interval=timedelta(minutes=10)))
-    pool = client.get_pool("auto-pool")
-    assert pool.enable_auto_scale is True and pool.auto_scale_formula == "$TargetDedicatedNodes=2;"
-    assert pool.auto_scale_evaluation_interval is not None
-    run = client.evaluate_pool_auto_scale("auto-pool", bm.BatchPoolEvaluateAutoScaleOptions(
-        auto_scale_formula="$TargetDedicatedNodes=2;"))
-    assert "$TargetDedicatedNodes=0" in (run.results or "")  # the current target: nothing was evaluated
-    assert run.error is not None and "not evaluate" in (run.error.message or "")
-    status, code, _ = failure(client.begin_resize_pool, "auto-pool",
-                              bm.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=0)
-    assert (status, code) == (409, "AutoScaleEnabled")
-    client.disable_pool_auto_scale("auto-pool")
-    pool = client.get_pool("auto-pool")
-    assert pool.enable_auto_scale is False and pool.auto_scale_formula is None
 
 
 def test_delete_pool_poller_finishes(client: BatchClient) -> None:

@@ -34,7 +34,8 @@ class BatchService:
         store = BatchStore(settings.data_dir / "batch" / "batch.db")
         compute = LocalProvider(settings)
         self.engine = Engine(settings, store, compute)
-        self.ctx = BatchContext(settings=settings, store=store, hooks=self.engine, compute=compute)
+        self.ctx = BatchContext(settings=settings, store=store, hooks=self.engine, compute=compute,
+                                samples=self.engine.autoscale)
         self.engine.ctx = self.ctx
         test_routes = clock.ROUTES if settings.test_clock else []
         self.router = Router([*account.ROUTES, *pools.ROUTES, *nodes.ROUTES, *jobs.ROUTES, *tasks.ROUTES,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from openbatch.batch.domain import errors as e
+from openbatch.batch.domain.autoscale.samples import NoSamples, SampleSource
 from openbatch.common import clock
 
 if TYPE_CHECKING:
@@ -24,12 +25,14 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass
 class BatchContext:
-    """What every domain operation runs against: settings, the store, the engine, the compute provider."""
+    """What every domain operation runs against: settings, the store, the engine, the compute provider,
+    and where the engine keeps the pools' sample histories."""
 
     settings: Settings
     store: BatchStore
     hooks: EngineHooks
     compute: ComputeProvider
+    samples: SampleSource = field(default_factory=NoSamples)  # pools' metric histories (autoscale)
 
 
 def now_iso() -> str:

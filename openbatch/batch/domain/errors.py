@@ -35,6 +35,7 @@ TooManyRequests = _error("TooManyRequests", "Request rejected to protect the ser
 ServerBusy = _error("ServerBusy", "The service cannot take the request now; retry after Retry-After seconds.")
 InvalidAutoScalingSettings = _error("InvalidAutoScalingSettings", "Autoscale settings invalid for the pool.")
 AutoScalingFormulaSyntaxError = _error("AutoScalingFormulaSyntaxError", "The autoscale formula cannot be parsed.")
+AutoScaleFormulaTooLong = _error("AutoScaleFormulaTooLong", "An autoscale formula longer than 8192 characters.")
 TaskDependenciesNotSpecifiedOnJob = _error("TaskDependenciesNotSpecifiedOnJob", "dependsOn without usesTaskDependencies.")
 TaskDependencyListTooLong = _error("TaskDependencyListTooLong", "dependsOn.taskIds longer than 64000 characters.")
 TaskIdSameAsJobPreparationTask = _error("TaskIdSameAsJobPreparationTask", "A task id equal to the job prep task's.")

@@ -7,9 +7,13 @@ commit, and then tell the engine: ``hooks.pool_changed`` when the pool's size or
 allocation state to steady; on ``stopping`` it stops where it is; on ``deleting`` it removes
 every node and then the pool), ``hooks.perform`` for the instructions a transition returned.
 
-Autoscale settings are validated and stored; formulas are not evaluated yet (a later issue):
-an autoscale pool keeps the targets it was given, and evaluate answers with the current targets
-and says so in the run's error.
+Autoscale: the formula is checked when it is set (``AutoScalingFormulaSyntaxError``) and
+evaluated at once (pool add, enable) and then every ``autoScaleEvaluationInterval`` (the engine's
+timer, ``engine_autoscale.py``, calls :func:`autoscale_pool`). Each run is kept as the pool's
+``autoScaleRun``; a run without error sets the pool's targets (and how shrinking treats running
+tasks, ``$NodeDeallocationOption``) and resizes it. The schedule's start is kept as
+``_autoScaleStart`` (service-clock seconds): enabling with an interval starts a new schedule.
+Evaluate runs a formula without applying it. The language is ``domain/autoscale/``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from openbatch.batch.domain import autoscale as a
 from openbatch.batch.domain import certificates as certs
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import images
 from openbatch.batch.domain import tasks as t
+from openbatch.batch.domain.autoscale import errors as ae
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, now_iso, touch
 from openbatch.batch.domain.instructions import Instruction
 from openbatch.batch.domain.states import (
@@ -33,6 +39,7 @@ from openbatch.batch.domain.states import (
     PoolState,
 )
 from openbatch.batch.wire import models as m
+from openbatch.common import clock
 
 MIN_RESIZE_TIMEOUT = timedelta(minutes=5)
 DEFAULT_RESIZE_TIMEOUT = "PT15M"
@@ -160,13 +167,45 @@ def _check_common(body: Doc) -> Doc:
     return out
 
 
-def _check_autoscale(body: Doc) -> Doc:
+def _formula_text(body: Doc) -> str:
+    formula = m.string(body, "autoScaleFormula", required=True)
+    assert formula is not None
+    if len(formula) > MAX_FORMULA:
+        raise e.AutoScaleFormulaTooLong(
+            f"The specified autoscale formula is longer than {MAX_FORMULA} characters.",
+            {"PropertyName": "autoScaleFormula", "PropertyValue": f"{len(formula)} characters"})
+    return formula
+
+
+def _compile(text: str) -> a.Formula:
+    """The checked formula, or AutoScalingFormulaSyntaxError quoting the first bad statement."""
+    try:
+        return a.compile_formula(text)
+    except a.FormulaSyntaxError as exc:
+        raise e.AutoScalingFormulaSyntaxError(ae.SYNTAX_MESSAGE, {"Message": str(exc.problems[0])}) from None
+
+
+def _check_autoscale(body: Doc) -> tuple[Doc, a.Formula]:
     out: Doc = {}
-    formula = m.string(body, "autoScaleFormula", required=True, max_len=MAX_FORMULA)
-    out["autoScaleFormula"] = formula
+    text = _formula_text(body)
+    out["autoScaleFormula"] = text
     interval = m.duration(body, "autoScaleEvaluationInterval", lo=MIN_EVAL_INTERVAL, hi=MAX_EVAL_INTERVAL)
     out["autoScaleEvaluationInterval"] = m.format_duration(interval) if interval is not None else "PT15M"
-    return out
+    return out, _compile(text)
+
+
+def _refuse_mixed_sizing(body: Doc, autoscale: bool) -> None:
+    """Fixed targets with autoscale, or autoscale settings without it, would be ignored: refused."""
+    if autoscale:
+        for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
+            if body.get(key):
+                raise e.InvalidAutoScalingSettings(
+                    f"The property {key} must not be specified when enableAutoScale is true.", {"PropertyName": key})
+        return
+    for key in ("autoScaleFormula", "autoScaleEvaluationInterval"):
+        if body.get(key) is not None:
+            raise e.InvalidAutoScalingSettings(
+                f"The property {key} must not be specified when enableAutoScale is false.", {"PropertyName": key})
 
 
 def _targets(body: Doc) -> tuple[int | None, int | None]:
@@ -198,6 +237,7 @@ def new_pool(body: Doc, base_url: str, now: str) -> Doc:
     common = _check_common(body)
     dedicated, low = (n or 0 for n in _targets(body))
     autoscale = bool(m.boolean(body, "enableAutoScale"))
+    _refuse_mixed_sizing(body, autoscale)
     doc: Doc = {
         "id": pool_id, "url": f"{base_url}/pools/{pool_id}", "creationTime": now,
         "state": PoolState.ACTIVE.value, "stateTransitionTime": now,
@@ -215,14 +255,14 @@ def new_pool(body: Doc, base_url: str, now: str) -> Doc:
         **settings, **common,
     }
     if autoscale:
-        doc.update(_check_autoscale(body))
-        doc["autoScaleRun"] = autoscale_run(doc, now)
+        doc.update(_check_autoscale(body)[0])
     touch(doc, now)
     return doc
 
 
 async def add_pool(ctx: BatchContext, account: str, body: Doc, base_url: str) -> Doc:
-    doc = new_pool(body, base_url, now_iso())
+    now = now_iso()
+    doc = new_pool(body, base_url, now)
     existing = ctx.store.get("pool", account, doc["id"])
     if existing is not None:
         if existing["state"] == PoolState.DELETING:
@@ -231,6 +271,9 @@ async def add_pool(ctx: BatchContext, account: str, body: Doc, base_url: str) ->
     refs = certs.check_references(ctx.store, account, body)
     if refs is not None:
         doc["certificateReferences"] = refs
+    if doc["enableAutoScale"]:
+        doc["_autoScaleStart"] = clock.SERVICE.time()
+        _autoscale(ctx, account, doc, _compile(doc["autoScaleFormula"]), now)
     ctx.store.put("pool", account, doc)
     await ctx.store.flush()
     ctx.hooks.pool_changed(account, doc)
@@ -406,48 +449,114 @@ async def delete_pool(ctx: BatchContext, account: str, pool_id: str) -> Doc:
 
 # --- autoscale -------------------------------------------------------------------------------
 
-NOT_EVALUATED = ("openbatch does not evaluate autoscale formulas yet: the formula was stored and the pool keeps "
-                 "its current targets.")
+
+def _environment(ctx: BatchContext, account: str, doc: Doc) -> a.Environment:
+    now = clock.now()
+    return a.Environment(
+        now=now, history=ctx.samples.history(account, doc, now.timestamp()),
+        dedicated=int(doc.get("targetDedicatedNodes") or 0), low_priority=int(doc.get("targetLowPriorityNodes") or 0),
+        current={"$CurrentDedicatedNodes": float(doc.get("currentDedicatedNodes") or 0),
+                 "$CurrentLowPriorityNodes": float(doc.get("currentLowPriorityNodes") or 0),
+                 "$TaskSlotsPerNode": float(doc.get("taskSlotsPerNode") or 1)},
+        max_nodes=MAX_POOL_NODES,
+    )
 
 
-def autoscale_run(doc: Doc, now: str) -> Doc:
-    """An honest AutoScaleRun: the pool's current targets, and an error saying nothing was evaluated."""
-    results = (f"$TargetDedicatedNodes={doc.get('targetDedicatedNodes', 0)};"
-               f"$TargetLowPriorityNodes={doc.get('targetLowPriorityNodes', 0)};"
-               f"$NodeDeallocationOption={doc.get('_nodeDeallocationOption', 'requeue')}")
-    return {"timestamp": now, "results": results,
-            "error": {"code": "AutoScaleFormulaNotEvaluated", "message": NOT_EVALUATED}}
+def _run_error(code: str, message: str, details: list[str]) -> Doc:
+    return {"code": code, "message": message, "values": [{"name": "Message", "value": d} for d in details]}
+
+
+def _syntax_run(exc: a.FormulaSyntaxError) -> Doc:
+    """The run of a formula that does not parse: its error lists every bad statement."""
+    problems = [str(p) for p in exc.problems]
+    return {"timestamp": clock.iso8601(clock.now()), "error": _run_error(ae.SYNTAX_ERROR, ae.SYNTAX_MESSAGE, problems)}
+
+
+def _run(ctx: BatchContext, account: str, doc: Doc, formula: a.Formula) -> tuple[Doc, a.Outcome]:
+    """An AutoScaleRun of ``formula`` on the pool (nothing is changed)."""
+    env = _environment(ctx, account, doc)
+    outcome = a.evaluate(formula, env)
+    run: Doc = {"timestamp": clock.iso8601(env.now), "results": outcome.results}
+    if outcome.error is not None:
+        run["error"] = _run_error(outcome.error.code, outcome.error.summary, [outcome.error.detail])
+    return run, outcome
+
+
+def _autoscale(ctx: BatchContext, account: str, doc: Doc, formula: a.Formula, now: str) -> list[Instruction]:
+    """Evaluate the pool's formula, keep the run, and resize to its targets when it succeeded."""
+    run, outcome = _run(ctx, account, doc, formula)
+    doc["autoScaleRun"] = run
+    if outcome.error is not None:
+        return []
+    doc["_nodeDeallocationOption"] = outcome.option
+    targets = (outcome.dedicated, outcome.low_priority)
+    if targets == (doc.get("targetDedicatedNodes"), doc.get("targetLowPriorityNodes")):
+        return []
+    if doc["allocationState"] == AllocationState.STOPPING:
+        return []  # a stop resize is settling: the next evaluation applies the targets
+    doc["targetDedicatedNodes"], doc["targetLowPriorityNodes"] = targets
+    doc.pop("resizeErrors", None)
+    return ALLOCATION.apply(doc, AllocationState.RESIZING, Context(now, "autoscale"))
 
 
 async def enable_autoscale(ctx: BatchContext, account: str, pool_id: str, body: Doc) -> Doc:
+    """Set (or change) the formula and interval, evaluate at once; a given interval restarts the schedule."""
     doc = active_pool(ctx, account, pool_id)
-    if doc.get("enableAutoScale") and body.get("autoScaleFormula") is None:
+    enabled = bool(doc.get("enableAutoScale"))
+    if enabled and body.get("autoScaleFormula") is None and body.get("autoScaleEvaluationInterval") is None:
+        raise m.missing("autoScaleFormula")  # "You must specify at least one of these properties"
+    if enabled and body.get("autoScaleFormula") is None:
         body = {**body, "autoScaleFormula": doc.get("autoScaleFormula")}
-    if not doc.get("enableAutoScale") and body.get("autoScaleEvaluationInterval") is None:
+    new_schedule = not enabled or body.get("autoScaleEvaluationInterval") is not None
+    if enabled and body.get("autoScaleEvaluationInterval") is None:
         body = {**body, "autoScaleEvaluationInterval": doc.get("autoScaleEvaluationInterval")}
-    settings = _check_autoscale(body)
+    settings, formula = _check_autoscale(body)
     _steady_or_refuse(doc)
     now = now_iso()
     doc.update(settings, enableAutoScale=True)
-    doc["autoScaleRun"] = autoscale_run(doc, now)
-    return await _commit(ctx, account, doc, now)
+    if new_schedule:
+        doc["_autoScaleStart"] = clock.SERVICE.time()
+    instructions = _autoscale(ctx, account, doc, formula, now)
+    return await _commit(ctx, account, doc, now, instructions)
 
 
 async def disable_autoscale(ctx: BatchContext, account: str, pool_id: str) -> Doc:
+    """Stop evaluating: the pool keeps the targets the last run gave it."""
     doc = active_pool(ctx, account, pool_id)
-    for key in ("autoScaleFormula", "autoScaleEvaluationInterval", "autoScaleRun"):
+    for key in ("autoScaleFormula", "autoScaleEvaluationInterval", "autoScaleRun", "_autoScaleStart"):
         doc.pop(key, None)
     doc["enableAutoScale"] = False
     return await _commit(ctx, account, doc, now_iso())
 
 
 def evaluate_autoscale(ctx: BatchContext, account: str, pool_id: str, body: Doc) -> Doc:
-    """Check the formula is present and the pool autoscales; nothing is evaluated (see module doc)."""
+    """An AutoScaleRun of the formula in ``body`` on the pool, not applied. A formula with syntax
+    errors gives a run whose error lists each bad statement."""
     doc = active_pool(ctx, account, pool_id)
-    m.string(body, "autoScaleFormula", required=True, max_len=MAX_FORMULA)
+    text = _formula_text(body)
     if not doc.get("enableAutoScale"):
         raise e.AutoScaleNotEnabled("Automatic scaling is not enabled on the specified pool.")
-    return autoscale_run(doc, now_iso())
+    try:
+        formula = a.compile_formula(text)
+    except a.FormulaSyntaxError as exc:
+        return _syntax_run(exc)
+    return _run(ctx, account, doc, formula)[0]
+
+
+async def autoscale_pool(ctx: BatchContext, account: str, pool_id: str) -> None:
+    """The periodic evaluation (called by the engine when the pool's interval comes round)."""
+    doc = ctx.store.get("pool", account, pool_id)
+    if doc is None or doc["state"] == PoolState.DELETING or not doc.get("enableAutoScale"):
+        return
+    now = now_iso()
+    try:
+        formula = a.compile_formula(str(doc.get("autoScaleFormula") or ""))
+    except a.FormulaSyntaxError as exc:  # stored by an older openbatch that did not check formulas
+        doc["autoScaleRun"] = _syntax_run(exc)
+        await _commit(ctx, account, doc, now)
+        return
+    instructions = _autoscale(ctx, account, doc, formula, now)
+    await _commit(ctx, account, doc, now, instructions)
 
 
 # --- statistics --------------------------------------------------------------------------------
