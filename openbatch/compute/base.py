@@ -166,5 +166,6 @@ class ComputeProvider(Protocol):
     def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None: ...
 
     def task_dir(self, job_id: str, task_id: str) -> str:
-        """A task's directory relative to the node root (workitems/{job}/job-1/{task})."""
+        """A task's directory relative to the node root (workitems/{job}/job-1/{task}; for a job of a
+        job schedule workitems/{schedule}/job-N/{task})."""
         ...

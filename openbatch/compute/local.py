@@ -179,7 +179,7 @@ class LocalProvider:
         return True
 
     def task_dir(self, job_id: str, task_id: str) -> str:
-        return f"workitems/{job_id}/job-1/{task_id}"
+        return NodeLayout(Path()).task_dir(job_id, task_id).as_posix()  # relative to the node's root
 
     def _dir_of(self, layout: NodeLayout, spec: RunSpec) -> Path:
         if spec.kind == START_TASK:
@@ -339,7 +339,7 @@ class LocalProvider:
         if node is None:
             return
         with contextlib.suppress(PathOutsideNode):
-            await asyncio.to_thread(shutil.rmtree, node.layout.job_dir(job_id).parent, True)
+            await asyncio.to_thread(shutil.rmtree, node.layout.job_home(job_id), True)
 
     # --- Files API -----------------------------------------------------------------------------
 

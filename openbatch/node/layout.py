@@ -109,11 +109,20 @@ class NodeLayout:
         return self.workitems.is_dir() and self.shared.is_dir()
 
     def job_dir(self, job_id: str, schedule_id: str | None = None) -> Path:
-        """``workitems/{job}/job-1``, or ``workitems/{schedule}/{job}`` for a job of a job schedule."""
+        """``workitems/{job}/job-1``, or ``workitems/{schedule}/{job}`` for a job of a job schedule
+        (whose id ``{schedule}:job-N`` says so: no other job id has a ``:``)."""
+        if schedule_id is None and ":" in job_id:
+            schedule_id, _, job_id = job_id.partition(":")
         job = _component(job_id, "job id")
         if schedule_id is None:
             return self.workitems / job / "job-1"
         return self.workitems / _component(schedule_id, "job schedule id") / job
+
+    def job_home(self, job_id: str) -> Path:
+        """The directory that holds a job and nothing else (``workitems/{job}``; for a job of a job
+        schedule ``workitems/{schedule}/job-N``): what goes when the job is deleted."""
+        job = self.job_dir(job_id)
+        return job if ":" in job_id else job.parent
 
     def task_dir(self, job_id: str, task_id: str, schedule_id: str | None = None) -> Path:
         """A task's directory: holds ``stdout.txt``, ``stderr.txt`` and ``wd/``."""

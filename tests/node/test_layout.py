@@ -29,6 +29,10 @@ def test_task_dirs_follow_azure_names(layout: NodeLayout) -> None:
     assert layout.job_release_dir("job1") == root / "workitems" / "job1" / "job-1" / "jobrelease"
     assert layout.job_prep_dir("job1", "prep") == root / "workitems" / "job1" / "job-1" / "prep"
     assert layout.task_dir("j", "t", schedule_id="sched") == root / "workitems" / "sched" / "j" / "t"
+    # a job schedule's job says so in its id, as Azure names it
+    assert layout.task_dir("sched:job-2", "t") == root / "workitems" / "sched" / "job-2" / "t"
+    assert layout.job_home("sched:job-2") == root / "workitems" / "sched" / "job-2"
+    assert layout.job_home("j") == root / "workitems" / "j"
     assert layout.startup_task_dir() == root / "startup"
 
 

@@ -355,6 +355,7 @@ def test_jobschedule_lifetime_shares_one_pool_until_the_schedule_ends(client: Ba
     task = wait_for(lambda: (t := client.get_task("shared:job-1", "t")).state == m.BatchTaskState.COMPLETED and t,
                     "the task of shared:job-1")
     assert task.node_info is not None and task.node_info.pool_id == first
+    assert task.node_info.task_root_directory == "workitems/shared/job-1/t"  # a schedule's run, as on Azure
     assert b"".join(client.download_task_file("shared:job-1", "t", "stdout.txt")) == b"shared:job-1 from spec\n"
     prep = list(client.list_job_preparation_and_release_task_status("shared:job-1"))
     assert len(prep) == 1 and prep[0].job_preparation_task_execution_info is not None
