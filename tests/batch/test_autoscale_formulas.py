@@ -309,3 +309,11 @@ def test_printing() -> None:
     assert format_interval(Span(-15_000_000)) == "-00:00:01.5000000"
     assert format_interval(Span(864_000_000_000 * 2 + 10)) == "2.00:00:00.0000010"
     assert format_value((1.0, 0.5)) == "[1,0.5]"
+
+
+def test_nesting_is_bounded_so_no_formula_exhausts_the_stack() -> None:
+    compile_formula("x = " + "(" * 63 + "1" + ")" * 63 + ";")
+    for text in ("x = " + "(" * 3000 + "1" + ")" * 3000, "x = " + "-" * 5000 + "1", "x = " + "+".join(["1"] * 3000),
+                 "x = " + "1 ? " * 2000 + "1" + " : 1" * 2000, "x = time()" + ".hour" * 100):
+        [problem] = problems(text)
+        assert problem.endswith(": The expression nests too deeply (at most 64 levels).")

@@ -7,6 +7,9 @@ Precedence, loosest first, as in C (the language Azure's operators follow):
 
     ?:  (right to left)   ||   &&   == !=   < <= > >=   + -   * /   unary - + !   . member/method
 
+A statement nests at most ``MAX_DEPTH`` levels (parentheses, calls, conditionals, unary operators
+and each operator of a chain count), so that neither parsing nor evaluation can exhaust the stack.
+
 A syntax error spoils only its statement: parsing resumes after the next ``;``, so every bad
 statement is reported, each with its line and column.
 """
@@ -19,6 +22,7 @@ from openbatch.batch.domain.autoscale.errors import SyntaxProblem
 from openbatch.batch.domain.autoscale.lexer import Token, tokenize
 
 MAX_STATEMENTS = 100  # "can include up to 100 statements that are separated by semicolons"
+MAX_DEPTH = 64  # nested parentheses, calls, conditionals, unary and chained operators in one statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +108,8 @@ class Program:
     errors: list[SyntaxProblem] = field(default_factory=list)
 
 
-_EQUALITY = ("==", "!=")
-_RELATIONAL = ("<", "<=", ">", ">=")
-_ADDITIVE = ("+", "-")
-_MULTIPLICATIVE = ("*", "/")
+# binary operators by precedence (higher binds tighter); all are left-associative
+_PRECEDENCE = {"||": 1, "&&": 2, "==": 3, "!=": 3, "<": 4, "<=": 4, ">": 4, ">=": 4, "+": 5, "-": 5, "*": 6, "/": 6}
 _UNARY = ("-", "+", "!")
 
 
@@ -115,6 +117,7 @@ class _Parser:
     def __init__(self, tokens: list[Token]):
         self.tokens = tokens
         self.i = 0
+        self.depth = 0  # how deep the statement being parsed nests (bounded: the evaluator recurses)
 
     @property
     def tok(self) -> Token:
@@ -134,6 +137,12 @@ class _Parser:
             raise self.unexpected(f"'{op}'")
         return self.take()
 
+    def deeper(self, levels: int = 1) -> None:
+        self.depth += levels
+        if self.depth > MAX_DEPTH:
+            raise SyntaxProblem(self.tok.line, self.tok.col,
+                                f"The expression nests too deeply (at most {MAX_DEPTH} levels).")
+
     def unexpected(self, wanted: str) -> SyntaxProblem:
         token = self.tok
         found = "the end of the formula" if token.kind == "end" else f"'{token.text}'"
@@ -148,6 +157,7 @@ class _Parser:
                 self.take()
                 continue
             start = self.i
+            self.depth = 0
             try:
                 out.statements.append(self.statement())
                 if not self.at(";") and self.tok.kind != "end":
@@ -177,35 +187,44 @@ class _Parser:
     # --- expressions ---------------------------------------------------------------------------
 
     def expression(self) -> Node:
-        test = self.binary(0)
-        if not self.at("?"):
-            return test
-        mark = self.take()
-        then = self.expression()
-        self.expect(":")
-        otherwise = self.expression()
-        return Conditional(mark.line, mark.col, test, then, otherwise)
+        self.deeper()
+        test = self.binary(1)
+        if self.at("?"):
+            mark = self.take()
+            then = self.expression()
+            self.expect(":")
+            otherwise = self.expression()
+            test = Conditional(mark.line, mark.col, test, then, otherwise)
+        self.depth -= 1
+        return test
 
-    _LEVELS: tuple[tuple[str, ...], ...] = (("||",), ("&&",), _EQUALITY, _RELATIONAL, _ADDITIVE, _MULTIPLICATIVE)
-
-    def binary(self, level: int) -> Node:
-        if level == len(self._LEVELS):
-            return self.unary()
-        left = self.binary(level + 1)
-        while self.at(*self._LEVELS[level]):
+    def binary(self, least: int) -> Node:
+        """Operators binding at least as tight as ``least`` (precedence climbing)."""
+        left = self.unary()
+        chained = 0
+        while self.tok.kind == "op" and _PRECEDENCE.get(self.tok.text, 0) >= least:
             op = self.take()
-            left = Binary(op.line, op.col, op.text, left, self.binary(level + 1))
+            self.deeper()  # a left-deep chain nests one level per operator
+            chained += 1
+            left = Binary(op.line, op.col, op.text, left, self.binary(_PRECEDENCE[op.text] + 1))
+        self.depth -= chained
         return left
 
     def unary(self) -> Node:
         if self.at(*_UNARY):
             op = self.take()
-            return Unary(op.line, op.col, op.text, self.unary())
+            self.deeper()
+            node = Unary(op.line, op.col, op.text, self.unary())
+            self.depth -= 1
+            return node
         return self.postfix(self.primary())
 
     def postfix(self, node: Node) -> Node:
+        chained = 0
         while self.at("."):
             self.take()
+            self.deeper()
+            chained += 1
             name = self.tok
             if name.kind != "name" or name.text.startswith("$"):
                 raise self.unexpected("a member or method name")
@@ -215,6 +234,7 @@ class _Parser:
                 node = Method(paren.line, paren.col, node, name.text, self.arguments())
             else:
                 node = Member(name.line, name.col, node, name.text)
+        self.depth -= chained
         return node
 
     def arguments(self) -> tuple[Node, ...]:
