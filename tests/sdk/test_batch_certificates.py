@@ -188,7 +188,7 @@ def test_a_certificate_stays_in_use_until_its_nodes_restart(client: BatchClient,
                       "deletefailed", 30)
     assert failed["deleteCertificateError"]["values"] == [{"name": "Pools", "value": "usedpool"}]
     client.begin_reboot_node("usedpool", node.id, BatchNodeRebootOptions(node_reboot_kind="requeue"),
-                             polling_interval=0.1).result(timeout=30)
+                             polling_interval=0).result(timeout=30)
     assert raw(client, "DELETE", one, api=API)[0] == 202  # a retry from deletefailed
     wait_for(lambda: raw(client, "GET", one, api=API)[0] == 404, "the certificate to go", 30)
     status, doc, _ = raw(client, "GET", one, api=API)
