@@ -162,7 +162,7 @@ class EngineSchedules(EngineCore):
         base = url.rsplit("/jobschedules/", 1)[0] if "/jobschedules/" in url else self.settings.batch_url
         try:
             job = schedules.run_job(doc, number, now, base)
-            pool, manager = jobs.store_new_job(self.store, account, job, base, now, schedule=doc)
+            pool, manager = jobs.store_new_job(self.ctx, account, job, base, now, schedule=doc)
         except e.BatchError as exc:  # validated when stored: only a bug gets here; the run is lost
             log.error("job schedule %s: its job specification was refused: %s", doc["id"], exc.message)
             return

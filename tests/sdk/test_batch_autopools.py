@@ -133,6 +133,17 @@ def test_a_pool_that_cannot_be_made_completes_the_job_with_a_scheduling_error(
     assert list(client.list_tasks(job_id)) == []  # nor a Job Manager task
 
 
+def test_an_autoscale_auto_pool_is_sized_by_its_formula_at_once(client: BatchClient) -> None:
+    client.create_job(m.BatchJobCreateOptions(id="scaled-auto", pool_info=auto(
+        "as", target_dedicated_nodes=None, enable_auto_scale=True,
+        auto_scale_formula="$TargetDedicatedNodes = 2;")))
+    pool = client.get_pool(pool_of(client, "scaled-auto"))
+    assert pool.enable_auto_scale is True and pool.auto_scale_run is not None
+    assert pool.auto_scale_run.error is None and pool.target_dedicated_nodes == 2
+    wait_for(lambda: len(list(client.list_nodes(pool.id or ""))) == 2, "the two nodes the formula asks for")
+    client.begin_delete_job("scaled-auto", polling_interval=POLL).result(timeout=60)
+
+
 def test_the_job_schedule_lifetime_is_refused_on_a_job(client: BatchClient) -> None:
     info = auto("x")
     assert info.auto_pool_specification is not None

@@ -99,6 +99,15 @@ out["auto_job"] = {"pool": auto_job.execution_info.pool_id, "pool_info_id": auto
 client.job.delete("gen-auto-job")
 wait(lambda: not pool_exists(auto_job.execution_info.pool_id))
 wait(lambda: error_of(client.job.get, "gen-auto-job"))
+uncertain = pool_spec()
+uncertain.certificate_references = [bm.CertificateReference(thumbprint="0" * 40, thumbprint_algorithm="sha1")]
+client.job.add(bm.JobAddParameter(id="gen-no-cert", pool_info=bm.PoolInformation(
+    auto_pool_specification=bm.AutoPoolSpecification(pool_lifetime_option="job", pool=uncertain))))
+failed = client.job.get("gen-no-cert")
+out["no_cert"] = {"state": state(failed), "code": failed.execution_info.scheduling_error.code,
+                  "category": getattr(failed.execution_info.scheduling_error.category, "value",
+                                      failed.execution_info.scheduling_error.category)}
+client.job.delete("gen-no-cert")
 out["bad_lifetime"] = error_of(client.job.add, bm.JobAddParameter(id="bad", pool_info=bm.PoolInformation(
     auto_pool_specification=bm.AutoPoolSpecification(pool_lifetime_option="jobschedule", pool=pool_spec()))))
 dump(out)
@@ -162,6 +171,7 @@ def check_first(out: Any, name: str) -> None:
     auto = out["auto_job"]
     assert auto["pool"].startswith("gen_") and auto["pool"] != job["pool"] and auto["pool_info_id"] is None
     assert auto["stdout"] == "auto\n" and auto["node_pool"] == auto["pool"]
+    assert out["no_cert"] == {"state": "completed", "code": "InvalidCertificatesInAutoPool", "category": "usererror"}
     assert out["bad_lifetime"]["status"] == 400 and out["bad_lifetime"]["code"] == "InvalidPropertyValue"
 
 

@@ -22,9 +22,9 @@ import re
 import uuid
 from typing import Any
 
-from openbatch.batch.domain import certificates, pools, states
 from openbatch.batch.domain import errors as e
-from openbatch.batch.domain.common import Doc, touch
+from openbatch.batch.domain import pools, states
+from openbatch.batch.domain.common import BatchContext, Doc, touch
 from openbatch.batch.domain.instructions import Instruction
 from openbatch.batch.store import BatchStore
 from openbatch.batch.wire import models as m
@@ -86,19 +86,19 @@ def scheduling_error(exc: e.BatchError) -> Doc:
             "message": f"The specified autopool settings are not valid: {exc.message}", "details": details}
 
 
-def create(store: BatchStore, account: str, spec: Doc, base_url: str, now: str) -> Doc:
-    """Store a new pool built from ``spec["pool"]`` (not committed); the BatchError if it cannot be made."""
+def create(ctx: BatchContext, account: str, spec: Doc, base_url: str, now: str) -> Doc:
+    """Store a new pool built from ``spec["pool"]`` as an added pool is (its certificate references
+    checked, its autoscale formula evaluated), not committed; the BatchError if it cannot be made."""
     body: Any = spec.get("pool")
     if not isinstance(body, dict):
         raise m.missing("pool")
     pool_id = new_pool_id(spec)
-    while store.get("pool", account, pool_id) is not None:  # a GUID collision: take another
+    while ctx.store.get("pool", account, pool_id) is not None:  # a GUID collision: take another
         pool_id = new_pool_id(spec)
-    doc = pools.new_pool({**body, "id": pool_id}, base_url, now)
-    refs = certificates.check_references(store, account, body)
-    if refs is not None:
-        doc["certificateReferences"] = refs
-    store.put("pool", account, doc)
+    body = {**body, "id": pool_id}
+    doc = pools.new_pool(body, base_url, now)
+    pools.complete_new_pool(ctx, account, body, doc, now)
+    ctx.store.put("pool", account, doc)
     return doc
 
 
@@ -128,7 +128,7 @@ def fail(job: Doc, exc: e.BatchError, now: str) -> None:
     info["endTime"] = now
 
 
-def provide(store: BatchStore, account: str, job: Doc, base_url: str, now: str,
+def provide(ctx: BatchContext, account: str, job: Doc, base_url: str, now: str,
             schedule: Doc | None = None) -> Doc | None:
     """Give a new ``job`` with an auto pool specification its pool: a new one, or (lifetime
     ``jobschedule``) the one its job ``schedule`` keeps while that still exists. Returns the pool
@@ -138,11 +138,11 @@ def provide(store: BatchStore, account: str, job: Doc, base_url: str, now: str,
         return None
     shared = schedule is not None and spec["poolLifetimeOption"] == "jobschedule"
     kept = schedule.get("_autoPoolId") if schedule is not None else None
-    if shared and usable(store, account, kept):
+    if shared and usable(ctx.store, account, kept):
         job.setdefault("executionInfo", {})["poolId"] = kept
         return None
     try:
-        pool = create(store, account, spec, base_url, now)
+        pool = create(ctx, account, spec, base_url, now)
     except e.BatchError as exc:
         fail(job, exc, now)
         return None

@@ -28,7 +28,6 @@ from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, new_etag, now_iso, touch
 from openbatch.batch.domain.events import EngineHooks
-from openbatch.batch.store import BatchStore
 from openbatch.batch.wire import models as m
 
 ON_ALL_TASKS_COMPLETE = ("noaction", "terminatejob")
@@ -258,11 +257,12 @@ async def _save(ctx: BatchContext, account: str, job: Doc) -> None:
     ctx.hooks.job_changed(account, job)
 
 
-def store_new_job(store: BatchStore, account: str, job: Doc, base_url: str, now: str,
+def store_new_job(ctx: BatchContext, account: str, job: Doc, base_url: str, now: str,
                   schedule: Doc | None = None) -> tuple[Doc | None, Doc | None]:
     """Store a new job (not committed) with its auto pool, if it asks for one (``schedule``: the job
     schedule that made it), and its Job Manager task. Returns (the pool created, the manager task)."""
-    pool = autopools.provide(store, account, job, base_url, now, schedule)
+    store = ctx.store
+    pool = autopools.provide(ctx, account, job, base_url, now, schedule)
     manager = None
     if "jobManagerTask" in job and job["state"] == _J.ACTIVE.value:  # not when its auto pool failed
         manager = manager_task(job, now, base_url)
@@ -293,7 +293,7 @@ async def add_job(ctx: BatchContext, account: str, body: Doc, base_url: str) -> 
     if ctx.store.get("jobschedule", account, job["id"]) is not None:
         raise e.JobScheduleWithSameIdExists("A job schedule with the specified job id exists. Job and job "
                                             "schedule cannot have the same id.", {"JobId": job["id"]})
-    pool, manager = store_new_job(ctx.store, account, job, base_url, now)
+    pool, manager = store_new_job(ctx, account, job, base_url, now)
     await ctx.store.flush()
     announce_new_job(ctx.hooks, account, job, pool, manager)
     return job

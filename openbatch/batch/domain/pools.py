@@ -260,6 +260,17 @@ def new_pool(body: Doc, base_url: str, now: str) -> Doc:
     return doc
 
 
+def complete_new_pool(ctx: BatchContext, account: str, body: Doc, doc: Doc, now: str) -> None:
+    """What a new pool (``new_pool``) needs from the account before it is stored: its certificate
+    references checked, and its autoscale formula evaluated once (a pool added, an auto pool made)."""
+    refs = certs.check_references(ctx.store, account, body)
+    if refs is not None:
+        doc["certificateReferences"] = refs
+    if doc["enableAutoScale"]:
+        doc["_autoScaleStart"] = clock.SERVICE.time()
+        _autoscale(ctx, account, doc, _compile(doc["autoScaleFormula"]), now)
+
+
 async def add_pool(ctx: BatchContext, account: str, body: Doc, base_url: str) -> Doc:
     now = now_iso()
     doc = new_pool(body, base_url, now)
@@ -268,12 +279,7 @@ async def add_pool(ctx: BatchContext, account: str, body: Doc, base_url: str) ->
         if existing["state"] == PoolState.DELETING:
             raise e.PoolBeingDeleted("The specified pool has been marked for deletion and is being reclaimed.")
         raise e.PoolExists("The specified pool already exists.")
-    refs = certs.check_references(ctx.store, account, body)
-    if refs is not None:
-        doc["certificateReferences"] = refs
-    if doc["enableAutoScale"]:
-        doc["_autoScaleStart"] = clock.SERVICE.time()
-        _autoscale(ctx, account, doc, _compile(doc["autoScaleFormula"]), now)
+    complete_new_pool(ctx, account, body, doc, now)
     ctx.store.put("pool", account, doc)
     await ctx.store.flush()
     ctx.hooks.pool_changed(account, doc)
