@@ -25,7 +25,7 @@ from datetime import datetime
 from openbatch.batch.domain import autopools, jobs, recurrence, schedules, states
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import instructions as ins
-from openbatch.batch.domain.common import Doc, now_iso, touch
+from openbatch.batch.domain.common import Doc, iso, now_iso, touch
 from openbatch.batch.engine_core import EngineCore, Key, key_of
 from openbatch.common import clock
 
@@ -34,10 +34,6 @@ log = logging.getLogger("openbatch.engine")
 _S = states.JobScheduleState
 _J = states.JobState
 TERMINATE_REASON = "TerminateJobSchedule"
-
-
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class EngineSchedules(EngineCore):
@@ -116,7 +112,7 @@ class EngineSchedules(EngineCore):
             self._complete_schedule(account, doc)
             return
         if plan.next_run is not None:
-            info["nextRunTime"] = _iso(plan.next_run)
+            info["nextRunTime"] = iso(plan.next_run)
         else:
             info.pop("nextRunTime", None)
         self.save_entity("jobschedule", account, doc)
@@ -154,7 +150,7 @@ class EngineSchedules(EngineCore):
         number = int(doc.get("_jobCount") or 0) + 1
         while self.store.get("job", account, f"{doc['id']}:job-{number}") is not None:  # never reuse an id
             number += 1
-        doc["_lastDue"] = _iso(due)
+        doc["_lastDue"] = iso(due)
         if not self._shares_pool(doc):
             self._release_pool(account, doc, keep=False)  # the specification no longer shares one
         now = now_iso()

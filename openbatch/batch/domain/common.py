@@ -35,10 +35,14 @@ class BatchContext:
     samples: SampleSource = field(default_factory=NoSamples)  # pools' metric histories (autoscale)
 
 
+def iso(when: datetime) -> str:
+    """A UTC time as Azure renders it in bodies (ISO 8601; 7 fractional digits are not needed)."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def now_iso() -> str:
-    """The service's current time (``clock.SERVICE``: a test may move it forward) as Azure renders
-    it (ISO 8601, 7 fractional digits are not needed)."""
-    return clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The service's current time (``clock.SERVICE``: a test may move it forward), as ``iso``."""
+    return iso(clock.now())
 
 
 def parse_iso(text: str) -> datetime:

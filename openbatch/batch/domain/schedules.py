@@ -19,12 +19,12 @@ unlimited constraints ...); each job made from it is a job like any other, with
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import jobs, pools, states
-from openbatch.batch.domain.common import BatchContext, Doc, check_id, now_iso, touch
+from openbatch.batch.domain.common import BatchContext, Doc, check_id, iso, now_iso, touch
 from openbatch.batch.store import BatchStore
 from openbatch.batch.wire import models as m
 
@@ -47,7 +47,7 @@ def _no_guard(doc: Doc) -> None:
 
 def _time(body: Doc, key: str) -> str | None:
     value = m.date_time(body, key, prop=f"schedule.{key}")
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else iso(value.astimezone(UTC))
 
 
 def _interval(body: Doc, key: str) -> str | None:
@@ -64,9 +64,14 @@ def check_schedule(body: Doc | None) -> Doc:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _spec_job(spec: Doc, now: str, base_url: str) -> Doc:
+    """A job of the job specification, under a placeholder id (built, and validated, as an added job is)."""
+    return jobs.build_job({**spec, "id": _SPEC_PLACEHOLDER}, now, base_url, schedule=True)
+
+
 def check_job_specification(spec: Doc, now: str, base_url: str) -> Doc:
     """The job specification, validated as an added job is, with the defaults Azure reports."""
-    job = jobs.build_job({**spec, "id": _SPEC_PLACEHOLDER}, now, base_url, schedule=True)
+    job = _spec_job(spec, now, base_url)
     if "jobManagerTask" in job:
         jobs.manager_task(job, now, base_url)  # what a task added to the job would be refused for
     return {k: job[k] for k in SPEC_KEYS if k in job}
@@ -76,8 +81,7 @@ def run_job(schedule: Doc, number: int, now: str, base_url: str) -> Doc:
     """The job a schedule makes for its run number ``number``: id ``{schedule}:job-N``, from the
     job specification as it is now (a job already made keeps the one it was made from)."""
     job_id = f"{schedule['id']}:job-{number}"
-    spec = schedule.get("jobSpecification") or {}
-    job = jobs.build_job({**spec, "id": _SPEC_PLACEHOLDER}, now, base_url, schedule=True)
+    job = _spec_job(schedule.get("jobSpecification") or {}, now, base_url)
     job.update(id=job_id, url=f"{base_url}/jobs/{job_id}", _jobScheduleId=schedule["id"])
     return job
 
