@@ -36,9 +36,9 @@ from openbatch.batch.api.routing import error_response, new_request_id
 from openbatch.batch.domain import errors as batch_errors
 from openbatch.blob import wire as blob_wire
 from openbatch.blob.errors import BlobError
+from openbatch.blob.http import HEADER_CASE, send_response
 from openbatch.blob.http import Request as BlobRequest
 from openbatch.blob.http import Response as BlobResponse
-from openbatch.blob.http import send_response
 from openbatch.common.clock import now_us
 
 log = logging.getLogger("openbatch.transport")
@@ -171,6 +171,22 @@ class _SlowClientGuard(asyncio.Protocol):
             elif cycle.more_body:
                 self._arm(now + self._guard.limits.body_timeout)
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools' header callback (H11Protocol has none): the name is lower-cased as ASGI wants,
+        except the part of a metadata header after ``x-ms-meta-``, whose case Azure keeps."""
+        cast(Any, super()).on_header(name, value)
+        if len(name) > 10 and name[:10].lower() == b"x-ms-meta-" and name[10:] != name[10:].lower():
+            headers = cast(Any, self).headers
+            headers[-1] = (b"x-ms-meta-" + name[10:], headers[-1][1])
+
+    def on_headers_complete(self) -> None:
+        """httptools: the new cycle writes through :class:`_KeptCase` (uvicorn lower-cases the header
+        names it writes; Azure sends metadata names in their case)."""
+        cast(Any, super()).on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.transport, _KeptCase):
+            cycle.transport = _KeptCase(cycle.transport, cycle.scope)
+
     def on_response_complete(self) -> None:
         cycle = self.cycle
         if cycle is not None and cycle.response_complete and cycle.more_body and self._header_since is None:
@@ -227,6 +243,27 @@ class _SlowClientGuard(asyncio.Protocol):
         log.debug("closing a connection from %s: no complete %s in time", self.client[0] if self.client else "?",
                   waited)
         self.transport.abort()  # the app, if running, sees http.disconnect
+
+
+class _KeptCase:
+    """The transport as one response cycle writes to it: the header names an app listed under
+    ``scope[HEADER_CASE]`` (lower-case name -> name) get their case back in the header block."""
+
+    __slots__ = ("_transport", "_scope")
+
+    def __init__(self, transport: asyncio.Transport, scope: dict[str, Any]) -> None:
+        self._transport = transport
+        self._scope = scope
+
+    def write(self, data: bytes) -> None:
+        names = self._scope.pop(HEADER_CASE, None)  # set before the header block, the first write
+        if names:
+            for lower, name in names.items():
+                data = data.replace(b"\r\n" + lower + b": ", b"\r\n" + name + b": ", 1)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 _GUARDED: dict[type[asyncio.Protocol], type[asyncio.Protocol]] = {}

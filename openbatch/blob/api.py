@@ -37,6 +37,7 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("service", "GET", "", "list"): "list_containers",
     ("service", "GET", "service", "properties"): "get_service_properties",
     ("service", "PUT", "service", "properties"): "set_service_properties",
+    ("service", "GET", "service", "stats"): "get_service_stats",
     ("service", "POST", "", "batch"): "submit_batch",
     ("container", "PUT", "container", ""): "create_container",
     ("container", "GET", "container", ""): "container_properties",
@@ -64,6 +65,19 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("blob", "DELETE", "", ""): "delete_blob",
     ("blob", "PUT", "", "tier"): "set_blob_tier",
     ("blob", "PUT", "", "lease"): "lease_blob",
+}
+# Operations of Azure's Blob REST API this server does not serve, by (level, method, comp): they answer
+# 400 UnsupportedQueryParameter naming their comp, rather than InvalidQueryParameterValue (Azure's
+# answer for a comp value that names no operation at all).
+NOT_SERVED: dict[tuple[str, str, str], str] = {
+    ("service", "POST", "userdelegationkey"): "Get User Delegation Key (Microsoft Entra ID sign-in)",
+    ("container", "PUT", "rename"): "Rename Container",
+    ("blob", "POST", "query"): "Query Blob Contents",
+    ("blob", "PUT", "expiry"): "Set Blob Expiry",
+    ("blob", "PUT", "immutabilityPolicies"): "Set Blob Immutability Policy",
+    ("blob", "DELETE", "immutabilityPolicies"): "Delete Blob Immutability Policy",
+    ("blob", "PUT", "legalhold"): "Set Blob Legal Hold",
+    ("blob", "PUT", "incrementalcopy"): "Incremental Copy Blob",
 }
 _LIST_INCLUDES = {"metadata", "uncommittedblobs", "copy", "snapshots", "deleted", "tags", "versions",
                   "immutabilitypolicy", "legalhold", "deletedwithversions", "permissions"}
@@ -205,6 +219,10 @@ class BlobApi:
             return found
         if any(k[0] == level and k[2:] == key[2:] for k in self.routes):
             raise BlobError("UnsupportedHttpVerb", status=405)
+        what = NOT_SERVED.get((level, req.method, comp))
+        if what is not None:
+            raise BlobError("UnsupportedQueryParameter", f"{what} is not supported by this server.",
+                            QueryParameterName="comp", QueryParameterValue=comp)
         if level == "container" and restype != "container":
             raise bad_query("restype", restype[:64])
         raise bad_query("comp", comp[:64])
@@ -235,8 +253,15 @@ class BlobApi:
         return Response(202)
 
     async def account_info(self, req: Request, grant: Grant) -> Response:
-        return Response(200, [("x-ms-sku-name", "Standard_LRS"), ("x-ms-account-kind", "StorageV2"),
+        """A geo-redundant general purpose v2 account with read access to its secondary (served at
+        ``/{account}-secondary``) and no hierarchical namespace."""
+        return Response(200, [("x-ms-sku-name", "Standard_RAGRS"), ("x-ms-account-kind", "StorageV2"),
                               ("x-ms-is-hns-enabled", "false")])
+
+    async def get_service_stats(self, req: Request, grant: Grant) -> Response:
+        """Get Blob Service Stats: the secondary is this very store, so it is live and in sync now."""
+        return Response(200, [("content-type", wire.XML_TYPE)], wire.service_stats_xml(now_us()))
+
 
     # --- containers ---------------------------------------------------------------------------
 
@@ -587,6 +612,8 @@ class BlobService:
         if not req.account:
             raise BlobError("InvalidUri")
         handler, rule = self._api.route(req)
+        if req.secondary and req.method not in ("GET", "HEAD"):
+            raise BlobError("AuthorizationFailure", "Write operations are not allowed on the secondary endpoint.")
         grant = self._api.auth.authorize(req, rule)
         if req.blob is not None and ("snapshot" in req.query or "versionid" in req.query):
             raise BlobError("BlobNotFound", "Blob snapshots and versions are not kept by this server.")

@@ -47,6 +47,7 @@ OPERATIONS: dict[str, Rule] = {
     "list_containers": Rule(None, "l"),
     "get_service_properties": Rule(None, "r"),
     "set_service_properties": Rule(None, "w"),
+    "get_service_stats": Rule(None, "r"),
     "account_info": Rule("racwdl", "racwdlup"),  # Azure's docs name no letters: Azurite's
     # Blob Batch: any letter lets the batch in; each sub-request is authorized on its own (Azurite's)
     "submit_batch": Rule("".join(sorted(sas.SERVICE_PERMISSIONS)), "".join(sorted(sas.ACCOUNT_PERMISSIONS))),

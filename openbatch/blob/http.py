@@ -20,6 +20,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 DEFAULT_VERSION = "2025-01-05"
+HEADER_CASE = "openbatch.header_case"  # scope key: response header names to send in this case (transport.py)
+SECONDARY = "-secondary"  # {account}-secondary: the read-only secondary endpoint of a geo-redundant account
 _SERVER = b"Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0"
 
 
@@ -33,6 +35,12 @@ def decode_component(raw: str, what: str) -> str:
         return unquote_strict(raw)
     except BadEscape as exc:
         raise BlobError("InvalidUri", f"The {what} is not valid percent-encoded UTF-8: {exc}.") from exc
+
+
+def blob_name(raw: str) -> str:
+    """A blob name from its path segments: percent-decoded, and ``\\`` read as ``/``, as Azure
+    stores it (Azure replaces a backslash in a blob name, escaped or not, with a slash)."""
+    return decode_component(raw, "blob name").replace("\\", "/")
 
 
 def parse_query(raw: str) -> list[tuple[str, str]]:
@@ -50,9 +58,11 @@ class Request:
     """One Blob request: its path split into account/container/blob, query, headers, body."""
 
     __slots__ = ("method", "raw_path", "account", "container", "blob", "pairs", "query", "headers",
-                 "request_id", "version", "client_ip", "scheme", "host", "_receive", "body_done")
+                 "request_id", "version", "client_ip", "scheme", "host", "_receive", "body_done", "secondary",
+                 "scope")
 
     def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
+        self.scope = scope
         self.method: str = scope["method"]
         raw = scope.get("raw_path")
         self.raw_path: str = raw.decode("latin-1") if raw else scope["path"]
@@ -75,6 +85,7 @@ class Request:
         # Everything above cannot fail; what follows may raise BlobError (rendered by the caller).
         self.account = self.container = ""
         self.blob: str | None = None
+        self.secondary = False  # addressed to the account's read-only secondary endpoint
         self.pairs: list[tuple[str, str]] = []
         self.query: dict[str, str] = {}
 
@@ -88,6 +99,8 @@ class Request:
         """
         segments = self.raw_path.split("/", 3)
         first = decode_component(segments[1], "account") if len(segments) > 1 else ""
+        if first.endswith(SECONDARY) and first[:-len(SECONDARY)] in accounts:
+            first, self.secondary = first[:-len(SECONDARY)], True
         implicit = None if first in accounts else self._implicit_account(accounts)
         if implicit is not None:
             self.account = implicit
@@ -96,7 +109,7 @@ class Request:
             self.account = first
         self.container = decode_component(segments[2], "container name") if len(segments) > 2 else ""
         blob = segments[3] if len(segments) > 3 else ""
-        self.blob = decode_component(blob, "blob name") if blob else None
+        self.blob = blob_name(blob) if blob else None
         if query_string:
             self.pairs = parse_query(query_string.decode("latin-1"))
             for name, value in self.pairs:
@@ -151,6 +164,9 @@ async def send_response(send: Send, req: Request, resp: Response) -> None:
     if client_id is not None:
         headers.append((b"x-ms-client-request-id", client_id.encode("latin-1")))
     headers.extend((k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in resp.headers)
+    cased = {k.lower().encode("latin-1"): k.encode("latin-1") for k, _ in resp.headers if not k.islower()}
+    if cased:  # metadata names: the transport writes them in their case
+        req.scope[HEADER_CASE] = cased
     length = resp.length if resp.length is not None else len(resp.body)
     if resp.status != 304:
         headers.append((b"content-length", str(length).encode()))

@@ -678,6 +678,9 @@ def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int, tier: 
 
 
 def _check_read(cond: Conditions, blob: Blob) -> None:
+    if cond.none_match_any:  # "only if it does not exist" cannot hold for a read (Azure: 400)
+        raise BlobError("UnsatisfiableCondition", "The request includes an unsatisfiable condition for this "
+                                                  "operation.")
     outcome = evaluate(cond, blob.etag, from_us(blob.modified_us), read=True)
     if outcome == NOT_MODIFIED:
         raise BlobError("ConditionNotMet", status=304)

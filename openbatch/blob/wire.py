@@ -88,6 +88,8 @@ def error_headers(err: BlobError) -> list[tuple[str, str]]:
     headers = [("x-ms-error-code", err.code)]
     if err.code in ("AuthenticationFailed", "NoAuthenticationInformation"):
         headers.append(("www-authenticate", "SharedKey"))
+    if err.code == "InvalidRange" and "ContentLength" in err.details:  # as HTTP and Azure say a size on 416
+        headers.append(("content-range", f"bytes */{err.details['ContentLength']}"))
     return headers
 
 
@@ -285,6 +287,12 @@ def block_list_xml(committed: Iterable[tuple[str, int]] | None, uncommitted: Ite
         out.append(f"</{tag}>")
     out.append("</BlockList>")
     return "".join(out).encode("utf-8")
+
+
+def service_stats_xml(now_us: int) -> bytes:
+    """Get Blob Service Stats: geo-replication live, synced up to now."""
+    return (f"{XML_DECL}<StorageServiceStats><GeoReplication><Status>live</Status>"
+            f"<LastSyncTime>{rfc1123_us(now_us)}</LastSyncTime></GeoReplication></StorageServiceStats>").encode()
 
 
 DEFAULT_SERVICE_PROPERTIES = (

@@ -174,7 +174,8 @@ def collation_is_plain(names: Iterable[str]) -> bool:
 
 
 def blob_canonical_headers(headers: Mapping[str, str], collated: bool) -> str:
-    items = [(k, v) for k, v in headers.items() if k.startswith("x-ms-")]
+    # Names are signed lower-case (metadata names may arrive with their case kept).
+    items = [(k.lower(), v) for k, v in headers.items() if k.startswith("x-ms-")]
     return "".join(f"{k}:{v.strip()}\n" for k, v in _sorted_headers(items, collated))
 
 
@@ -216,7 +217,7 @@ def blob_candidates(
 ) -> Iterator[str]:
     """The strings a Storage SDK may have signed for this request."""
     paths = dict.fromkeys([raw_path, unquote(raw_path)])
-    orders = (False,) if collation_is_plain(k for k in headers if k.startswith("x-ms-")) else (True, False)
+    orders = (False,) if collation_is_plain(k.lower() for k in headers if k.startswith("x-ms-")) else (True, False)
     for collated in orders:
         for path in paths:
             yield blob_string_to_sign(method, headers, account, path, query, collated=collated)

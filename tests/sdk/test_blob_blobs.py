@@ -290,7 +290,8 @@ def test_hostile_names_are_data(server: LiveServer, container: ContainerClient) 
         container.upload_blob(name, name.encode("utf-8"))
     for name in HOSTILE:
         assert container.download_blob(name).readall() == name.encode("utf-8"), name
-    assert sorted(b.name for b in container.list_blobs()) == sorted(HOSTILE)
+    # Azure stores a backslash in a blob name as a slash
+    assert sorted(b.name for b in container.list_blobs()) == sorted(n.replace("\\", "/") for n in HOSTILE)
     too_long = "y" * 1025
     with pytest.raises(HttpResponseError) as e:
         container.upload_blob(too_long, b"x")

@@ -135,7 +135,7 @@ def test_service_properties_round_trip(service: BlobServiceClient) -> None:
 
 def test_account_information(service: BlobServiceClient) -> None:
     info = service.get_account_information()
-    assert info["sku_name"] == "Standard_LRS" and info["account_kind"] == "StorageV2"
+    assert info["sku_name"] == "Standard_RAGRS" and info["account_kind"] == "StorageV2"
 
 
 def test_conditional_container_operations(service: BlobServiceClient) -> None:
