@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch.models._models import BatchNodeRebootOptions  # not exported by 15.1
+from azure.core.credentials import AzureNamedKeyCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -226,3 +227,29 @@ def run_v14(server: LiveServer, certs: dict[str, dict[str, str]], body: str) -> 
 
 def run_legacy(server: LiveServer, certs: dict[str, dict[str, str]], body: str) -> Any:
     return run_script("legacy", LEGACY_PRELUDE + body, _env(server, certs))
+
+
+def test_certificates_survive_kill_9_and_a_deletion_goes_on(fresh_server: LiveServer,
+                                                            certs: dict[str, dict[str, str]]) -> None:
+    """Acknowledged certificates are durable; a deletion under way when the server dies ends after it."""
+    def client_of(server: LiveServer) -> BatchClient:
+        return BatchClient(server.batch_url, AzureNamedKeyCredential(server.account, server.key))
+
+    client = client_of(fresh_server)
+    for name in ("a", "b"):
+        body = {"thumbprint": certs[name]["thumbprint"], "thumbprintAlgorithm": "sha1", "data": certs[name]["cer"],
+                "certificateFormat": "cer"}
+        assert raw(client, "POST", "/certificates", json.dumps(body).encode(), api=API)[0] == 201
+    doomed = f"/certificates(thumbprintAlgorithm=sha1,thumbprint={certs['b']['thumbprint']})"
+    assert raw(client, "DELETE", doomed, api=API)[0] == 202
+    client.close()
+    fresh_server.kill()
+    fresh_server.start()
+    client = client_of(fresh_server)
+    try:
+        kept = raw(client, "GET", f"/certificates(thumbprintAlgorithm=sha1,thumbprint={certs['a']['thumbprint']})",
+                   api=API)[1]
+        assert kept["state"] == "active" and kept["publicData"] == certs["a"]["cer"]
+        wait_for(lambda: raw(client, "GET", doomed, api=API)[0] == 404, "the deletion to end after the restart", 30)
+    finally:
+        client.close()

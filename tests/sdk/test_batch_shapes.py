@@ -17,7 +17,9 @@ from azure.core.exceptions import HttpResponseError
 
 from tests.helpers.batchraw import error_values, raw
 from tests.helpers.server import LiveServer
+from tests.helpers.venvs import run_script
 from tests.helpers.waiting import wait_for
+from tests.sdk.test_batch_legacy_pools import LEGACY_PRELUDE, env
 
 VM = {"imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"},
       "nodeAgentSKUId": "batch.node.ubuntu 22.04"}
@@ -134,7 +136,13 @@ def test_an_image_this_server_does_not_offer_is_refused(client: BatchClient, key
     assert raw(client, "GET", "/pools/custom")[0] == 404
 
 
-def test_job_lifetime_statistics_of_old_api_versions(client: BatchClient) -> None:
-    status, body, _ = raw(client, "GET", "/lifetimejobstats", api="2016-07-01.3.1")
-    assert status == 200 and body["odata.metadata"].endswith("/$metadata#jobstats/@Element")
-    assert body["numSucceededTasks"] == 0 and body["wallClockTime"] == "PT0S"
+def test_lifetime_statistics_of_old_api_versions(server: LiveServer) -> None:
+    """azure-batch 1.0.0's account-wide statistics: served (every measure zero), never ResourceNotFound."""
+    out = run_script("legacy", LEGACY_PRELUDE + """
+jobs = client.job.get_all_jobs_lifetime_statistics()
+pools = client.pool.get_all_pools_lifetime_statistics()
+dump({"jobs": [jobs.num_succeeded_tasks, jobs.wall_clock_time.total_seconds(), jobs.url],
+      "pools": [pools.usage_stats.dedicated_core_time.total_seconds(), pools.url]})
+""", env(server))
+    assert out["jobs"] == [0, 0.0, f"{server.batch_url}/lifetimejobstats"]
+    assert out["pools"] == [0.0, f"{server.batch_url}/lifetimepoolstats"]

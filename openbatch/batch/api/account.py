@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openbatch.batch.api.pools import page_args, page_response, plain_page_response, query_filter
 from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, int_skiptoken, metadata_url
 from openbatch.batch.domain import errors as e
@@ -58,22 +60,21 @@ async def list_pool_usage_metrics(req: BatchRequest) -> BatchResponse:
     return page_response(req, "poolusagemetrics", "poolusagemetrics", [], None)
 
 
-async def pool_lifetime_statistics(req: BatchRequest) -> BatchResponse:
-    """``/lifetimepoolstats`` (api-versions before 2023): every measure zero."""
-    created = [str(p["creationTime"]) for p in req.ctx.store.all("pool", req.account)]
+def _lifetime(req: BatchRequest, kind: str, path: str, entity_set: str,
+              statistics: Callable[[str, str, str], Doc]) -> BatchResponse:
+    """Account-wide statistics of api-versions before 2023, since the oldest ``kind`` entity: every measure zero."""
+    created = [str(d["creationTime"]) for d in req.ctx.store.all(kind, req.account)]
     now = now_iso()
-    stats = pools.lifetime_statistics(f"{req.base_url}/lifetimepoolstats", min(created, default=now), now)
-    body = {"odata.metadata": metadata_url(req, "poolstats", True), **stats}
-    return BatchResponse(200, dumps(body))
+    stats = statistics(f"{req.base_url}/{path}", min(created, default=now), now)
+    return BatchResponse(200, dumps({"odata.metadata": metadata_url(req, entity_set, True), **stats}))
+
+
+async def pool_lifetime_statistics(req: BatchRequest) -> BatchResponse:
+    return _lifetime(req, "pool", "lifetimepoolstats", "poolstats", pools.lifetime_statistics)
 
 
 async def job_lifetime_statistics(req: BatchRequest) -> BatchResponse:
-    """``/lifetimejobstats`` (api-versions before 2023): every measure zero."""
-    created = [str(j["creationTime"]) for j in req.ctx.store.all("job", req.account)]
-    now = now_iso()
-    stats = jobs.lifetime_statistics(f"{req.base_url}/lifetimejobstats", min(created, default=now), now)
-    body = {"odata.metadata": metadata_url(req, "jobstats", True), **stats}
-    return BatchResponse(200, dumps(body))
+    return _lifetime(req, "job", "lifetimejobstats", "jobstats", jobs.lifetime_statistics)
 
 
 ROUTES: list[Route] = [

@@ -67,10 +67,10 @@ def _algorithm(body: Doc, prop: str = "thumbprintAlgorithm") -> str:
 
 
 def _decode(text: str) -> bytes:
-    try:
-        data = base64.b64decode(text, validate=True)
+    try:  # white space (line breaks of a base64 file) is skipped, as .NET's Convert.FromBase64String does
+        data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise m.invalid("data", text[:64], "The certificate data must be base64.") from None
+        raise m.invalid("data", "data", "The certificate data must be base64.") from None
     if not data:
         raise m.missing("data")
     if len(data) > MAX_DATA:
@@ -221,6 +221,12 @@ def finish_deletion(doc: Doc, pool_ids: list[str], now: str) -> bool:
 # --- pools' certificate references ----------------------------------------------------------------
 
 
+def _visibility(name: str, prop: str) -> str:
+    if name.lower() not in VISIBILITIES:
+        raise m.invalid(prop, name, f"The value must be one of: {', '.join(VISIBILITIES)}.")
+    return name.lower()
+
+
 def check_references(store: BatchStore, account: str, body: Doc,
                      key: str = "certificateReferences") -> list[Doc] | None:
     """A pool's ``certificateReferences``: each names an active certificate of the account
@@ -234,8 +240,8 @@ def check_references(store: BatchStore, account: str, body: Doc,
         algorithm = _algorithm(ref, prop=f"{key}.thumbprintAlgorithm")
         location = m.enum(ref, "storeLocation", STORE_LOCATIONS, prop=f"{key}.storeLocation") or "currentuser"
         m.string(ref, "storeName", prop=f"{key}.storeName")
-        visibility = [m.enum({"v": v}, "v", VISIBILITIES, prop=f"{key}.visibility")
-                      for v in m.strings(ref, "visibility", prop=f"{key}.visibility") or []]
+        visibility = [_visibility(v, f"{key}.visibility") for v in m.strings(ref, "visibility", prop=f"{key}.visibility")
+                      or []]
         cert = store.get(KIND, account, key_of(algorithm, thumbprint))
         if cert is None or cert["state"] != _C.ACTIVE:
             raise e.InvalidCertificateReferences(
