@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import ipaddress
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from openbatch.blob import batch, leases, wire
+from openbatch.blob.api_pages import PageHandlers, changes_pages
+from openbatch.blob.append import AppendBlobs
 from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
-from openbatch.blob.errors import BlobError, bad_header, bad_query
-from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, parse_query, send_response
-from openbatch.blob.models import Blob, ContentSettings
+from openbatch.blob.copies import Copies
+from openbatch.blob.errors import BlobError, bad_query
+from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, send_response
+from openbatch.blob.models import SNAPSHOT, VERSION, Blob
+from openbatch.blob.pages import PageBlobs
+from openbatch.blob.params import b64_header as _b64_header
+from openbatch.blob.params import byte_range as _range
+from openbatch.blob.params import conditions as _conditions
+from openbatch.blob.params import content_settings as _content_settings
+from openbatch.blob.params import declared_length as _declared_length
+from openbatch.blob.params import etag_headers as _etag_headers
+from openbatch.blob.params import int_query as _int_query
+from openbatch.blob.params import metadata as _metadata
+from openbatch.blob.params import stamp
 from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
-from openbatch.common.clock import now_us, rfc1123_us
-from openbatch.common.conditions import Conditions
-from openbatch.common.escapes import unquote_strict
+from openbatch.common.clock import now_us
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.blob")
@@ -65,7 +73,17 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("blob", "DELETE", "", ""): "delete_blob",
     ("blob", "PUT", "", "tier"): "set_blob_tier",
     ("blob", "PUT", "", "lease"): "lease_blob",
+    ("blob", "PUT", "", "snapshot"): "snapshot_blob",
+    ("blob", "PUT", "", "copy"): "abort_copy",
+    ("blob", "PUT", "", "appendblock"): "append_block",
+    ("blob", "PUT", "", "seal"): "seal_append_blob",
+    ("blob", "PUT", "", "page"): "put_page",
+    ("blob", "GET", "", "pagelist"): "get_page_ranges",
 }
+# The operations a request may address to a snapshot (?snapshot=) or a version (?versionid=) of a
+# blob; any other answers 400 InvalidQueryParameterValue (snapshots and versions are read-only).
+_STAMPED = {"get_blob", "blob_properties", "blob_metadata", "get_block_list", "get_page_ranges", "delete_blob",
+            "set_blob_tier"}
 # Operations of Azure's Blob REST API this server does not serve, by (level, method, comp): they answer
 # 400 UnsupportedQueryParameter naming their comp, rather than InvalidQueryParameterValue (Azure's
 # answer for a comp value that names no operation at all).
@@ -85,75 +103,14 @@ _ENCRYPTED = ("x-ms-request-server-encrypted", "true")
 _SMALL_READ = 64 << 10  # blobs up to this size are read at once and sent as one body
 
 
+def _version_id(blob: Blob) -> list[tuple[str, str]]:
+    return [("x-ms-version-id", blob.version_id)] if blob.version_id is not None else []
+
+
 def _level(req: Request) -> str:
     if not req.container:
         return "service"
     return "container" if req.blob is None else "blob"
-
-
-def _conditions(req: Request) -> Conditions:
-    return Conditions.from_headers(req.headers.get)
-
-
-def _metadata(req: Request) -> dict[str, str]:
-    return {k[10:]: v.strip() for k, v in req.headers.items() if k.startswith("x-ms-meta-")}
-
-
-def _b64_header(req: Request, name: str) -> bytes | None:
-    value = req.headers.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise bad_header(name, value[:64]) from exc
-
-
-def _content_settings(req: Request, *, put_blob: bool) -> ContentSettings:
-    """Content headers to store: ``x-ms-blob-*`` (Put Blob also takes the plain ones)."""
-    h = req.headers
-
-    def pick(name: str, default: str = "") -> str:
-        value = h.get(f"x-ms-blob-{name}")
-        if value is None and put_blob:
-            value = h.get(name)
-        return value if value is not None else default
-
-    return ContentSettings(
-        content_type=pick("content-type", "application/octet-stream") or "application/octet-stream",
-        content_encoding=pick("content-encoding"),
-        content_language=pick("content-language"),
-        content_md5=_b64_header(req, "x-ms-blob-content-md5"),
-        cache_control=pick("cache-control"),
-        content_disposition=pick("content-disposition"),
-    )
-
-
-def _declared_length(req: Request, limit: int) -> int | None:
-    """The Content-Length of a body (None when sent chunked); 413 when over ``limit``."""
-    value = req.headers.get("content-length")
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise bad_header("Content-Length", value[:32])
-    if int(value) > limit:
-        raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
-    return int(value)
-
-
-def _range(req: Request) -> tuple[int, int | None] | None:
-    """``bytes=a-b`` / ``bytes=a-`` from x-ms-range or Range; anything else means the whole blob."""
-    value = req.headers.get("x-ms-range") or req.headers.get("range")
-    if not value:
-        return None
-    unit, _, spec = value.strip().partition("=")
-    first, dash, last = spec.strip().partition("-")
-    if unit.strip().lower() != "bytes" or not dash or not first.isdigit() or not (last.isdigit() or last == ""):
-        return None
-    start, end = int(first), (int(last) if last else None)
-    if end is not None and end < start:
-        return None
-    return start, end
 
 
 def _lease_request(req: Request) -> leases.LeaseRequest:
@@ -174,33 +131,21 @@ def _lease_response(etag: str, modified_us: int, outcome: leases.LeaseOutcome, a
 _LEASE_STATUS = {"acquire": 201, "renew": 200, "change": 200, "release": 200, "break": 202}
 
 
-def _int_query(req: Request, name: str, lo: int, hi: int) -> int | None:
-    value = req.query.get(name)
-    if value is None or value == "":
-        return None
-    if not value.lstrip("-").isdigit():
-        raise bad_query(name, value[:64])
-    number = int(value)
-    if number < lo:
-        raise BlobError("OutOfRangeInput", QueryParameterName=name, QueryParameterValue=value[:64])
-    return min(number, hi)
-
-
 def _endpoint(req: Request) -> str:
     return f"{req.scheme}://{req.host}/{req.account}/"
 
 
-def _etag_headers(etag: str, modified_us: int) -> list[tuple[str, str]]:
-    return [("etag", wire.quoted(etag)), ("last-modified", rfc1123_us(modified_us))]
-
-
-class BlobApi:
-    """The request handlers; each one translates and calls one domain operation."""
+class BlobApi(PageHandlers):
+    """The request handlers; each one translates and calls one domain operation (those of page and
+    append blobs and of copies from URLs are in api_pages.py and api_copies.py)."""
 
     def __init__(self, blobs: Blobs, auth: Authorizer, settings: Settings) -> None:
         self.blobs = blobs
         self.auth = auth
         self.settings = settings
+        self.appends = AppendBlobs(blobs)
+        self.pages = PageBlobs(blobs)
+        self.copies = Copies(blobs, self.appends, self.pages)
         self.routes: dict[tuple[str, str, str, str], tuple[Handler, Rule]] = {
             key: (getattr(self, name), OPERATIONS[name]) for key, name in ROUTES.items()
         }
@@ -262,7 +207,6 @@ class BlobApi:
         """Get Blob Service Stats: the secondary is this very store, so it is live and in sync now."""
         return Response(200, [("content-type", wire.XML_TYPE)], wire.service_stats_xml(now_us()))
 
-
     # --- containers ---------------------------------------------------------------------------
 
     async def create_container(self, req: Request, grant: Grant) -> Response:
@@ -308,8 +252,9 @@ class BlobApi:
         include = {v for _, value in req.pairs if _ == "include" for v in value.split(",") if v}
         if not include <= _LIST_INCLUDES:
             raise bad_query("include", ",".join(sorted(include - _LIST_INCLUDES))[:64])
+        kinds = (SNAPSHOT if "snapshots" in include else "") + (VERSION if "versions" in include else "")
         items, nxt = self.blobs.list_blobs(req.account, req.container, prefix, delimiter, wire.decode_marker(marker),
-                                           limit, "uncommittedblobs" in include)
+                                           limit, "uncommittedblobs" in include, kinds)
         body = wire.list_blobs_xml(_endpoint(req), req.container, prefix, marker, q.get("maxresults", ""),
                                    delimiter, items, wire.encode_marker(nxt) if nxt else "", "metadata" in include)
         return Response(200, [("content-type", wire.XML_TYPE)], body)
@@ -319,6 +264,8 @@ class BlobApi:
     async def put_blob(self, req: Request, grant: Grant) -> Response:
         if req.headers.get("x-ms-copy-source"):
             return await self.copy_blob(req, grant)
+        if (req.headers.get("x-ms-blob-type") or "").lower() in ("pageblob", "appendblob"):
+            return await self.create_typed_blob(req, grant)
         size = _declared_length(req, MAX_PUT_BLOB_SIZE)
         assert req.blob is not None
         blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(), size,
@@ -326,70 +273,15 @@ class BlobApi:
                                               _conditions(req), _b64_header(req, "content-md5"), grant.replace_guard,
                                               req.headers.get("x-ms-access-tier"), req.headers.get("x-ms-blob-type"))
         headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED,
-                   ("content-md5", base64.b64encode(md5).decode())]
+                   ("content-md5", base64.b64encode(md5).decode()), *_version_id(blob)]
         return Response(201, headers)
 
-    async def copy_blob(self, req: Request, grant: Grant) -> Response:
-        source_url = req.headers["x-ms-copy-source"]
-        source, source_query = self._copy_source(req, source_url)
-        self.auth.authorize_copy_source(grant, req.account, source, source_query, req.client_ip, req.scheme)
-        metadata = _metadata(req)
-        assert req.blob is not None
-        blob = self.blobs.copy_blob(req.account, req.container, req.blob, source, source_url.split("?", 1)[0],
-                                    metadata or None, _conditions(req),
-                                    Conditions.from_headers(req.headers.get, "x-ms-source-"), grant.replace_guard,
-                                    req.headers.get("x-ms-access-tier"))
-        assert blob.copy is not None
-        headers = [*_etag_headers(blob.etag, blob.modified_us), ("x-ms-copy-id", blob.copy.copy_id),
-                   ("x-ms-copy-status", "success")]
-        return Response(201 if "x-ms-blob-type" in req.headers else 202, headers)
-
-    def _copy_source(self, req: Request, url: str) -> tuple[tuple[str, str, str], dict[str, str]]:
-        """The blob of this server a copy source URL names (path style), and the URL's query.
-
-        A URL that does not parse is 400 InvalidHeaderValue; a URL of another server (anything
-        but this Blob endpoint: the host the client called, the public URL, or a loopback name or
-        the configured host with the Blob port) is 404 CannotVerifyCopySource, as Azurite answers:
-        copies from other servers are not supported, and never served from a local namesake.
-        """
-        shown = url.split("?", 1)[0][:256]
-        try:
-            parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            names = [unquote_strict(s) for s in parts.path.split("/", 3)[1:]]
-            query = dict(reversed(parse_query(parts.query)))
-        except (ValueError, BlobError):  # BadEscape is a ValueError
-            raise bad_header("x-ms-copy-source", shown) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad_header("x-ms-copy-source", shown)
-        if not self._serves(req, parts.hostname, port):
-            raise BlobError("CannotVerifyCopySource", "The copy source is not on this server; copies from other "
-                                                      "servers are not supported.", status=404)
-        if len(names) < 3 or names[0] not in self.settings.accounts or not names[1] or not names[2]:
-            raise BlobError("CannotVerifyCopySource", "The specified resource does not exist.", status=404)
-        return (names[0], names[1], names[2]), query
-
-    def _serves(self, req: Request, host: str, port: int) -> bool:
-        """Is ``host:port`` this Blob endpoint?"""
-        host = host.lower()
-        if port == self.settings.blob_port and (host == self.settings.host.lower() or _is_loopback(host)):
-            return True
-        for scheme, netloc in ((req.scheme, req.host), *_scheme_netloc(self.settings.blob_url)):
-            try:
-                known = urlsplit(f"{scheme}://{netloc}")
-                known_port = known.port or (443 if scheme == "https" else 80)
-            except ValueError:
-                continue
-            if known.hostname is not None and (known.hostname.lower(), known_port) == (host, port):
-                return True
-        return False
-
     async def put_block(self, req: Request, grant: Grant) -> Response:
-        if req.headers.get("x-ms-copy-source"):
-            raise BlobError("UnsupportedHeader", "Put Block From URL is not supported.", HeaderName="x-ms-copy-source")
         block_id = req.query.get("blockid")
         if not block_id:
             raise BlobError("MissingRequiredQueryParameter", QueryParameterName="blockid")
+        if req.headers.get("x-ms-copy-source"):
+            return await self.put_block_from_url(req, grant, block_id)
         _declared_length(req, MAX_BLOCK_SIZE)
         assert req.blob is not None
         md5 = await self.blobs.put_block(req.account, req.container, req.blob, block_id, req.body(),
@@ -407,7 +299,7 @@ class BlobApi:
         blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
                                          _content_settings(req, put_blob=False), _metadata(req), _conditions(req),
                                          grant.replace_guard, req.headers.get("x-ms-access-tier"))
-        return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
+        return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED, *_version_id(blob)])
 
     async def get_block_list(self, req: Request, grant: Grant) -> Response:
         list_type = req.query.get("blocklisttype", "committed").lower()
@@ -415,7 +307,7 @@ class BlobApi:
             raise bad_query("blocklisttype", list_type[:32])
         assert req.blob is not None
         listing = self.blobs.get_block_list(req.account, req.container, req.blob, list_type,
-                                            req.headers.get("x-ms-lease-id"))
+                                            req.headers.get("x-ms-lease-id"), stamp(req))
         headers = [("content-type", wire.XML_TYPE), ("x-ms-blob-content-length", str(listing.blob.size))]
         if listing.blob.committed:
             headers += _etag_headers(listing.blob.etag, listing.blob.modified_us)
@@ -430,7 +322,7 @@ class BlobApi:
 
     async def get_blob(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
-        plan = self.blobs.open_read(req.account, req.container, req.blob, _range(req), _conditions(req))
+        plan = self.blobs.open_read(req.account, req.container, req.blob, _range(req), _conditions(req), stamp(req))
         headers = self._blob_response(plan.blob, grant, full_md5=not plan.partial)
         status = 200
         if plan.partial:
@@ -449,36 +341,47 @@ class BlobApi:
 
     async def blob_properties(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
-        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req))
+        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req), stamp=stamp(req))
         headers = self._blob_response(blob, grant, full_md5=True)
         headers += wire.tier_headers(blob)
         return Response(200, headers, length=blob.size)
 
     async def blob_metadata(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
-        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req))
+        blob = self.blobs.blob(req.account, req.container, req.blob, _conditions(req), stamp=stamp(req))
         return Response(200, [*_etag_headers(blob.etag, blob.modified_us), *wire.metadata_headers(blob.metadata)])
 
     async def set_blob_metadata(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
         blob = self.blobs.set_blob_metadata(req.account, req.container, req.blob, _metadata(req), _conditions(req))
-        return Response(200, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED])
+        return Response(200, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED, *_version_id(blob)])
 
     async def set_blob_properties(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
+        if changes_pages(req):
+            return self.set_page_properties(req)
         blob = self.blobs.set_blob_properties(req.account, req.container, req.blob,
                                               _content_settings(req, put_blob=False), _conditions(req))
         return Response(200, _etag_headers(blob.etag, blob.modified_us))
 
     async def delete_blob(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
-        self.blobs.delete_blob(req.account, req.container, req.blob, _conditions(req))
+        self.blobs.delete_blob(req.account, req.container, req.blob, _conditions(req), stamp(req),
+                               req.headers.get("x-ms-delete-snapshots"))
         return Response(202, [("x-ms-delete-type-permanent", "true")])
+
+    async def snapshot_blob(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        snap = self.blobs.snapshot_blob(req.account, req.container, req.blob, _metadata(req) or None,
+                                        _conditions(req))
+        assert snap.snapshot is not None
+        return Response(201, [*_etag_headers(snap.etag, snap.modified_us), ("x-ms-snapshot", snap.snapshot),
+                              _ENCRYPTED])
 
     async def set_blob_tier(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
         rehydrated = self.blobs.set_blob_tier(req.account, req.container, req.blob,
-                                              req.headers.get("x-ms-access-tier"), _conditions(req))
+                                              req.headers.get("x-ms-access-tier"), _conditions(req), stamp(req))
         return Response(202 if rehydrated else 200)
 
     async def submit_batch(self, req: Request, grant: Grant) -> Response:
@@ -525,20 +428,6 @@ class BlobApi:
         return _lease_response(blob.etag, blob.modified_us, outcome, lease.action)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _scheme_netloc(url: str) -> list[tuple[str, str]]:
-    parts = urlsplit(url)
-    return [(parts.scheme, parts.netloc)] if parts.netloc else []
-
-
 class BlobService:
     """The Blob endpoint: ASGI app plus start (recovery) and stop."""
 
@@ -563,6 +452,9 @@ class BlobService:
         self._blobs = blobs
         auth = Authorizer(self.settings.accounts, self._public_access)
         self._api = BlobApi(blobs, auth, self.settings)
+        failed = self._api.copies.recover()
+        if failed:
+            log.info("blob recovery: %d copies from other servers were cut off by the restart (failed)", failed)
         self._expiry = asyncio.get_running_loop().create_task(self._expire_loop())
 
     async def stop(self) -> None:
@@ -570,6 +462,8 @@ class BlobService:
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
+        if self._api is not None:
+            await self._api.copies.close()
         if self._blobs is not None:
             self._blobs.close()
             self._blobs = None
@@ -615,8 +509,10 @@ class BlobService:
         if req.secondary and req.method not in ("GET", "HEAD"):
             raise BlobError("AuthorizationFailure", "Write operations are not allowed on the secondary endpoint.")
         grant = self._api.auth.authorize(req, rule)
-        if req.blob is not None and ("snapshot" in req.query or "versionid" in req.query):
-            raise BlobError("BlobNotFound", "Blob snapshots and versions are not kept by this server.")
+        if req.blob is not None and ("snapshot" in req.query or "versionid" in req.query) and (
+                handler.__name__ not in _STAMPED):
+            name = "snapshot" if "snapshot" in req.query else "versionid"
+            raise bad_query(name, req.query[name][:64], "A snapshot or version cannot be changed.")
         return await handler(req, grant)
 
 

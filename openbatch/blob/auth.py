@@ -75,6 +75,12 @@ OPERATIONS: dict[str, Rule] = {
     "delete_blob": Rule("d", "d"),
     "lease_blob": _WRITE_BLOB,
     "break_lease_blob": Rule("wd", "wd"),
+    "snapshot_blob": Rule("cw", "cw"),
+    "abort_copy": _WRITE_BLOB,
+    "append_block": Rule("aw", "aw"),  # also Append Block From URL
+    "seal_append_blob": _WRITE_BLOB,
+    "put_page": _WRITE_BLOB,  # update, clear and From URL
+    "get_page_ranges": _READ_BLOB,
     # the source of Copy Blob, authorized by its own SAS (or public access, or the key of its account)
     "copy_source": _READ_BLOB,
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -77,6 +78,7 @@ class ExtentStore:
         self._dirs: set[str] = set()
         self._pins: dict[str, int] = {}
         self._deferred: set[str] = set()
+        self._deferred_trims: set[str] = set()
 
     def path(self, extent: str) -> str:
         return f"{self.root}/{extent[:2]}/{extent}"
@@ -135,6 +137,10 @@ class ExtentStore:
                 yield piece
                 continue
             extent, offset, length = piece
+            if not extent:  # a run of zeros (unwritten pages): never materialized whole
+                for start in range(0, length, CHUNK):
+                    yield _ZEROS[: min(CHUNK, length - start)]
+                continue
             fd = os.open(self.path(extent), os.O_RDONLY)
             try:
                 end = offset + length
@@ -156,8 +162,9 @@ class ExtentStore:
         for e in extents:
             self._pins[e] = self._pins.get(e, 0) + 1
 
-    def unpin(self, extents: Iterable[str], referenced: Callable[[str], bool]) -> None:
-        freed = []
+    def unpin(self, extents: Iterable[str], referenced: Callable[[str], bool],
+              used: Callable[[str], list[tuple[int, int]]] | None = None) -> None:
+        freed, trimmed = [], []
         for e in extents:
             n = self._pins.get(e, 0) - 1
             if n > 0:
@@ -167,8 +174,32 @@ class ExtentStore:
             if e in self._deferred:
                 self._deferred.discard(e)
                 freed.append(e)
+            if e in self._deferred_trims:
+                self._deferred_trims.discard(e)
+                trimmed.append(e)
         if freed:
             self.release(freed, referenced)
+        if trimmed and used is not None:
+            self.trim(trimmed, used)
+
+    def trim(self, extents: Iterable[str], used: Callable[[str], list[tuple[int, int]]]) -> int:
+        """Give back to the file system the parts of ``extents`` that no record uses any more (page
+        blob pages overwritten, cleared or cut off by a resize) by punching holes in the files;
+        ``used(extent)`` is the ``(offset, length)`` runs still referenced. Holes are whole file
+        system blocks; an extent a reader holds is trimmed when the reader lets go. Returns the
+        bytes given back."""
+        freed = 0
+        for e in dict.fromkeys(extents):
+            if not e:
+                continue
+            if e in self._pins:
+                self._deferred_trims.add(e)
+                continue
+            runs = used(e)
+            if not runs:  # unreferenced: release() deletes the whole file
+                continue
+            freed += _punch_unused(self.path(e), runs)
+        return freed
 
     def release(self, extents: Iterable[str], referenced: Callable[[str], bool]) -> int:
         """Delete the extents among ``extents`` that no record references any more."""
@@ -217,6 +248,39 @@ def _pread_full(fd: int, size: int, offset: int) -> bytes:
         chunks.append(more)
         got += len(more)
     return b"".join(chunks)
+
+
+_ZEROS = bytes(CHUNK)
+_BLOCK = 4096  # holes are punched in whole blocks of the file system
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def _punch_unused(path: str, runs: list[tuple[int, int]]) -> int:
+    """Punch holes in the file at ``path`` outside the ``(offset, length)`` runs (sorted by offset);
+    return the bytes punched. A file system that cannot punch holes keeps the bytes."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        holes, cursor = [], 0
+        for offset, length in [*runs, (size, 0)]:
+            start, end = -(-cursor // _BLOCK) * _BLOCK, offset // _BLOCK * _BLOCK
+            if end > start:
+                holes.append((start, end - start))
+            cursor = max(cursor, offset + length)
+        punched = 0
+        for start, length in holes:
+            if _LIBC.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, start, length) != 0:
+                break  # EOPNOTSUPP and the like: the space stays allocated
+            punched += length
+        return punched
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -63,9 +63,10 @@ class ContentSettings:
 class CopyInfo:
     copy_id: str
     source: str
-    status: str
-    progress: str
-    completed_us: int
+    status: str  # pending | success | aborted | failed
+    progress: str  # "copied/total" bytes
+    completed_us: int | None  # None while pending
+    description: str = ""  # x-ms-copy-status-description of a failed or aborted copy
 
 
 @dataclass
@@ -86,6 +87,27 @@ class Blob:
     tier: str | None = None  # the access tier set on the blob; None: inferred (Hot, the account default)
     tier_changed_us: int | None = None
     lease: Lease = field(default_factory=Lease)
+    blob_type: str = "BlockBlob"  # BlockBlob | PageBlob | AppendBlob
+    sequence_number: int = 0  # page blobs: x-ms-blob-sequence-number
+    sealed: bool = False  # append blobs: no more blocks may be appended
+    # Which record of the name this is: "" the base blob (the current version), SNAPSHOT + id a
+    # snapshot, VERSION + id a previous version. Snapshots and versions are read-only copies that
+    # share the base blob's extents.
+    stamp: str = ""
+    version_id: str | None = None  # the version this content is (written while versioning was on)
+    committed_blocks: int | None = None  # append blobs: counted when read for a response (not stored)
+
+    @property
+    def snapshot(self) -> str | None:
+        return self.stamp[1:] if self.stamp.startswith(SNAPSHOT) else None
+
+    @property
+    def is_base(self) -> bool:
+        return self.stamp == ""
+
+
+SNAPSHOT = "S"  # stamp prefixes; snapshots sort before versions, the base blob ("") after both
+VERSION = "V"
 
 
 @dataclass(frozen=True)
@@ -110,5 +132,6 @@ class StagedBlock:
     size: int
 
 
-# A piece of a read: (extent, offset, length) of a data file, or inline bytes.
+# A piece of a read: (extent, offset, length) of a data file, or inline bytes. Extent "" is a run
+# of zeros (the unwritten pages of a page blob).
 Piece = tuple[str, int, int] | bytes

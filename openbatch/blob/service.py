@@ -12,18 +12,26 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openbatch.blob import leases
+from openbatch.blob import leases, snapshots
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
-from openbatch.blob.models import Blob, Container, ContentSettings, CopyInfo, Part, Piece, StagedBlock
-from openbatch.blob.store import MetaStore
+from openbatch.blob.models import (
+    SNAPSHOT,
+    Blob,
+    Container,
+    ContentSettings,
+    Part,
+    Piece,
+    StagedBlock,
+)
+from openbatch.blob.store import MetaStore, order_key
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
-from openbatch.common.ids import etag_value, opaque_id
+from openbatch.common.ids import etag_value
 
 MIB = 1 << 20
 # Called before a write replaces an existing blob; raises to refuse (e.g. a SAS that may only create).
@@ -165,6 +173,9 @@ class Blobs:
         self.root = root
         self.meta = MetaStore(root / "meta.db")
         self.extents = ExtentStore(root / "data")
+        # account -> versioning on (from its service properties), for every account that set them
+        self._versioning = {account: bool(snapshots.versioning_setting(body))
+                            for account, body in self.meta.all_service_properties().items()}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -193,8 +204,13 @@ class Blobs:
         return self.meta.get_service_properties(account)
 
     def set_service_properties(self, account: str, body: str) -> None:
+        versioning = snapshots.versioning_setting(body)
+        if versioning is None and self._versioning.get(account):
+            body, versioning = snapshots.keep_versioning_on(body), True
         with self.meta.tx():
             self.meta.set_service_properties(account, body)
+        self._versioning[account] = bool(versioning)
+
 
     def list_containers(self, account: str, prefix: str, marker: str, limit: int) -> tuple[list[Container], str]:
         start = max(prefix, marker)
@@ -256,15 +272,19 @@ class Blobs:
         return c
 
     def list_blobs(self, account: str, container: str, prefix: str, delimiter: str, marker: str, limit: int,
-                   uncommitted: bool) -> tuple[list[Blob | str], str]:
-        """A page of blobs (and, with a delimiter, of blob-name prefixes) and the next marker."""
+                   uncommitted: bool, kinds: str = "") -> tuple[list[Blob | str], str]:
+        """A page of blobs (and, with a delimiter, of blob-name prefixes) and the next marker.
+
+        ``kinds`` (SNAPSHOT, VERSION) lists snapshots and previous versions too; their markers name
+        the record to resume at (``name`` NUL ``stamp``: names cannot hold NUL)."""
         c = self.container(account, container)
         end = successor(prefix) if prefix else None
-        cursor = max(prefix, marker)
+        name, _, key = marker.partition("\x00")
+        cursor = (name, key) if name >= prefix else (prefix, "")
         items: list[Blob | str] = []
         while True:
             want = min(limit - len(items) + 1, 1000)
-            batch = self.meta.list_blobs(c.id, cursor, end, not uncommitted, want)
+            batch = self.meta.list_blobs(c.id, cursor[0], end, not uncommitted, want, kinds, cursor[1])
             skip: str | None = None
             for blob in batch:
                 item: Blob | str = blob
@@ -273,7 +293,7 @@ class Blobs:
                     if cut >= 0:
                         item = blob.name[: cut + len(delimiter)]
                 if len(items) == limit:
-                    return items, item if isinstance(item, str) else item.name
+                    return items, _marker(item, kinds)
                 items.append(item)
                 if isinstance(item, str):
                     skip = item
@@ -283,24 +303,30 @@ class Blobs:
                 after = successor(skip)
                 if after is None or (end is not None and after >= end):
                     return items, ""
-                cursor = after
+                cursor = (after, "")
             elif len(batch) < want:
                 return items, ""
+            elif kinds:
+                cursor = (batch[-1].name, order_key(batch[-1]) + "\x00")
             else:
-                cursor = batch[-1].name + "\x00"
+                cursor = (batch[-1].name + "\x00", "")
 
     # --- blobs --------------------------------------------------------------------------------
 
-    def _committed_blob(self, container_id: int, name: str) -> Blob:
-        blob = self.meta.get_blob(container_id, name)
+    def _committed_blob(self, container_id: int, name: str, stamp: str = "") -> Blob:
+        blob = snapshots.find(self.meta, container_id, name, stamp) if stamp else self.meta.get_blob(container_id, name)
         if blob is None or not blob.committed:
             raise BlobError("BlobNotFound")
+        if blob.blob_type == "AppendBlob":
+            blob.committed_blocks = self.meta.count_parts(blob.id)
         return blob
 
-    def blob(self, account: str, container: str, name: str, cond: Conditions, *, read: bool = True) -> Blob:
-        """A committed blob whose conditions hold (Get Blob Properties / Get Metadata)."""
+    def blob(self, account: str, container: str, name: str, cond: Conditions, *, read: bool = True,
+             stamp: str = "") -> Blob:
+        """A committed blob whose conditions hold (Get Blob Properties / Get Metadata); ``stamp``
+        names one of its snapshots or versions (snapshots.stamp_of)."""
         c = self.container(account, container)
-        blob = self._committed_blob(c.id, name)
+        blob = self._committed_blob(c.id, name, stamp)
         if read:
             _check_read(cond, blob)
             leases.check_read(blob.lease, cond.lease_id, now_us())
@@ -332,7 +358,7 @@ class Blobs:
             self.meta.update_container(c)
         return c, outcome
 
-    async def _ingest(self, body: AsyncIterator[bytes], limit: int, md5: bool) -> ExtentWriter:
+    async def ingest(self, body: AsyncIterator[bytes], limit: int, md5: bool) -> ExtentWriter:
         writer = self.extents.create(md5=md5)
         try:
             await self.extents.ingest(body, writer, limit)
@@ -369,15 +395,15 @@ class Blobs:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=len(data), extent="", offset=0, data=data)] if data else []
-            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
+            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
             return blob, md5
-        writer = await self._ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
+        writer = await self.ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
         md5 = writer.md5 or b""
         try:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
-            blob = self._commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
+            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
         except BaseException:
             writer.discard()
             raise
@@ -385,7 +411,7 @@ class Blobs:
             writer.discard()
         return blob, md5
 
-    def _commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
+    def commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
                     content: ContentSettings, metadata: dict[str, str], cond: Conditions,
                     on_replace: ReplaceGuard, tier: str | None) -> Blob:
         now = now_us()
@@ -397,12 +423,33 @@ class Blobs:
             blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size, blob.content, blob.metadata = sum(p.length for p in parts), content, metadata
             self.meta.save_blob(blob)
-            released = self._replace_content(blob, old, parts)
+            released = self.replace_content(blob, old, parts)
         self.release(released)
         return blob
 
-    def _replace_content(self, blob: Blob, old: Blob | None, parts: list[Part]) -> list[str]:
-        """Make ``parts`` the blob's content, dropping its staged blocks; return released extents."""
+    def create_blob(self, account: str, container: str, name: str, blob_type: str, content: ContentSettings,
+                    metadata: dict[str, str], cond: Conditions, on_replace: ReplaceGuard = None, *,
+                    size: int = 0, sequence_number: int = 0) -> Blob:
+        """Put Blob of a page or append blob: an empty blob of that type (a page blob of ``size``
+        zero bytes) replaces whatever the name held, as Put Blob does."""
+        check_blob_name(name)
+        check_metadata(metadata)
+        with self.meta.tx():
+            c = self.container(account, container)
+            old = self.meta.get_blob(c.id, name)
+            _check_overwrite(cond, old, on_replace)
+            blob = _fresh_blob(c.id, name, old, now_us(), None)
+            blob.blob_type, blob.size, blob.sequence_number = blob_type, size, sequence_number
+            blob.content, blob.metadata = content, metadata
+            self.meta.save_blob(blob)
+            released = self.replace_content(blob, old, [])
+        self.release(released)
+        return blob
+
+    def replace_content(self, blob: Blob, old: Blob | None, parts: list[Part]) -> list[str]:
+        """Make ``parts`` the blob's content, dropping its staged blocks; return released extents.
+        With versioning on, the old content is kept as a previous version."""
+        self._new_version(blob, old, content_replaced=True)
         if old is None:
             self.meta.insert_parts(blob.id, parts)
             return []
@@ -426,23 +473,68 @@ class Blobs:
         with self.meta.tx():
             blob = self.blob(account, container, name, cond, read=False)
             check_online(blob)
+            self._new_version(blob, replace(blob), content_replaced=False)
             blob.metadata, blob.etag, blob.modified_us = metadata, etag_value(), now_us()
             self.meta.save_blob(blob)
         return blob
 
-    def delete_blob(self, account: str, container: str, name: str, cond: Conditions) -> None:
+    def snapshot_blob(self, account: str, container: str, name: str, metadata: dict[str, str] | None,
+                      cond: Conditions) -> Blob:
+        """Snapshot Blob: a read-only copy of the blob as it is now (with ``metadata`` if given). A
+        leased blob may be snapshotted without its lease id (a given one must match)."""
+        if metadata is not None:
+            check_metadata(metadata)
         with self.meta.tx():
-            blob = self.blob(account, container, name, cond, read=False)
-            extents = self.meta.delete_blob(blob.id)
+            blob = self.blob(account, container, name, Conditions(lease_id=cond.lease_id))
+            _check_write(cond, blob.etag, blob.modified_us)
+            check_online(blob)
+            return snapshots.take_snapshot(self.meta, blob, metadata)
+
+    def _versioned(self, container_id: int) -> bool:
+        """Does the account of this container keep versions?"""
+        if not any(self._versioning.values()):
+            return False
+        return self._versioning.get(self.meta.container_account(container_id) or "", False)
+
+    def _new_version(self, blob: Blob, old: Blob | None, *, content_replaced: bool) -> None:
+        """Before ``blob`` is written over ``old`` (itself before this write): ``old`` stays as a
+        previous version when versioning is on or when it is a version (it has a version id: it
+        was written while versioning was on, since switched off); the new content is a version,
+        with a new id, only while versioning is on."""
+        versioned = self._versioned(blob.container_id)
+        if old is not None and old.committed and (versioned or old.version_id is not None):
+            snapshots.keep_version(self.meta, old, content_replaced=content_replaced)
+        if versioned or blob.version_id is not None:
+            blob.version_id = snapshots.new_id() if versioned else None
+            self.meta.save_blob(blob)
+
+    def delete_blob(self, account: str, container: str, name: str, cond: Conditions, stamp: str = "",
+                    delete_snapshots: str | None = None) -> None:
+        """Delete Blob: the base blob (its snapshots too with ``delete_snapshots`` "include", only them
+        with "only"; a blob with snapshots and neither is 409 SnapshotsPresent), or the one snapshot
+        or version ``stamp`` names. With versioning on, a deleted base blob stays as a version."""
+        mode = snapshots.check_delete_snapshots(delete_snapshots, stamp)
+        with self.meta.tx():
+            blob = self.blob(account, container, name, cond, read=False, stamp=stamp)
+            snaps = self.meta.stamps(blob.container_id, name, SNAPSHOT) if blob.is_base else []
+            if snaps and mode is None:
+                raise BlobError("SnapshotsPresent")
+            extents = [e for snap in snaps for e in self.meta.delete_blob(snap.id)]
+            if mode != snapshots.ONLY_SNAPSHOTS:
+                if blob.is_base and not stamp and (blob.version_id is not None or self._versioned(blob.container_id)):
+                    snapshots.keep_version(self.meta, blob, content_replaced=True)
+                extents += self.meta.delete_blob(blob.id)
         self.release(extents)
 
     def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None,
-                      cond: Conditions | None = None) -> bool:
+                      cond: Conditions | None = None, stamp: str = "") -> bool:
         """Set Blob Tier; True when it rehydrates an archived blob (done at once here; Azure takes hours).
         Neither the ETag nor Last-Modified change, as on Azure."""
         tier = check_tier(tier_header, required=True)
         with self.meta.tx():
-            blob = self.blob(account, container, name, Conditions())
+            blob = self.blob(account, container, name, Conditions(), stamp=stamp)
+            if blob.blob_type != "BlockBlob":
+                raise BlobError("InvalidBlobType", "Only block blobs have access tiers on this account.")
             blob.lease = leases.check_write(blob.lease, cond.lease_id if cond else None, now_us())
             rehydrated = blob.tier == ARCHIVE and tier != ARCHIVE
             blob.tier, blob.tier_changed_us = tier, now_us()
@@ -452,9 +544,10 @@ class Blobs:
     # --- reads --------------------------------------------------------------------------------
 
     def open_read(self, account: str, container: str, name: str, byte_range: tuple[int, int | None] | None,
-                  cond: Conditions) -> ReadPlan:
-        """Resolve a Get Blob: conditions, range (416 past the end) and the pieces to send."""
-        blob = self.blob(account, container, name, cond)
+                  cond: Conditions, stamp: str = "") -> ReadPlan:
+        """Resolve a Get Blob: conditions, range (416 past the end) and the pieces to send (runs of
+        zeros for the unwritten pages of a page blob)."""
+        blob = self.blob(account, container, name, cond, stamp=stamp)
         check_online(blob)
         start, end, partial = 0, blob.size, False
         if byte_range is not None:
@@ -465,13 +558,19 @@ class Blobs:
             start, partial = first, True
             end = blob.size if last is None else min(last + 1, blob.size)
         pieces: list[Piece] = []
+        cursor = start
         if end > start:
             for p in self.meta.parts(blob.id, start, end):
                 lo, hi = max(start, p.pos), min(end, p.pos + p.length)
+                if lo > cursor:
+                    pieces.append(("", 0, lo - cursor))
                 if p.data is not None:
                     pieces.append(p.data[lo - p.pos: hi - p.pos])
                 else:
                     pieces.append((p.extent, p.offset + lo - p.pos, hi - lo))
+                cursor = hi
+        if end > cursor:
+            pieces.append(("", 0, end - cursor))
         return ReadPlan(blob=blob, start=start, end=end, partial=partial, pieces=pieces)
 
     def inline_bytes(self, plan: ReadPlan) -> bytes | None:
@@ -482,13 +581,13 @@ class Blobs:
 
     async def stream(self, plan: ReadPlan) -> AsyncIterator[bytes]:
         """The bytes of a read plan; its extents stay on disk until the stream ends."""
-        extents = [p[0] for p in plan.pieces if isinstance(p, tuple)]
+        extents = [p[0] for p in plan.pieces if isinstance(p, tuple) and p[0]]
         self.extents.pin(extents)
         try:
             async for chunk in self.extents.read(plan.pieces):
                 yield chunk
         finally:
-            self.extents.unpin(extents, self.meta.is_referenced)
+            self.extents.unpin(extents, self.meta.is_referenced, self.meta.extent_ranges)
 
     async def read_with_md5(self, plan: ReadPlan) -> tuple[bytes, bytes]:
         """A (small) range read in full with its MD5 (x-ms-range-get-content-md5)."""
@@ -509,19 +608,34 @@ class Blobs:
                         lease_id: str | None = None) -> bytes | None:
         """Put Block: stream the body into a new extent and stage it under ``block_id`` (a leased
         blob takes blocks only from the lease holder, ``lease_id``)."""
+
+        async def receive() -> ExtentWriter:
+            writer = await self.ingest(body, MAX_BLOCK_SIZE, md5=transactional_md5 is not None)
+            try:
+                check_md5(transactional_md5, writer.md5)
+            except BaseException:
+                writer.discard()
+                raise
+            return writer
+
+        return (await self.stage_block(account, container, name, block_id, receive, lease_id)).md5
+
+    async def stage_block(self, account: str, container: str, name: str, block_id: str,
+                          produce: Callable[[], Awaitable[ExtentWriter]], lease_id: str | None = None) -> ExtentWriter:
+        """Put Block around any producer of the block's bytes (the request body; a copy source for
+        Put Block From URL): checked before ``produce`` runs and again when the block is staged."""
         check_blob_name(name)
         id_len = decode_block_id(block_id)
         c = self.container(account, container)
         self._check_stage(self.meta.get_blob(c.id, name), block_id, id_len, lease_id)
-        writer = await self._ingest(body, MAX_BLOCK_SIZE, md5=transactional_md5 is not None)
+        writer = await produce()
         try:
-            check_md5(transactional_md5, writer.md5)
             replaced = self._commit_stage(account, container, name, block_id, id_len, writer, lease_id)
         except BaseException:
             writer.discard()
             raise
         self.release([replaced] if replaced else [])
-        return writer.md5
+        return writer
 
     def _check_stage(self, blob: Blob | None, block_id: str, id_len: int, lease_id: str | None) -> None:
         if blob is None or not blob.committed:
@@ -530,6 +644,8 @@ class Blobs:
             leases.check_write(blob.lease, lease_id, now_us())
         if blob is None:
             return
+        if blob.committed and blob.blob_type != "BlockBlob":
+            raise BlobError("InvalidBlobType")
         if blob.staged_count and blob.block_id_len is not None and blob.block_id_len != id_len:
             raise BlobError("InvalidBlobOrBlock", "All block ids of a blob must have the same length.")
         if blob.staged_count >= MAX_UNCOMMITTED_BLOCKS and self.meta.get_staged(blob.id, block_id) is None:
@@ -566,12 +682,14 @@ class Blobs:
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
             _check_overwrite(cond, old, on_replace)
+            if old is not None and old.committed and old.blob_type != "BlockBlob":
+                raise BlobError("InvalidBlobType")
             parts, id_len = self._resolve_blocks(old, entries)
             blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size = parts[-1].pos + parts[-1].length if parts else 0
             blob.content, blob.metadata, blob.block_id_len = content, metadata, id_len
             self.meta.save_blob(blob)
-            released = self._replace_content(blob, old, parts)
+            released = self.replace_content(blob, old, parts)
         self.release(released)
         return blob
 
@@ -601,11 +719,13 @@ class Blobs:
         return parts, (lengths.pop() if lengths else None)
 
     def get_block_list(self, account: str, container: str, name: str, list_type: str,
-                       lease_id: str | None = None) -> BlockListing:
+                       lease_id: str | None = None, stamp: str = "") -> BlockListing:
         c = self.container(account, container)
-        blob = self.meta.get_blob(c.id, name)
+        blob = snapshots.find(self.meta, c.id, name, stamp) if stamp else self.meta.get_blob(c.id, name)
         if blob is None:
             raise BlobError("BlobNotFound")
+        if blob.committed and blob.blob_type != "BlockBlob":
+            raise BlobError("InvalidBlobType")
         leases.check_read(blob.lease, lease_id, now_us())
         committed = uncommitted = None
         if list_type in ("committed", "all"):
@@ -614,41 +734,6 @@ class Blobs:
         if list_type in ("uncommitted", "all"):
             uncommitted = [(s.block_id, s.size) for s in self.meta.staged(blob.id)]
         return BlockListing(blob=blob, committed=committed, uncommitted=uncommitted)
-
-    # --- copy ---------------------------------------------------------------------------------
-
-    def copy_blob(self, account: str, container: str, name: str, source: tuple[str, str, str], source_url: str,
-                  metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions,
-                  on_replace: ReplaceGuard = None, tier: str | None = None) -> Blob:
-        """Copy a blob of this server: the copy shares the source's extents (no bytes move). The copy
-        has the source's tier unless ``tier`` is given; an archived source is offline (BlobArchived:
-        rehydrating through a copy is not supported)."""
-        check_blob_name(name)
-        if metadata is not None:
-            check_metadata(metadata)
-        tier = check_tier(tier)
-        now = now_us()
-        with self.meta.tx():
-            src_container = self.container(source[0], source[1])
-            src = self._committed_blob(src_container.id, source[2])
-            check_online(src)
-            leases.check_read(src.lease, source_cond.lease_id, now)
-            if evaluate(source_cond, src.etag, from_us(src.modified_us), read=False) != OK:
-                raise BlobError("SourceConditionNotMet", "The source condition specified using HTTP conditional "
-                                "header(s) is not met.")
-            parts = self.meta.parts(src.id)
-            c = self.container(account, container)
-            old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old, on_replace)
-            blob = _fresh_blob(c.id, name, old, now, tier or src.tier)
-            blob.size, blob.content, blob.block_id_len = src.size, replace(src.content), src.block_id_len
-            blob.metadata = dict(src.metadata) if metadata is None else metadata
-            blob.copy = CopyInfo(copy_id=_uuid(), source=source_url, status="success",
-                                 progress=f"{src.size}/{src.size}", completed_us=now)
-            self.meta.save_blob(blob)
-            released = self._replace_content(blob, old, parts)
-        self.release(released)
-        return blob
 
 
 async def _collect(body: AsyncIterator[bytes], limit: int) -> bytes:
@@ -662,9 +747,11 @@ async def _collect(body: AsyncIterator[bytes], limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _uuid() -> str:
-    h = opaque_id()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _marker(item: Blob | str, kinds: str) -> str:
+    """The NextMarker naming ``item``, the first of the next page."""
+    if isinstance(item, str):
+        return item
+    return f"{item.name}\x00{order_key(item)}" if kinds else item.name
 
 
 def _fresh_blob(container_id: int, name: str, old: Blob | None, now: int, tier: str | None) -> Blob:
@@ -711,3 +798,8 @@ def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGua
         blob.lease = leases.check_write(blob.lease, cond.lease_id, now_us())
     else:
         leases.check_new(cond.lease_id)
+
+
+# The write rules every blob write shares, for the feature modules (append.py, pages.py, copies.py).
+check_overwrite = _check_overwrite
+fresh_blob = _fresh_blob

@@ -34,7 +34,7 @@ from openbatch.blob.models import (
     StagedBlock,
 )
 
-SCHEMA_VERSION = 2  # 2: blobs.access_tier, blobs.tier_changed_us
+SCHEMA_VERSION = 3  # 2: blobs.access_tier, blobs.tier_changed_us; 3: snapshots/versions (stamp), page and append blobs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -77,11 +77,17 @@ CREATE TABLE IF NOT EXISTS blobs (
     copy_completed_us BIGINT,
     access_tier TEXT,
     tier_changed_us BIGINT,
+    stamp TEXT NOT NULL DEFAULT '',
+    version_id TEXT,
+    blob_type TEXT NOT NULL DEFAULT 'BlockBlob',
+    sequence_number BIGINT NOT NULL DEFAULT 0,
+    sealed INTEGER NOT NULL DEFAULT 0,
+    copy_description TEXT,
     lease_id TEXT,
     lease_state TEXT NOT NULL DEFAULT 'available',
     lease_duration INTEGER,
     lease_until_us BIGINT,
-    UNIQUE (container_id, name)
+    UNIQUE (container_id, name, stamp)
 );
 CREATE TABLE IF NOT EXISTS parts (
     blob_id INTEGER NOT NULL,
@@ -116,7 +122,7 @@ _BLOB_COLUMNS = (
     "id, container_id, name, committed, etag, created_us, modified_us, size, content_type, "
     "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
-    "access_tier, tier_changed_us, "
+    "access_tier, tier_changed_us, stamp, version_id, blob_type, sequence_number, sealed, copy_description, "
     "lease_id, lease_state, lease_duration, lease_until_us"
 )
 # The lease of a blob or container (models.Lease), in both tables.
@@ -126,10 +132,36 @@ _LEASE_COLUMNS = (
     ("lease_duration", "INTEGER"),
     ("lease_until_us", "BIGINT"),
 )
+# Columns added to ``blobs`` after its first release, each with its definition: a database that lacks
+# one gets it (ALTER TABLE ADD COLUMN), whatever version number it carries.
+_ADDED_BLOB_COLUMNS = (
+    ("access_tier", "TEXT"),
+    ("tier_changed_us", "BIGINT"),
+    ("stamp", "TEXT NOT NULL DEFAULT ''"),
+    ("version_id", "TEXT"),
+    ("blob_type", "TEXT NOT NULL DEFAULT 'BlockBlob'"),
+    ("sequence_number", "BIGINT NOT NULL DEFAULT 0"),
+    ("sealed", "INTEGER NOT NULL DEFAULT 0"),
+    ("copy_description", "TEXT"),
+    *_LEASE_COLUMNS,
+)
+_ADDED_CONTAINER_COLUMNS = (*_LEASE_COLUMNS,)  # the same, for ``containers``
 _BLOB_AT = {name: i for i, name in enumerate(_BLOB_COLUMNS.split(", "))}
+_BLOB_ASSIGNMENTS = ", ".join(f"{c} = ?" for c in _BLOB_COLUMNS.split(", ")[1:])
+_BLOB_UNIQUE_OLD = "UNIQUE (container_id, name)"
+_BLOB_UNIQUE = "UNIQUE (container_id, name, stamp)"
 _CONTAINER_COLUMNS = ("id, account, name, etag, modified_us, metadata, public_access, acl, "
                       "lease_id, lease_state, lease_duration, lease_until_us")
 _PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
+
+
+_BASE_KEY = "~"  # sorts after every snapshot ("S...") and version ("V...") stamp
+_ORDER_KEY = f"(CASE stamp WHEN '' THEN '{_BASE_KEY}' ELSE stamp END)"
+
+
+def order_key(blob: Blob) -> str:
+    """Where a record sorts among the records of its name in listings."""
+    return blob.stamp or _BASE_KEY
 
 
 def _metadata(text: str) -> dict[str, str]:
@@ -160,11 +192,13 @@ def _blob(row: tuple[Any, ...]) -> Blob:
                               content_md5=row[11], cache_control=row[12], content_disposition=row[13])
     copy = None
     if row[17] is not None:
-        copy = CopyInfo(copy_id=row[17], source=row[18], status=row[19], progress=row[20], completed_us=row[21])
+        copy = CopyInfo(copy_id=row[17], source=row[18], status=row[19], progress=row[20], completed_us=row[21],
+                        description=row[29] or "")
     return Blob(id=row[0], container_id=row[1], name=row[2], committed=bool(row[3]), etag=row[4],
                 created_us=row[5], modified_us=row[6], size=row[7], content=content,
                 metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
-                tier=row[22], tier_changed_us=row[23], lease=_lease(row, _BLOB_AT["lease_id"]))
+                tier=row[22], tier_changed_us=row[23], stamp=row[24], version_id=row[25], blob_type=row[26],
+                sequence_number=row[27], sealed=bool(row[28]), lease=_lease(row, _BLOB_AT["lease_id"]))
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -174,7 +208,8 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             c.content_disposition, json.dumps(b.metadata), b.block_id_len, b.staged_count,
             cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
             cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us,
-            *_lease_values(b.lease))
+            b.stamp, b.version_id, b.blob_type, b.sequence_number, int(b.sealed),
+            cp.description if cp and cp.description else None, *_lease_values(b.lease))
 
 
 def _part(row: tuple[Any, ...]) -> Part:
@@ -191,14 +226,11 @@ class MetaStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=OFF")
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version not in (0, 1, SCHEMA_VERSION):
+        if version > SCHEMA_VERSION:
             raise RuntimeError(f"{path} has blob schema version {version}; this openbatch reads {SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
-        if version == 1:  # blobs written before access tiers were kept: every tier is inferred
-            self.db.execute("ALTER TABLE blobs ADD COLUMN access_tier TEXT")
-            self.db.execute("ALTER TABLE blobs ADD COLUMN tier_changed_us BIGINT")
-        self._add_columns("blobs", _LEASE_COLUMNS)
-        self._add_columns("containers", _LEASE_COLUMNS)
+        self._migrate_blobs()
+        self._add_columns("containers", _ADDED_CONTAINER_COLUMNS)
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         # Containers are few and read by every request: cached, kept in step by the writes below.
         self._containers: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -212,6 +244,27 @@ class MetaStore:
         for column, definition in columns:
             if column not in have:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+    def _migrate_blobs(self) -> None:
+        """Bring a ``blobs`` table written by an older openbatch to this schema, judging by what the
+        table holds (not by the version number), so each step runs once and in any order: columns
+        it lacks are added (blobs written before access tiers were kept have inferred tiers, before
+        snapshots are base blobs, before page and append blobs are block blobs), and a table whose
+        names are unique per container is rebuilt to allow snapshots and versions of one name."""
+        self._add_columns("blobs", _ADDED_BLOB_COLUMNS)
+        (sql,) = self.db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone()
+        if _BLOB_UNIQUE in sql or _BLOB_UNIQUE_OLD not in sql:
+            return
+        indexes = [r[0] for r in self.db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'blobs' AND sql IS NOT NULL")]
+        rebuilt = sql.replace(_BLOB_UNIQUE_OLD, _BLOB_UNIQUE).replace("CREATE TABLE blobs", "CREATE TABLE blobs_rebuilt", 1)
+        with self.tx():
+            self.db.execute(rebuilt)
+            self.db.execute("INSERT INTO blobs_rebuilt SELECT * FROM blobs")
+            self.db.execute("DROP TABLE blobs")
+            self.db.execute("ALTER TABLE blobs_rebuilt RENAME TO blobs")
+            for index in indexes:
+                self.db.execute(index)
 
     @contextmanager
     def tx(self) -> Iterator[None]:
@@ -274,6 +327,10 @@ class MetaStore:
         self.db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
         return extents
 
+    def container_account(self, container_id: int) -> str | None:
+        row = self.db.execute("SELECT account FROM containers WHERE id = ?", (container_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def list_containers(self, account: str, start: str, end: str | None, limit: int) -> list[Container]:
         """Containers of ``account`` with ``start <= name < end``, by name."""
         sql = f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name >= ?"
@@ -287,25 +344,24 @@ class MetaStore:
 
     # --- blobs --------------------------------------------------------------------------------
 
-    def get_blob(self, container_id: int, name: str) -> Blob | None:
+    def get_blob(self, container_id: int, name: str, stamp: str = "") -> Blob | None:
+        """The base blob of a name (``stamp`` "": its current version), or one of its snapshots or
+        previous versions."""
         row = self.db.execute(
-            f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name = ?", (container_id, name)
+            f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name = ? AND stamp = ?",
+            (container_id, name, stamp),
         ).fetchone()
+        return _blob(row) if row else None
+
+    def get_blob_by_id(self, blob_id: int) -> Blob | None:
+        row = self.db.execute(f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         return _blob(row) if row else None
 
     def save_blob(self, b: Blob) -> Blob:
         """Insert (``b.id == 0``) or update a blob row."""
         values = _blob_values(b)
         if b.id:
-            self.db.execute(
-                "UPDATE blobs SET container_id = ?, name = ?, committed = ?, etag = ?, created_us = ?, "
-                "modified_us = ?, size = ?, content_type = ?, content_encoding = ?, content_language = ?, "
-                "content_md5 = ?, cache_control = ?, content_disposition = ?, metadata = ?, block_id_len = ?, "
-                "staged_count = ?, copy_id = ?, copy_source = ?, copy_status = ?, copy_progress = ?, "
-                "copy_completed_us = ?, access_tier = ?, tier_changed_us = ?, lease_id = ?, lease_state = ?, "
-                "lease_duration = ?, lease_until_us = ? WHERE id = ?",
-                (*values, b.id),
-            )
+            self.db.execute(f"UPDATE blobs SET {_BLOB_ASSIGNMENTS} WHERE id = ?", (*values, b.id))
         else:
             cur = self.db.execute(
                 f"INSERT INTO blobs ({_BLOB_COLUMNS.partition(', ')[2]}) "
@@ -323,18 +379,51 @@ class MetaStore:
         return extents
 
     def list_blobs(self, container_id: int, start: str, end: str | None, committed_only: bool,
-                   limit: int) -> list[Blob]:
-        """Blobs of a container with ``start <= name < end``, by name."""
+                   limit: int, kinds: str = "", start_key: str = "") -> list[Blob]:
+        """Blobs of a container with ``start <= name < end``, by name. ``kinds`` adds snapshots
+        (``SNAPSHOT``) and previous versions (``VERSION``): each name's snapshots come first (oldest
+        first), then its previous versions (oldest first), then its base blob (see :func:`order_key`);
+        ``start_key`` skips the records of name ``start`` whose order key is below it."""
         sql = f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name >= ?"
         args: list[object] = [container_id, start]
+        if start_key:
+            sql += f" AND (name > ? OR {_ORDER_KEY} >= ?)"
+            args += [start, start_key]
         if end is not None:
             sql += " AND name < ?"
             args.append(end)
         if committed_only:
             sql += " AND committed = 1"
-        sql += " ORDER BY name LIMIT ?"
+        if kinds:
+            sql += f" AND substr(stamp, 1, 1) IN ('', {', '.join('?' * len(kinds))}) ORDER BY name, {_ORDER_KEY}"
+            args.extend(kinds)
+        else:
+            sql += " AND stamp = '' ORDER BY name"
+        sql += " LIMIT ?"
         args.append(limit)
         return [_blob(r) for r in self.db.execute(sql, args)]
+
+    def set_copy_progress(self, blob_id: int, copy_id: str, progress: str) -> None:
+        self.db.execute("UPDATE blobs SET copy_progress = ? WHERE id = ? AND copy_id = ? AND copy_status = 'pending'",
+                        (progress, blob_id, copy_id))
+
+    def fail_pending_copies(self, description: str, now_us: int) -> int:
+        """Mark every pending copy failed (at start-up: no copy survives the server); return how many."""
+        cur = self.db.execute(
+            "UPDATE blobs SET copy_status = 'failed', copy_description = ?, copy_completed_us = ? "
+            "WHERE copy_status = 'pending'", (description, now_us))
+        return cur.rowcount
+
+    def stamps(self, container_id: int, name: str, prefix: str) -> list[Blob]:
+        """The snapshots (``prefix`` SNAPSHOT) or previous versions (VERSION) of a name, oldest first."""
+        return [_blob(r) for r in self.db.execute(
+            f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name = ? AND stamp > ? AND stamp < ? "
+            "ORDER BY stamp", (container_id, name, prefix, prefix + "\uffff"))]
+
+    def has_stamps(self, container_id: int, name: str, prefix: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM blobs WHERE container_id = ? AND name = ? AND stamp > ? AND stamp < ? LIMIT 1",
+            (container_id, name, prefix, prefix + "\uffff")).fetchone() is not None
 
     # --- parts of committed blobs -------------------------------------------------------------
 
@@ -350,12 +439,36 @@ class MetaStore:
         return old
 
     def insert_parts(self, blob_id: int, parts: Iterable[Part]) -> None:
-        """Parts of a blob that has none yet."""
+        """Parts of a blob that has none yet (or none at these positions)."""
         self.db.executemany(
             "INSERT INTO parts (blob_id, seq, pos, length, extent, ext_offset, block_id, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             ((blob_id, i, p.pos, p.length, p.extent, p.offset, p.block_id, p.data) for i, p in enumerate(parts)),
         )
+
+    def delete_parts(self, blob_id: int, positions: Iterable[int]) -> None:
+        """Drop the parts that start at ``positions`` (page blobs: one part per position)."""
+        self.db.executemany("DELETE FROM parts WHERE blob_id = ? AND pos = ?", ((blob_id, p) for p in positions))
+
+    def copy_parts(self, from_blob: int, to_blob: int) -> None:
+        """Give ``to_blob`` (which has none) the parts of ``from_blob``: the bytes are shared, not copied."""
+        self.db.execute(
+            "INSERT INTO parts (blob_id, pos, seq, length, extent, ext_offset, block_id, data) "
+            "SELECT ?, pos, seq, length, extent, ext_offset, block_id, data FROM parts WHERE blob_id = ?",
+            (to_blob, from_blob))
+
+    def move_parts(self, from_blob: int, to_blob: int) -> None:
+        """Hand the parts of ``from_blob`` over to ``to_blob`` (which has none)."""
+        self.db.execute("UPDATE parts SET blob_id = ? WHERE blob_id = ?", (to_blob, from_blob))
+
+    def count_parts(self, blob_id: int) -> int:
+        (count,) = self.db.execute("SELECT COUNT(*) FROM parts WHERE blob_id = ?", (blob_id,)).fetchone()
+        return int(count)
+
+    def extent_ranges(self, extent: str) -> list[tuple[int, int]]:
+        """The ``(offset, length)`` runs of an extent that parts reference (any blob, any snapshot)."""
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT ext_offset, length FROM parts WHERE extent = ? AND extent <> '' ORDER BY ext_offset", (extent,))]
 
     def parts(self, blob_id: int, start: int = 0, end: int | None = None) -> list[Part]:
         """The parts of a blob overlapping bytes ``[start, end)``, in order."""
@@ -438,6 +551,9 @@ class MetaStore:
     def get_service_properties(self, account: str) -> str | None:
         row = self.db.execute("SELECT body FROM service_properties WHERE account = ?", (account,)).fetchone()
         return str(row[0]) if row else None
+
+    def all_service_properties(self) -> dict[str, str]:
+        return {r[0]: str(r[1]) for r in self.db.execute("SELECT account, body FROM service_properties")}
 
     def set_service_properties(self, account: str, body: str) -> None:
         self.db.execute("DELETE FROM service_properties WHERE account = ?", (account,))

@@ -49,14 +49,25 @@ _STATUS = {
     "BlobAlreadyExists": 409,
     "BlobArchived": 409,
     "BlockCountExceedsLimit": 409,
+    "BlobIsSealed": 409,
+    "CopyIdMismatch": 409,
+    "NoPendingCopyOperation": 409,
+    "PendingCopyOperation": 409,
+    "PreviousSnapshotNotFound": 409,
+    "SequenceNumberIncrementTooLarge": 409,
+    "SnapshotsPresent": 409,
     "ContainerAlreadyExists": 409,
     "ContainerBeingDeleted": 409,
     "InvalidBlobType": 409,
     "MissingContentLengthHeader": 411,
     "ConditionNotMet": 412,
     "SourceConditionNotMet": 412,
+    "AppendPositionConditionNotMet": 412,
+    "MaxBlobSizeConditionNotMet": 412,
+    "SequenceNumberConditionNotMet": 412,
     "RequestBodyTooLarge": 413,
     "InvalidRange": 416,
+    "InvalidPageRange": 416,
 }
 
 # Characters XML 1.0 cannot carry; names holding them are sent percent-encoded (Encoded="true").
@@ -171,7 +182,8 @@ def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
         ("x-ms-creation-time", rfc1123_us(b.created_us)),
         ("etag", quoted(b.etag)),
         ("content-type", c.content_type or "application/octet-stream"),
-        ("x-ms-blob-type", "BlockBlob"),
+        ("x-ms-blob-type", b.blob_type),
+        *type_headers(b),
         *lease_headers(b.lease),
         ("x-ms-server-encrypted", "true"),
         ("accept-ranges", "bytes"),
@@ -190,13 +202,34 @@ def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
             ("x-ms-copy-source", b.copy.source),
             ("x-ms-copy-status", b.copy.status),
             ("x-ms-copy-progress", b.copy.progress),
-            ("x-ms-copy-completion-time", rfc1123_us(b.copy.completed_us)),
         ]
+        if b.copy.completed_us is not None:
+            headers.append(("x-ms-copy-completion-time", rfc1123_us(b.copy.completed_us)))
+        if b.copy.description:
+            headers.append(("x-ms-copy-status-description", b.copy.description))
+    if b.version_id is not None:
+        headers += [("x-ms-version-id", b.version_id), ("x-ms-is-current-version", "true" if b.is_base else "false")]
+    return headers
+
+
+def type_headers(b: Blob) -> list[tuple[str, str]]:
+    """What page and append blobs report besides their type: the sequence number, the committed
+    block count (when the service counted it) and whether the blob is sealed."""
+    if b.blob_type == "PageBlob":
+        return [("x-ms-blob-sequence-number", str(b.sequence_number))]
+    if b.blob_type != "AppendBlob":
+        return []
+    headers = [("x-ms-blob-committed-block-count", str(b.committed_blocks))] if b.committed_blocks is not None else []
+    if b.sealed:
+        headers.append(("x-ms-blob-sealed", "true"))
     return headers
 
 
 def tier_headers(b: Blob) -> list[tuple[str, str]]:
-    """The access tier headers of Get Blob Properties (an unset tier is the account default, Hot)."""
+    """The access tier headers of Get Blob Properties (an unset tier is the account default, Hot);
+    only block blobs have tiers on a standard account."""
+    if b.blob_type != "BlockBlob":
+        return []
     if b.tier is None:
         return [("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true")]
     headers = [("x-ms-access-tier", b.tier)]
@@ -235,6 +268,14 @@ def list_containers_xml(endpoint: str, prefix: str, marker: str, maxresults: str
     return "".join(out).encode("utf-8")
 
 
+def _tier_xml(b: Blob) -> str:
+    if b.tier is None:
+        return "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
+    changed = b.tier_changed_us
+    return f"<AccessTier>{b.tier}</AccessTier>" + (
+        f"<AccessTierChangeTime>{rfc1123_us(changed)}</AccessTierChangeTime>" if changed is not None else "")
+
+
 def _blob_xml(b: Blob, include_metadata: bool) -> str:
     c = b.content
     md5 = base64.b64encode(c.content_md5).decode("ascii") if c.content_md5 is not None else ""
@@ -246,21 +287,31 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
         f"<Content-Language>{x(c.content_language)}</Content-Language><Content-CRC64 />"
         f"<Content-MD5>{md5}</Content-MD5><Cache-Control>{x(c.cache_control)}</Cache-Control>"
         f"<Content-Disposition>{x(c.content_disposition)}</Content-Disposition>"
-        "<BlobType>BlockBlob</BlobType>"
+        f"<BlobType>{b.blob_type}</BlobType>"
     )
-    if b.committed and b.tier is None:
-        props += "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
-    elif b.committed:
-        props += f"<AccessTier>{b.tier}</AccessTier>"
-        if b.tier_changed_us is not None:
-            props += f"<AccessTierChangeTime>{rfc1123_us(b.tier_changed_us)}</AccessTierChangeTime>"
+    if b.blob_type == "PageBlob":
+        props += f"<x-ms-blob-sequence-number>{b.sequence_number}</x-ms-blob-sequence-number>"
+    elif b.blob_type == "AppendBlob":
+        props += f"<Sealed>{'true' if b.sealed else 'false'}</Sealed>"
+    if b.committed and b.blob_type == "BlockBlob":  # (only block blobs have tiers on a standard account)
+        props += _tier_xml(b)
     props += lease_xml(b.lease) + "<ServerEncrypted>true</ServerEncrypted>"
     if b.copy is not None:
         props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"
-                  f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>"
-                  f"<CopyCompletionTime>{rfc1123_us(b.copy.completed_us)}</CopyCompletionTime>")
+                  f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>")
+        if b.copy.completed_us is not None:
+            props += f"<CopyCompletionTime>{rfc1123_us(b.copy.completed_us)}</CopyCompletionTime>"
+        if b.copy.description:
+            props += f"<CopyStatusDescription>{x(b.copy.description)}</CopyStatusDescription>"
     meta = _metadata_xml(b.metadata) if include_metadata else ""
-    return f"<Blob>{name_element(b.name)}<Properties>{props}</Properties>{meta}</Blob>"
+    ids = ""
+    if b.snapshot is not None:
+        ids = f"<Snapshot>{b.snapshot}</Snapshot>"
+    if b.version_id is not None and not b.snapshot:
+        ids += f"<VersionId>{b.version_id}</VersionId>"
+        if b.is_base:
+            ids += "<IsCurrentVersion>true</IsCurrentVersion>"
+    return f"<Blob>{name_element(b.name)}{ids}<Properties>{props}</Properties>{meta}</Blob>"
 
 
 def list_blobs_xml(endpoint: str, container: str, prefix: str, marker: str, maxresults: str, delimiter: str,
@@ -286,6 +337,17 @@ def block_list_xml(committed: Iterable[tuple[str, int]] | None, uncommitted: Ite
         out.extend(f"<Block><Name>{x(i)}</Name><Size>{s}</Size></Block>" for i, s in blocks)
         out.append(f"</{tag}>")
     out.append("</BlockList>")
+    return "".join(out).encode("utf-8")
+
+
+def page_list_xml(ranges: Iterable[tuple[int, int]], clears: Iterable[tuple[int, int]], next_marker: str) -> bytes:
+    """Get Page Ranges: ``<PageRange>`` (and, for a diff, ``<ClearRange>``) by offset, inclusive ends."""
+    tagged = sorted([(s, e, "PageRange") for s, e in ranges] + [(s, e, "ClearRange") for s, e in clears])
+    out = [XML_DECL, "<PageList>"]
+    out.extend(f"<{tag}><Start>{s}</Start><End>{e}</End></{tag}>" for s, e, tag in tagged)
+    if next_marker:
+        out.append(f"<NextMarker>{x(next_marker)}</NextMarker>")
+    out.append("</PageList>")
     return "".join(out).encode("utf-8")
 
 

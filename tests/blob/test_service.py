@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from openbatch.blob.append import AppendBlobs
+from openbatch.blob.copies import Copies, LocalSource
 from openbatch.blob.errors import BlobError
 from openbatch.blob.models import ContentSettings
+from openbatch.blob.pages import PageBlobs
 from openbatch.blob.service import INLINE_MAX, Blobs, successor
 from openbatch.common.conditions import Conditions
 
@@ -92,8 +95,9 @@ def test_replaced_and_deleted_data_is_reclaimed(blobs: Blobs) -> None:
 def test_copies_share_data_until_the_last_reference_goes(blobs: Blobs) -> None:
     data = os.urandom(200_000)
     _put(blobs, "src", data)
-    blobs.copy_blob(ACCOUNT, "box", "dst", (ACCOUNT, "box", "src"), "http://x/acct/box/src", None,
-                    Conditions(), Conditions())
+    pages = PageBlobs(blobs)
+    Copies(blobs, AppendBlobs(blobs), pages).copy_local(ACCOUNT, "box", "dst", LocalSource(ACCOUNT, "box", "src"),
+                                                         "http://x/acct/box/src", None, Conditions(), Conditions())
     assert _files(blobs) == 1
     blobs.delete_blob(ACCOUNT, "box", "src", Conditions())
     assert _files(blobs) == 1 and _read(blobs, "dst") == data

@@ -154,7 +154,7 @@ def test_range_headers_raw(server: LiveServer, container: ContainerClient) -> No
     r = request(server, "HEAD", path)
     assert r.status == 200 and r.body == b"" and r.headers["content-length"] == "100"
     r = request(server, "GET", path, query="snapshot=2024-01-01T00:00:00.0000000Z")
-    assert r.status == 404 and r.code == "BlobNotFound"  # no snapshots are kept
+    assert r.status == 404 and r.code == "BlobNotFound"  # no such snapshot
 
 
 def test_md5_checked_and_returned(server: LiveServer, container: ContainerClient) -> None:

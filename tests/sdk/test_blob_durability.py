@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
+import struct
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import psutil
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from tests.blob.raw import request
 from tests.helpers.server import LiveServer
 
 MIB = 1 << 20
@@ -198,3 +200,194 @@ def test_large_single_put_streams_with_flat_memory(fresh_server: LiveServer, tmp
 def test_two_gib_blob_moves_with_flat_memory(fresh_server: LiveServer, tmp_path: Path) -> None:
     growth = _stream_round_trip(fresh_server, tmp_path / "src", 2048 * MIB, single_put=False)
     assert growth < 100 * MIB, f"server RSS grew by {growth / MIB:.0f} MiB for a 2 GiB blob"
+
+
+# --- append blobs, page blobs, snapshots, versions, copies -----------------------------------------
+
+SLOT = 256 << 10  # page writes fill whole slots, each with the bytes of one generation
+
+
+def _slot_bytes(slot: int, gen: int) -> bytes:
+    return struct.pack("<QQ", slot, gen) * (SLOT // 16)
+
+
+def _block_bytes(n: int) -> bytes:
+    return random.Random(n).randbytes(1024 + (n * 7919) % (600 << 10))
+
+
+class _Writers:
+    """Appends blocks, writes page slots and takes snapshots until the server dies; remembers what
+    was acknowledged."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.stop = threading.Event()
+        self.appended: list[tuple[int, int]] = []  # (offset, n) of acknowledged blocks
+        self.pages: dict[int, int] = {}  # slot -> last acknowledged generation
+        self.snapshots: list[str] = []
+
+    def append(self) -> None:
+        blob = _client(self.server).get_blob_client("mixed", "log")
+        n = 0
+        while not self.stop.is_set():
+            try:
+                done = blob.append_block(_block_bytes(n))
+            except Exception:  # the server was killed under us
+                return
+            self.appended.append((int(done["blob_append_offset"]), n))
+            n += 1
+
+    def write_pages(self, half: int) -> None:
+        """Page writes to the slots ``slot % 2 == half`` (each slot has one writer, so generations order)."""
+        blob = _client(self.server).get_blob_client("mixed", "disk")
+        rng = random.Random(half)
+        gen = 0
+        while not self.stop.is_set():
+            slot, gen = rng.randrange(32) * 2 + half, gen + 1
+            try:
+                blob.upload_page(_slot_bytes(slot, gen), offset=slot * SLOT, length=SLOT)
+            except Exception:
+                return
+            self.pages[slot] = max(self.pages.get(slot, 0), gen)
+
+    def snapshot(self) -> None:
+        blob = _client(self.server).get_blob_client("mixed", "disk")
+        while not self.stop.wait(0.1):
+            try:
+                self.snapshots.append(blob.create_snapshot()["snapshot"])
+            except Exception:
+                return
+
+
+def _check_slots(data: bytes, at_least: dict[int, int]) -> None:
+    """Every slot holds zeros or the whole bytes of one generation, never less than acknowledged."""
+    for slot in range(64):
+        chunk = data[slot * SLOT:(slot + 1) * SLOT]
+        if chunk == bytes(SLOT):
+            assert slot not in at_least, f"slot {slot}: an acknowledged page write was lost"
+            continue
+        _, gen = struct.unpack("<QQ", chunk[:16])
+        assert chunk == _slot_bytes(slot, gen), f"slot {slot} holds bytes no single write wrote"
+        assert gen >= at_least.get(slot, 0), f"slot {slot} went back to an older write"
+
+
+def test_sigkill_during_appends_page_writes_and_snapshots(fresh_server: LiveServer) -> None:
+    server = fresh_server
+    container = _client(server).create_container("mixed")
+    container.get_blob_client("log").create_append_blob()
+    container.get_blob_client("disk").create_page_blob(64 * SLOT)
+    writers = _Writers(server)
+    threads = [threading.Thread(target=writers.append), threading.Thread(target=writers.snapshot),
+               *(threading.Thread(target=writers.write_pages, args=(s,)) for s in range(2))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while (len(writers.appended) < 20 or len(writers.pages) < 10 or len(writers.snapshots) < 3) and (
+            time.monotonic() < deadline):
+        time.sleep(0.05)
+    server.kill()
+    writers.stop.set()
+    for t in threads:
+        t.join(60)
+    assert len(writers.appended) >= 20 and len(writers.snapshots) >= 3, "the writers did not get going"
+
+    server.start()
+    container = _client(server).get_container_client("mixed")
+    log = container.download_blob("log").readall()
+    offset = 0
+    for n in range(len(writers.appended) + 10):  # every block whole, in order, acknowledged ones included
+        block = _block_bytes(n)
+        if offset == len(log):
+            break
+        assert log[offset:offset + len(block)] == block, f"block {n} at {offset} is not what was appended"
+        offset += len(block)
+    assert offset == len(log) and n >= len(writers.appended)
+    _check_slots(container.download_blob("disk").readall(), writers.pages)
+    listed = {b.snapshot for b in container.list_blobs(include=["snapshots"]) if b.snapshot}
+    assert set(writers.snapshots) <= listed
+    for snap in listed:
+        _check_slots(container.get_blob_client("disk", snapshot=snap).download_blob().readall(), {})
+    assert _files(server.data_dir) == _referenced(server.data_dir)
+    container.get_blob_client("disk").delete_blob(delete_snapshots="include")
+    container.get_blob_client("log").delete_blob()
+    assert _files(server.data_dir) == _referenced(server.data_dir) == set()
+
+
+def test_clean_restart_keeps_page_append_snapshot_and_version_state(fresh_server: LiveServer) -> None:
+    client = _client(fresh_server)
+    r = request(fresh_server, "PUT", "/", query="restype=service&comp=properties", body=(
+        b"<StorageServiceProperties><IsVersioningEnabled>true</IsVersioningEnabled></StorageServiceProperties>"))
+    assert r.status == 202
+    db_path = fresh_server.data_dir / "blob" / "meta.db"
+    container = client.create_container("kept")
+    v1 = container.upload_blob("ver", b"v1").get_blob_properties().version_id
+    page = container.get_blob_client("page")
+    page.create_page_blob(4 * MIB, sequence_number=4)
+    page.upload_page(b"p" * 1024, offset=MIB, length=1024)
+    snap = page.create_snapshot()["snapshot"]
+    page.clear_page(offset=MIB, length=512)
+    app = container.get_blob_client("app")
+    app.create_append_blob()
+    app.append_block(b"one,")
+    app.append_block(b"two")
+    app.seal_append_blob()
+    fresh_server.restart()
+    container = _client(fresh_server).get_container_client("kept")
+    page = container.get_blob_client("page")
+    assert page.get_blob_properties().page_blob_sequence_number == 4
+    assert page.download_blob(offset=MIB, length=1024).readall() == bytes(512) + b"p" * 512
+    old = container.get_blob_client("page", snapshot=snap)
+    assert old.download_blob(offset=MIB, length=1024).readall() == b"p" * 1024
+    app = container.get_blob_client("app")
+    props = app.get_blob_properties()
+    assert app.download_blob().readall() == b"one,two"
+    assert props.append_blob_committed_block_count == 2 and props.is_append_blob_sealed
+    container.upload_blob("ver", b"v2", overwrite=True)  # versioning is still on after the restart
+    assert [(b.version_id == v1, b.is_current_version) for b in container.list_blobs("ver", include=["versions"])] == [
+        (True, None), (False, True)]
+    assert container.get_blob_client("ver", version_id=v1).download_blob().readall() == b"v1"
+    rows = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True).execute(
+        "SELECT substr(stamp, 1, 1), COUNT(*) FROM blobs WHERE stamp <> '' GROUP BY 1").fetchall()
+    assert sorted(rows) == [("S", 1), ("V", 1)]
+    page.delete_blob(delete_snapshots="include")
+    app.delete_blob()  # (both stay as previous versions: versioning is on)
+    assert _files(fresh_server.data_dir) == _referenced(fresh_server.data_dir) != set()
+    container.delete_container()
+    assert _files(fresh_server.data_dir) == _referenced(fresh_server.data_dir) == set()
+
+
+def test_a_copy_cut_off_by_a_restart_is_failed_and_leaves_nothing(fresh_server: LiveServer) -> None:
+    import http.server
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 * MIB))
+            self.end_headers()
+            try:
+                self.wfile.write(bytes(2 * MIB))
+                self.wfile.flush()
+                time.sleep(30)
+            except OSError:
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        container = _client(fresh_server).create_container("copies")
+        dst = container.get_blob_client("dst")
+        copy = dst.start_copy_from_url(f"http://127.0.0.1:{httpd.server_address[1]}/src")
+        assert copy["copy_status"] == "pending"
+        time.sleep(0.5)
+        fresh_server.kill()
+        fresh_server.start()
+        props = _client(fresh_server).get_blob_client("copies", "dst").get_blob_properties()
+        assert props.copy.status == "failed" and props.copy.status_description and props.size == 0
+        assert _files(fresh_server.data_dir) == _referenced(fresh_server.data_dir) == set()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

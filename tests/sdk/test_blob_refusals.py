@@ -125,19 +125,16 @@ def test_a_malformed_copy_source_is_an_invalid_header(server: LiveServer, contai
     assert b"<HeaderName>x-ms-copy-source</HeaderName>" in r.body
 
 
-def test_a_copy_from_another_server_is_refused_not_substituted(server: LiveServer,
-                                                                container: ContainerClient) -> None:
+def test_a_copy_from_another_server_is_never_substituted(server: LiveServer, container: ContainerClient) -> None:
     c = container.container_name
     container.upload_blob("src", b"local bytes")
-    elsewhere = [
-        f"https://otherstorage.blob.core.windows.net/{server.account}/{c}/src",
-        f"http://127.0.0.1:{server.batch_port}/{server.account}/{c}/src",  # this host, another port
-        f"http://elsewhere.example.com/{c}/src",
-        f"http://elsewhere.example.com:{server.blob_port}/{server.account}/{c}/src",
+    elsewhere = [  # this host on other ports: other servers (or none), asked over HTTP (tests stay on loopback)
+        f"http://127.0.0.1:{server.batch_port}/{server.account}/{c}/src",
+        f"http://127.0.0.1:1/{server.account}/{c}/src",
     ]
     for source in elsewhere:
         r = _copy(server, f"/{c}/dst", source)
-        assert (r.status, r.code) == (404, "CannotVerifyCopySource"), (source, r.body)
+        assert r.status in (401, 403, 404) and r.code == "CannotVerifyCopySource", (source, r.body)
     assert not container.get_blob_client("dst").exists()
     # This server under any loopback name, with or without an explicit default port, is served.
     for i, host in enumerate(("127.0.0.1", "localhost", "[::1]")):
