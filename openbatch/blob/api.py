@@ -34,6 +34,7 @@ from openbatch.blob.params import metadata as _metadata
 from openbatch.blob.params import stamp
 from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
 from openbatch.common.clock import now_us
+from openbatch.common.sas import StoredPolicy
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.blob")
@@ -450,7 +451,7 @@ class BlobService:
         if removed:
             log.info("blob recovery: removed %d unreferenced data files", removed)
         self._blobs = blobs
-        auth = Authorizer(self.settings.accounts, self._public_access)
+        auth = Authorizer(self.settings.accounts, self._public_access, self._stored_policy)
         self._api = BlobApi(blobs, auth, self.settings)
         failed = self._api.copies.recover()
         if failed:
@@ -479,6 +480,10 @@ class BlobService:
     def _public_access(self, account: str, container: str) -> str | None:
         c = self.blobs.find_container(account, container)
         return c.public_access if c is not None else None
+
+    def _stored_policy(self, account: str, container: str, identifier: str) -> StoredPolicy | None:
+        c = self.blobs.find_container(account, container)
+        return wire.stored_policies(c.acl).get(identifier) if c is not None else None
 
     async def app(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

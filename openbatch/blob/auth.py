@@ -123,6 +123,8 @@ class AuthRequest(Protocol):
 
 
 PublicAccessLookup = Callable[[str, str], "str | None"]
+# (account, container, signed identifier) -> the container's stored access policy of that id, if any
+StoredPolicyLookup = Callable[[str, str, str], "sas.StoredPolicy | None"]
 
 
 def _sas_error(exc: Exception) -> BlobError:
@@ -137,9 +139,18 @@ def _sas_error(exc: Exception) -> BlobError:
 class Authorizer:
     """Authorizes Blob requests for the configured accounts."""
 
-    def __init__(self, accounts: Mapping[str, Account], public_access: PublicAccessLookup) -> None:
+    def __init__(self, accounts: Mapping[str, Account], public_access: PublicAccessLookup,
+                 stored_policy: StoredPolicyLookup | None = None) -> None:
         self.accounts = accounts
         self.public_access = public_access
+        self.stored_policy = stored_policy
+
+    def _policies(self, account: str, container: str) -> sas.PolicyLookup | None:
+        """The stored access policies a service SAS on ``container`` may name (si)."""
+        lookup = self.stored_policy
+        if lookup is None or not container:
+            return None
+        return lambda identifier: lookup(account, container, identifier)
 
     def authorize(self, req: AuthRequest, rule: Rule) -> Grant:
         authorization = req.headers.get("authorization")
@@ -178,7 +189,8 @@ class Authorizer:
         account = self._account(req.account)
         try:
             access = sas.verify_blob_sas(req.query, account, req.container, req.blob,
-                                         client_ip=req.client_ip, scheme=req.scheme)
+                                         client_ip=req.client_ip, scheme=req.scheme,
+                                         policy=self._policies(req.account, req.container))
         except sas.SasError as exc:
             raise _sas_error(exc) from None
         needed = rule.account_sas if access.resource == "account" else rule.service_sas
@@ -205,7 +217,8 @@ class Authorizer:
         if sas.is_sas(source_query):
             try:
                 access = sas.verify_blob_sas(source_query, self._account(src_account), src_container, src_blob,
-                                             client_ip=client_ip, scheme=scheme)
+                                             client_ip=client_ip, scheme=scheme,
+                                             policy=self._policies(src_account, src_container))
             except sas.SasError as exc:
                 raise BlobError("CannotVerifyCopySource", exc.message, status=exc.status) from None
             needed = rule.account_sas if access.resource == "account" else rule.service_sas

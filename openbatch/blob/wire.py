@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -25,8 +26,8 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from openbatch.blob.errors import BlobError
 from openbatch.blob.models import BREAKING, INFINITE, LEASED, Blob, Container, Lease
-from openbatch.common import clock
-from openbatch.common.clock import from_us, iso8601, rfc1123_us
+from openbatch.common import clock, sas
+from openbatch.common.clock import from_us, iso8601, parse_iso8601, rfc1123_us
 
 XML_DECL = '<?xml version="1.0" encoding="utf-8"?>'
 XML_TYPE = "application/xml"
@@ -544,7 +545,42 @@ def parse_signed_identifiers(body: XmlBody) -> str:
         ident_id = ident.findtext("Id") or ""
         if not ident_id or len(ident_id) > 64:
             raise BlobError("InvalidXmlDocument", "Each signed identifier needs an Id of at most 64 characters.")
+        _check_access_policy(ident.find("AccessPolicy"))
     return _text(body)
+
+
+def _check_access_policy(policy: Element | None) -> None:
+    """Start and Expiry are ISO 8601 times, Permission service SAS letters (400 InvalidXmlNodeValue)."""
+    if policy is None:
+        return
+    for tag in ("Start", "Expiry"):
+        value = (policy.findtext(tag) or "").strip()
+        if value and parse_iso8601(value) is None:
+            raise _bad_node(tag, value)
+    letters = (policy.findtext("Permission") or "").strip()
+    if not set(letters) <= sas.SERVICE_PERMISSIONS:
+        raise _bad_node("Permission", letters)
+
+
+def _bad_node(tag: str, value: str) -> BlobError:
+    return BlobError("InvalidXmlNodeValue", "The value for one of the XML nodes is not in the correct format.",
+                     XmlNodeName=tag, XmlNodeValue=value[:64])
+
+
+@lru_cache(maxsize=256)
+def stored_policies(acl: str) -> dict[str, sas.StoredPolicy]:
+    """The stored access policies of a container ACL as stored (validated when it was set), by id."""
+    if not acl:
+        return {}
+    parser = DefusedXMLParser(target=TreeBuilder())
+    parser.feed(acl.encode("utf-8"))
+    policies: dict[str, sas.StoredPolicy] = {}
+    for ident in parser.close():
+        policy = ident.find("AccessPolicy")
+        fields = [((policy.findtext(t) or "").strip() or None) if policy is not None else None
+                  for t in ("Start", "Expiry", "Permission")]
+        policies[ident.findtext("Id") or ""] = sas.StoredPolicy(*fields)
+    return policies
 
 
 def signed_identifiers_xml(acl: str) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -24,6 +24,7 @@ from openbatch.config import Account
 __all__ = [
     "SasAccess",
     "SasError",
+    "StoredPolicy",
     "check_permission",
     "generate_account_sas",
     "generate_blob_sas",
@@ -98,6 +99,20 @@ class SasAccess:
     permissions: frozenset[str]
     resource: str  # "b" blob, "c" container, "account"
     overrides: dict[str, str] = field(default_factory=dict)  # response header -> value
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """A stored access policy of a container (its signed identifier's AccessPolicy): each field, when
+    set, stands for the SAS field of the same meaning, which the SAS then must not carry."""
+
+    start: str | None = None  # st
+    expiry: str | None = None  # se
+    permission: str | None = None  # sp
+
+
+# The stored access policy a signed identifier (si) names, or None when the container has none such.
+PolicyLookup = Callable[[str], "StoredPolicy | None"]
 
 
 def _auth_failed(detail: str) -> SasError:
@@ -289,16 +304,18 @@ def verify_blob_sas(
     client_ip: str,
     scheme: str,
     now: datetime | None = None,
+    policy: PolicyLookup | None = None,
 ) -> SasAccess:
     """Verify the SAS in ``query`` (decoded values) for a request on ``container``/``blob``.
 
-    ``container`` is "" for service-level requests, ``blob`` None for container-level ones.
+    ``container`` is "" for service-level requests, ``blob`` None for container-level ones;
+    ``policy`` finds the container's stored access policy a service SAS names (``si``).
     Raises SasError with Azure's code and status when the SAS does not authenticate the request;
     the permissions are the caller's to check (see ``check_permission``).
     """
     when = now or datetime.now(UTC)
     if query.get("sr"):
-        return _verify_service(query, account, container, blob, client_ip, scheme, when)
+        return _verify_service(query, account, container, blob, client_ip, scheme, when, policy)
     if query.get("ss") or query.get("srt"):
         return _verify_account(query, account, container, blob, client_ip, scheme, when)
     raise _auth_failed("sr is mandatory. Cannot be empty")
@@ -312,6 +329,7 @@ def _verify_service(
     client_ip: str,
     scheme: str,
     now: datetime,
+    policy: PolicyLookup | None,
 ) -> SasAccess:
     version = _check_version(query, required=False)
     resource = query["sr"]
@@ -322,16 +340,32 @@ def _verify_service(
         raise _resource_type_mismatch()
     signed_blob = blob if resource == "b" else None
     _check_signature(account, query, service_string_to_sign(query, account.name, container, signed_blob))
-    if query.get("si"):
-        # Stored access policies are not kept, so no signed identifier can be found.
-        raise _auth_failed(f"Signed identifier [{query['si']}] is not found")
-    permissions = _permissions(_mandatory(query, "sp"), SERVICE_PERMISSIONS)
-    _check_time(query, now)
+    fields = _with_policy(query, policy) if query.get("si") else query
+    permissions = _permissions(_mandatory(fields, "sp"), SERVICE_PERMISSIONS)
+    _check_time(fields, now)
     _check_source(query, client_ip, scheme)
     overrides: dict[str, str] = {}
     if version >= "2013-08-15":
         overrides = {header: query[name] for name, header in OVERRIDE_HEADERS.items() if query.get(name)}
     return SasAccess(account.name, permissions, resource, overrides)
+
+
+def _with_policy(query: Mapping[str, str], policy: PolicyLookup | None) -> Mapping[str, str]:
+    """The SAS fields once its stored access policy (``si``) fills in start, expiry and permissions.
+    A policy removed from the container revokes every SAS naming it; a field set both in the policy
+    and in the SAS is refused, as Azure's "Define a stored access policy" says."""
+    identifier = query["si"]
+    stored = policy(identifier) if policy is not None else None
+    if stored is None:
+        raise _auth_failed(f"Signed identifier [{identifier}] is not found")
+    fields = dict(query)
+    for name, value in (("st", stored.start), ("se", stored.expiry), ("sp", stored.permission)):
+        if not value:
+            continue
+        if query.get(name):
+            raise _auth_failed(f"{name} is given both in the SAS and in the stored access policy [{identifier}].")
+        fields[name] = value
+    return fields
 
 
 def _account_level(container: str, blob: str | None) -> str:
