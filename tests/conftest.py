@@ -23,10 +23,12 @@ def _server_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    """One live server per test module (fresh data dir)."""
+def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """One live server per test module (fresh data dir); on the test clock (``--test-clock``,
+    ``server.advance_clock``) when the module says ``TEST_CLOCK = True``."""
+    extra = ["--test-clock"] if getattr(request.module, "TEST_CLOCK", False) else []
     with _server_dir() as data:
-        srv = LiveServer(data).start()
+        srv = LiveServer(data, extra_args=extra).start()
         yield srv
         srv.stop()
 

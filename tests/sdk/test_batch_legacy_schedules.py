@@ -9,12 +9,10 @@ second script finds job-2 and drives disable / enable / patch / update / termina
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import _server_dir
 from tests.helpers.server import LiveServer
 from tests.helpers.venvs import run_script
 from tests.sdk.test_batch_legacy_jobs import COMMON, env
@@ -142,12 +140,7 @@ dump(out)
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    with _server_dir() as data:
-        srv = LiveServer(data, extra_args=["--test-clock"]).start()
-        yield srv
-        srv.stop()
+TEST_CLOCK = True  # the module's server (tests/conftest.py) runs on the test clock
 
 
 def script(generation: str, client: str, body: str) -> str:

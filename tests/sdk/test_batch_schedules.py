@@ -26,12 +26,7 @@ POLL: Any = 0.1  # seconds; the pollers sleep any number though typed int
 HOUR = dt.timedelta(hours=1)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    with _server_dir() as data:
-        srv = LiveServer(data, extra_args=["--test-clock"]).start()
-        yield srv
-        srv.stop()
+TEST_CLOCK = True  # the module's server (tests/conftest.py) runs on the test clock
 
 
 def service_now(server: LiveServer) -> dt.datetime:
