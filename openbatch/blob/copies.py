@@ -93,10 +93,7 @@ class Fetched:
     """A source's bytes in a new extent, with what the source said about itself."""
 
     writer: ExtentWriter
-    total: int  # the source's whole size
     content: ContentSettings
-    metadata: dict[str, str]
-    blob_type: str
 
 
 def source_error(status: int, code: str, message: str) -> BlobError:
@@ -164,7 +161,7 @@ class Copies:
         if plan.length > limit:
             raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
         writer = await self._write(self.blobs.stream(plan), limit)
-        return Fetched(writer, blob.size, replace(blob.content), dict(blob.metadata), blob.blob_type)
+        return Fetched(writer, replace(blob.content))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -199,7 +196,7 @@ class Copies:
 
     async def _receive(self, source: RemoteSource, response: httpx.Response, byte_range: tuple[int, int | None] | None,
                        limit: int, on_progress: Callable[[int], Awaitable[None]] | None = None) -> Fetched:
-        total, skip, length = _extent_of(response, byte_range)
+        _, skip, length = _extent_of(response, byte_range)
         if length is not None and length > limit:
             raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
         body = _window(response.aiter_raw(), skip, length, on_progress)
@@ -211,8 +208,7 @@ class Copies:
         if length is not None and writer.size != length:
             writer.discard()
             raise source_error(404, "CannotVerifyCopySource", "The copy source sent fewer bytes than it announced.")
-        return Fetched(writer, total, _content_of(response.headers), _metadata_of(response.headers),
-                       response.headers.get("x-ms-blob-type", "BlockBlob"))
+        return Fetched(writer, _content_of(response.headers))
 
     async def _write(self, chunks: AsyncIterator[bytes], limit: int) -> ExtentWriter:
         writer = self.blobs.extents.create(md5=True)

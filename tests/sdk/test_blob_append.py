@@ -4,30 +4,16 @@ properties and listings, and what other blob types may not do to them (and they 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import BlobServiceClient, BlobType, ContainerClient, ContentSettings
+from azure.storage.blob import BlobType, ContainerClient, ContentSettings
 
 from tests.blob.raw import request
 from tests.helpers.server import LiveServer
 
 MIB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"a{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def test_blocks_are_appended_in_order_with_offsets_and_counts(container: ContainerClient) -> None:

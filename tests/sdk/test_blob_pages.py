@@ -4,14 +4,11 @@ diffs against snapshots), resize, sequence numbers and their conditions, 512-byt
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError
 from azure.storage.blob import (
-    BlobServiceClient,
     BlobType,
     ContainerClient,
     ContentSettings,
@@ -22,18 +19,6 @@ from tests.blob.raw import request
 from tests.helpers.server import LiveServer
 
 MIB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"p{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def _ranges(blob: object) -> list[tuple[int, int]]:

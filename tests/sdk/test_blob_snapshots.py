@@ -4,7 +4,6 @@ versioning switched on in the service properties."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,18 +17,6 @@ from tests.helpers.server import LiveServer
 VERSIONING_ON = (b'<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties>'
                  b"<IsVersioningEnabled>true</IsVersioningEnabled></StorageServiceProperties>")
 VERSIONING_OFF = VERSIONING_ON.replace(b"true", b"false")
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string, retry_total=0)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"s{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 @pytest.fixture
