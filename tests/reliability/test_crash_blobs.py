@@ -27,6 +27,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from openbatch.testing import LiveServer
+from tests.helpers.blob_writers import MixedWriters
 from tests.helpers.waiting import wait_for
 from tests.reliability import report
 from tests.reliability.crash import (
@@ -184,3 +185,40 @@ def test_kill_9_during_concurrent_64_mib_uploads() -> None:
 def test_kill_9_during_concurrent_256_mib_uploads() -> None:
     figures = run_crash_uploads(workers=6, size=256 * MIB, kills=5)
     report.record("kill -9 during 6 concurrent 256 MiB uploads", **figures)
+
+
+def run_crash_mixed(kills: int, min_seconds: float) -> dict[str, Any]:
+    """kill -9 at random moments while appends, page writes and snapshots go on (tests/helpers/blob_writers.py)."""
+    rng_seed = seed()
+    rng = random.Random(rng_seed)
+    with crash_server() as server:
+        crasher = Crasher(server)
+        writers = MixedWriters(server, crasher.up)
+        writers.create()
+        writers.start()
+        try:
+            for k in range(kills):
+                before = len(writers.appended) + len(writers.snapshots)
+                wait_for(lambda b=before: len(writers.appended) + len(writers.snapshots) > b + 5,
+                         "the writers to get going again", timeout=120)
+                time.sleep(rng.uniform(0.0, min_seconds))
+                crasher.kill_and_restart(f"kill {k + 1}")
+        finally:
+            crasher.up.set()
+            writers.join()
+        figures = writers.verify()
+        files, needed = extent_files(server.data_dir), referenced_extents(server.data_dir)
+        orphans, dangling = sorted(set(files) - set(needed)), sorted(set(needed) - set(files))
+        short = sorted(e for e in set(needed) & set(files) if files[e] < needed[e])
+        assert not orphans, f"{len(orphans)} extent files nothing references after start-up: {orphans[:5]}"
+        assert not dangling and not short, f"references to missing {dangling[:5]} or short {short[:5]} extents"
+        server_errors, _ = tracebacks(server)
+        assert not server_errors, server_errors[:3]
+        figures.update(seed=rng_seed, kills=len(crasher.kills), extent_files=len(files))
+        return figures
+
+
+@pytest.mark.timeout(600)
+def test_kill_9_during_appends_page_writes_and_snapshots() -> None:
+    figures = run_crash_mixed(kills=3, min_seconds=1.0)
+    report.record("kill -9 during appends, page writes and snapshots", **figures)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
-import struct
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from tests.blob.raw import request
+from tests.helpers.blob_writers import MixedWriters
 from tests.helpers.server import LiveServer
 
 MIB = 1 << 20
@@ -204,110 +204,22 @@ def test_two_gib_blob_moves_with_flat_memory(fresh_server: LiveServer, tmp_path:
 
 # --- append blobs, page blobs, snapshots, versions, copies -----------------------------------------
 
-SLOT = 256 << 10  # page writes fill whole slots, each with the bytes of one generation
-
-
-def _slot_bytes(slot: int, gen: int) -> bytes:
-    return struct.pack("<QQ", slot, gen) * (SLOT // 16)
-
-
-def _block_bytes(n: int) -> bytes:
-    return random.Random(n).randbytes(1024 + (n * 7919) % (600 << 10))
-
-
-class _Writers:
-    """Appends blocks, writes page slots and takes snapshots until the server dies; remembers what
-    was acknowledged."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.stop = threading.Event()
-        self.appended: list[tuple[int, int]] = []  # (offset, n) of acknowledged blocks
-        self.pages: dict[int, int] = {}  # slot -> last acknowledged generation
-        self.snapshots: list[str] = []
-
-    def append(self) -> None:
-        blob = _client(self.server).get_blob_client("mixed", "log")
-        n = 0
-        while not self.stop.is_set():
-            try:
-                done = blob.append_block(_block_bytes(n))
-            except Exception:  # the server was killed under us
-                return
-            self.appended.append((int(done["blob_append_offset"]), n))
-            n += 1
-
-    def write_pages(self, half: int) -> None:
-        """Page writes to the slots ``slot % 2 == half`` (each slot has one writer, so generations order)."""
-        blob = _client(self.server).get_blob_client("mixed", "disk")
-        rng = random.Random(half)
-        gen = 0
-        while not self.stop.is_set():
-            slot, gen = rng.randrange(32) * 2 + half, gen + 1
-            try:
-                blob.upload_page(_slot_bytes(slot, gen), offset=slot * SLOT, length=SLOT)
-            except Exception:
-                return
-            self.pages[slot] = max(self.pages.get(slot, 0), gen)
-
-    def snapshot(self) -> None:
-        blob = _client(self.server).get_blob_client("mixed", "disk")
-        while not self.stop.wait(0.1):
-            try:
-                self.snapshots.append(blob.create_snapshot()["snapshot"])
-            except Exception:
-                return
-
-
-def _check_slots(data: bytes, at_least: dict[int, int]) -> None:
-    """Every slot holds zeros or the whole bytes of one generation, never less than acknowledged."""
-    for slot in range(64):
-        chunk = data[slot * SLOT:(slot + 1) * SLOT]
-        if chunk == bytes(SLOT):
-            assert slot not in at_least, f"slot {slot}: an acknowledged page write was lost"
-            continue
-        _, gen = struct.unpack("<QQ", chunk[:16])
-        assert chunk == _slot_bytes(slot, gen), f"slot {slot} holds bytes no single write wrote"
-        assert gen >= at_least.get(slot, 0), f"slot {slot} went back to an older write"
-
-
 def test_sigkill_during_appends_page_writes_and_snapshots(fresh_server: LiveServer) -> None:
     server = fresh_server
-    container = _client(server).create_container("mixed")
-    container.get_blob_client("log").create_append_blob()
-    container.get_blob_client("disk").create_page_blob(64 * SLOT)
-    writers = _Writers(server)
-    threads = [threading.Thread(target=writers.append), threading.Thread(target=writers.snapshot),
-               *(threading.Thread(target=writers.write_pages, args=(s,)) for s in range(2))]
-    for t in threads:
-        t.start()
+    writers = MixedWriters(server)
+    writers.create()
+    writers.start()
     deadline = time.monotonic() + 30
     while (len(writers.appended) < 20 or len(writers.pages) < 10 or len(writers.snapshots) < 3) and (
             time.monotonic() < deadline):
         time.sleep(0.05)
     server.kill()
-    writers.stop.set()
-    for t in threads:
-        t.join(60)
+    writers.join()
     assert len(writers.appended) >= 20 and len(writers.snapshots) >= 3, "the writers did not get going"
-
     server.start()
-    container = _client(server).get_container_client("mixed")
-    log = container.download_blob("log").readall()
-    offset = 0
-    for n in range(len(writers.appended) + 10):  # every block whole, in order, acknowledged ones included
-        block = _block_bytes(n)
-        if offset == len(log):
-            break
-        assert log[offset:offset + len(block)] == block, f"block {n} at {offset} is not what was appended"
-        offset += len(block)
-    assert offset == len(log) and n >= len(writers.appended)
-    _check_slots(container.download_blob("disk").readall(), writers.pages)
-    listed = {b.snapshot for b in container.list_blobs(include=["snapshots"]) if b.snapshot}
-    assert set(writers.snapshots) <= listed
-    for snap in listed:
-        _check_slots(container.get_blob_client("disk", snapshot=snap).download_blob().readall(), {})
+    writers.verify()
     assert _files(server.data_dir) == _referenced(server.data_dir)
+    container = _client(server).get_container_client("mixed")
     container.get_blob_client("disk").delete_blob(delete_snapshots="include")
     container.get_blob_client("log").delete_blob()
     assert _files(server.data_dir) == _referenced(server.data_dir) == set()
