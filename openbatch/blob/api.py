@@ -32,7 +32,9 @@ from openbatch.blob.params import etag_headers as _etag_headers
 from openbatch.blob.params import int_query as _int_query
 from openbatch.blob.params import metadata as _metadata
 from openbatch.blob.params import stamp
+from openbatch.blob.params import tags as _tags
 from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
+from openbatch.blob.tags import BlobTagging, parse_search
 from openbatch.common.clock import now_us
 from openbatch.common.sas import StoredPolicy
 from openbatch.config import Settings
@@ -80,11 +82,15 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("blob", "PUT", "", "seal"): "seal_append_blob",
     ("blob", "PUT", "", "page"): "put_page",
     ("blob", "GET", "", "pagelist"): "get_page_ranges",
+    ("blob", "GET", "", "tags"): "get_blob_tags",
+    ("blob", "PUT", "", "tags"): "set_blob_tags",
+    ("service", "GET", "", "blobs"): "find_blobs_by_tags",
+    ("container", "GET", "container", "blobs"): "find_blobs_by_tags",
 }
 # The operations a request may address to a snapshot (?snapshot=) or a version (?versionid=) of a
 # blob; any other answers 400 InvalidQueryParameterValue (snapshots and versions are read-only).
 _STAMPED = {"get_blob", "blob_properties", "blob_metadata", "get_block_list", "get_page_ranges", "delete_blob",
-            "set_blob_tier"}
+            "set_blob_tier", "get_blob_tags", "set_blob_tags"}
 # Operations of Azure's Blob REST API this server does not serve, by (level, method, comp): they answer
 # 400 UnsupportedQueryParameter naming their comp, rather than InvalidQueryParameterValue (Azure's
 # answer for a comp value that names no operation at all).
@@ -147,6 +153,7 @@ class BlobApi(PageHandlers):
         self.appends = AppendBlobs(blobs)
         self.pages = PageBlobs(blobs)
         self.copies = Copies(blobs, self.appends, self.pages)
+        self.tagging = BlobTagging(blobs)
         self.routes: dict[tuple[str, str, str, str], tuple[Handler, Rule]] = {
             key: (getattr(self, name), OPERATIONS[name]) for key, name in ROUTES.items()
         }
@@ -255,7 +262,7 @@ class BlobApi(PageHandlers):
             raise bad_query("include", ",".join(sorted(include - _LIST_INCLUDES))[:64])
         kinds = (SNAPSHOT if "snapshots" in include else "") + (VERSION if "versions" in include else "")
         items, nxt = self.blobs.list_blobs(req.account, req.container, prefix, delimiter, wire.decode_marker(marker),
-                                           limit, "uncommittedblobs" in include, kinds)
+                                           limit, "uncommittedblobs" in include, kinds, with_tags="tags" in include)
         body = wire.list_blobs_xml(_endpoint(req), req.container, prefix, marker, q.get("maxresults", ""),
                                    delimiter, items, wire.encode_marker(nxt) if nxt else "", "metadata" in include)
         return Response(200, [("content-type", wire.XML_TYPE)], body)
@@ -272,7 +279,8 @@ class BlobApi(PageHandlers):
         blob, md5 = await self.blobs.put_blob(req.account, req.container, req.blob, req.body(), size,
                                               _content_settings(req, put_blob=True), _metadata(req),
                                               _conditions(req), _b64_header(req, "content-md5"), grant.replace_guard,
-                                              req.headers.get("x-ms-access-tier"), req.headers.get("x-ms-blob-type"))
+                                              req.headers.get("x-ms-access-tier"), req.headers.get("x-ms-blob-type"),
+                                              tags=_tags(req))
         headers = [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED,
                    ("content-md5", base64.b64encode(md5).decode()), *_version_id(blob)]
         return Response(201, headers)
@@ -299,7 +307,7 @@ class BlobApi(PageHandlers):
         assert req.blob is not None
         blob = self.blobs.put_block_list(req.account, req.container, req.blob, wire.parse_block_list(body),
                                          _content_settings(req, put_blob=False), _metadata(req), _conditions(req),
-                                         grant.replace_guard, req.headers.get("x-ms-access-tier"))
+                                         grant.replace_guard, req.headers.get("x-ms-access-tier"), tags=_tags(req))
         return Response(201, [*_etag_headers(blob.etag, blob.modified_us), _ENCRYPTED, *_version_id(blob)])
 
     async def get_block_list(self, req: Request, grant: Grant) -> Response:
@@ -384,6 +392,32 @@ class BlobApi(PageHandlers):
         rehydrated = self.blobs.set_blob_tier(req.account, req.container, req.blob,
                                               req.headers.get("x-ms-access-tier"), _conditions(req), stamp(req))
         return Response(202 if rehydrated else 200)
+
+    # --- blob index tags ------------------------------------------------------------------------
+
+    async def get_blob_tags(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        found = self.tagging.get(req.account, req.container, req.blob, _conditions(req), stamp(req))
+        return Response(200, [("content-type", wire.XML_TYPE)], wire.tags_xml(found))
+
+    async def set_blob_tags(self, req: Request, grant: Grant) -> Response:
+        _declared_length(req, wire.TAGS_XML.max_body)
+        body = await wire.read_xml(req.body(), wire.TAGS_XML)
+        self.blobs.check_transactional_md5(body.md5, _b64_header(req, "content-md5"))
+        assert req.blob is not None
+        self.tagging.set(req.account, req.container, req.blob, wire.parse_tags(body), _conditions(req), stamp(req))
+        return Response(204)
+
+    async def find_blobs_by_tags(self, req: Request, grant: Grant) -> Response:
+        """Find Blobs by Tags, account-wide (``/?comp=blobs``) or in a container."""
+        where = req.query.get("where")
+        search = parse_search(where, account_wide=not req.container)
+        limit = _int_query(req, "maxresults", 1, MAX_LIST_RESULTS) or MAX_LIST_RESULTS
+        after = wire.decode_marker(req.query.get("marker", "")).partition("\x00")
+        found, nxt = self.tagging.find(req.account, req.container or None, search, (after[0], after[2]), limit)
+        body = wire.found_blobs_xml(_endpoint(req), search.text, [(f.container, f.name, f.tags) for f in found],
+                                    wire.encode_marker("\x00".join(nxt)) if nxt else "")
+        return Response(200, [("content-type", wire.XML_TYPE)], body)
 
     async def submit_batch(self, req: Request, grant: Grant) -> Response:
         """Blob Batch: each sub-request is routed, authorized and served as if sent alone."""

@@ -22,6 +22,7 @@ from openbatch.blob.http import Request, Response, parse_query
 from openbatch.blob.models import Blob
 from openbatch.blob.pages import SequenceConditions
 from openbatch.blob.service import Blobs
+from openbatch.blob.tags import copy_source_tags
 from openbatch.common.escapes import unquote_strict
 from openbatch.config import Settings
 
@@ -75,16 +76,21 @@ class CopyHandlers:
         assert req.blob is not None
         metadata = params.metadata(req) or None
         tier = req.headers.get("x-ms-access-tier")
+        tags, source_tags = params.tags(req), copy_source_tags(req.headers.get("x-ms-copy-source-tag-option"),
+                                                               req.headers.get("x-ms-tags"))
         if isinstance(source, LocalSource):
             blob = self.copies.copy_local(req.account, req.container, req.blob, source, _shown(req), metadata,
                                           params.conditions(req), params.source_conditions(req), grant.replace_guard,
-                                          tier, seal=_flag(req, "x-ms-seal-blob"))
+                                          tier, seal=_flag(req, "x-ms-seal-blob"), tags=tags, source_tags=source_tags)
         else:
             if _flag(req, "x-ms-seal-blob"):
                 raise bad_header("x-ms-seal-blob", "true", "Sealing is only served for copies within this server.")
+            if source_tags:
+                raise bad_header("x-ms-copy-source-tag-option", "COPY", "The tags of another server's blob cannot "
+                                                                        "be copied.")
             blob = await self.copies.start_copy(req.account, req.container, req.blob, source, metadata,
                                                 params.conditions(req), grant.replace_guard, tier,
-                                                sync=bool(_flag(req, "x-ms-requires-sync")))
+                                                sync=bool(_flag(req, "x-ms-requires-sync")), tags=tags)
         assert blob.copy is not None
         headers = [*params.etag_headers(blob.etag, blob.modified_us), ("x-ms-copy-id", blob.copy.copy_id),
                    ("x-ms-copy-status", blob.copy.status), *_version(blob)]
@@ -101,14 +107,20 @@ class CopyHandlers:
         content = params.content_settings(req, put_blob=False) if own else None
         md5 = params.b64_header(req, "x-ms-source-content-md5")
         cond, tier = params.conditions(req), req.headers.get("x-ms-access-tier")
+        tags, source_tags = params.tags(req), copy_source_tags(req.headers.get("x-ms-copy-source-tag-option"),
+                                                               req.headers.get("x-ms-tags"))
         if isinstance(source, LocalSource) and md5 is None:  # no byte moves (an MD5 to check reads them)
             blob = self.copies.copy_local(req.account, req.container, req.blob, source, _shown(req),
                                           params.metadata(req), cond, params.source_conditions(req),
-                                          grant.replace_guard, tier, put_blob=True, content=content)
+                                          grant.replace_guard, tier, put_blob=True, content=content, tags=tags,
+                                          source_tags=source_tags)
         else:
+            if source_tags:
+                raise bad_header("x-ms-copy-source-tag-option", "COPY", "Copying the source's tags is only served "
+                                                                        "for blobs of this server.")
             blob = await self.copies.put_blob(req.account, req.container, req.blob, source,
                                               params.source_conditions(req), md5, content, params.metadata(req), cond,
-                                              grant.replace_guard, tier)
+                                              grant.replace_guard, tier, tags=tags)
         headers = [*params.etag_headers(blob.etag, blob.modified_us), ENCRYPTED, *md5_header(blob.content.content_md5),
                    *_version(blob)]
         return Response(201, headers)

@@ -38,14 +38,15 @@ class PageHandlers(CopyHandlers):
             raise BlobError("AccessTierNotSupportedForBlobType")
         assert req.blob is not None
         content, metadata = params.content_settings(req, put_blob=True), params.metadata(req)
+        tags = params.tags(req)
         if (req.headers.get("x-ms-blob-type") or "").lower() == "pageblob":
             blob = self.pages.create(req.account, req.container, req.blob,
                                      params.int_header(req, "x-ms-blob-content-length"),
                                      params.int_header(req, "x-ms-blob-sequence-number"), content, metadata,
-                                     params.conditions(req), grant.replace_guard)
+                                     params.conditions(req), grant.replace_guard, tags)
         else:
             blob = self.blobs.create_blob(req.account, req.container, req.blob, "AppendBlob", content, metadata,
-                                          params.conditions(req), grant.replace_guard)
+                                          params.conditions(req), grant.replace_guard, tags=tags)
         headers = [*params.etag_headers(blob.etag, blob.modified_us), ENCRYPTED]
         if blob.version_id is not None:
             headers.append(("x-ms-version-id", blob.version_id))

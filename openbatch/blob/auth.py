@@ -74,6 +74,9 @@ OPERATIONS: dict[str, Rule] = {
     "set_blob_tier": _WRITE_BLOB,
     "delete_blob": Rule("d", "d"),
     "lease_blob": _WRITE_BLOB,
+    "get_blob_tags": Rule("t", "t"),
+    "set_blob_tags": Rule("t", "t"),
+    "find_blobs_by_tags": Rule("f", "f"),  # account-wide: an account SAS only (a service SAS names a container)
     "break_lease_blob": Rule("wd", "wd"),
     "snapshot_blob": Rule("cw", "cw"),
     "abort_copy": _WRITE_BLOB,

@@ -264,7 +264,7 @@ class Copies:
 
     async def put_blob(self, account: str, container: str, name: str, source: Source, source_cond: Conditions,
                        md5: bytes | None, content: ContentSettings | None, metadata: dict[str, str], cond: Conditions,
-                       on_replace: ReplaceGuard, tier: str | None) -> Blob:
+                       on_replace: ReplaceGuard, tier: str | None, *, tags: dict[str, str] | None = None) -> Blob:
         """Put Blob From URL, the bytes moving (from another server, or to check x-ms-source-content-md5):
         a block blob of the source's bytes, with the source's content headers unless ``content`` gives them."""
         fetched = await self.fetch(source, None, source_cond, MAX_PUT_BLOB_SIZE, md5)
@@ -272,7 +272,7 @@ class Copies:
         try:
             parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
             blob = self.blobs.commit_put(account, container, name, parts, writer.md5 or b"", content or fetched.content,
-                                         metadata, cond, on_replace, tier)
+                                         metadata, cond, on_replace, tier, tags=tags)
         except BaseException:
             writer.discard()
             raise
@@ -285,14 +285,16 @@ class Copies:
     def copy_local(self, account: str, container: str, name: str, source: LocalSource, source_url: str,
                    metadata: dict[str, str] | None, cond: Conditions, source_cond: Conditions,
                    on_replace: ReplaceGuard = None, tier: str | None = None, *, seal: bool | None = None,
-                   put_blob: bool = False, content: ContentSettings | None = None) -> Blob:
+                   put_blob: bool = False, content: ContentSettings | None = None,
+                   tags: dict[str, str] | None = None, source_tags: bool = False) -> Blob:
         """Copy a blob of this server (or a snapshot / version of it): the copy shares the source's
         extents (no bytes move), done at once. It is of the source's type, sealed as the source is
         unless ``seal`` says otherwise; an existing destination must be of that type. Put Blob From
         URL (``put_blob``) makes a block blob whatever the source and replaces any blob, with the
         source's content headers unless ``content`` gives them. The copy has
         the source's tier unless ``tier`` is given; an archived source is offline (BlobArchived:
-        rehydrating through a copy is not supported)."""
+        rehydrating through a copy is not supported). The copy has the tags ``tags`` gives it, or
+        with ``source_tags`` the source's (x-ms-copy-source-tag-option: COPY)."""
         check_blob_name(name)
         if metadata is not None:
             check_metadata(metadata)
@@ -308,7 +310,7 @@ class Copies:
             parts = meta.parts(src.id)
             c = blobs.container(account, container)
             old = meta.get_blob(c.id, name)
-            check_overwrite(cond, old, on_replace)
+            check_overwrite(cond, old, on_replace, meta.tags)
             blob_type = "BlockBlob" if put_blob else src.blob_type
             _check_copy_target(old, blob_type, put_blob)
             blob = fresh_blob(c.id, name, old, now, (tier or src.tier) if blob_type == "BlockBlob" else None)
@@ -319,6 +321,7 @@ class Copies:
             blob.metadata = dict(src.metadata) if metadata is None else metadata
             blob.copy = CopyInfo(copy_id=request_id(), source=source_url, status="success",
                                  progress=f"{src.size}/{src.size}", completed_us=now)
+            blob.tags = meta.tags(src.id) if source_tags else tags
             meta.save_blob(blob)
             released = blobs.replace_content(blob, old, parts)
         blobs.release(released)
@@ -327,7 +330,7 @@ class Copies:
 
     async def start_copy(self, account: str, container: str, name: str, source: RemoteSource,
                          metadata: dict[str, str] | None, cond: Conditions, on_replace: ReplaceGuard,
-                         tier: str | None, *, sync: bool) -> Blob:
+                         tier: str | None, *, sync: bool, tags: dict[str, str] | None = None) -> Blob:
         """Copy Blob (``sync``: Copy Blob From URL, at most 256 MiB, done before answering) from
         another server. Answers once the source has: the destination is created pending."""
         check_blob_name(name)
@@ -350,6 +353,7 @@ class Copies:
                 blob = fresh_blob(old[0], name, old[1], now_us(), tier if blob_type == "BlockBlob" else None)
                 blob.blob_type, blob.content, blob.copy = blob_type, _content_of(response.headers), copy
                 blob.metadata = _metadata_of(response.headers) if metadata is None else metadata
+                blob.tags = tags
                 self.blobs.meta.save_blob(blob)
                 released = self.blobs.replace_content(blob, old[1], [])
             self.blobs.release(released)
@@ -402,7 +406,7 @@ class Copies:
         lease, SAS, an existing blob of the same type with no copy pending)."""
         c = self.blobs.container(account, container)
         old = self.blobs.meta.get_blob(c.id, name)
-        check_overwrite(cond, old, on_replace)
+        check_overwrite(cond, old, on_replace, self.blobs.meta.tags)
         if blob_type is not None:
             _check_copy_target(old, blob_type, False)
         elif old is not None and old.copy is not None and old.copy.status == "pending":

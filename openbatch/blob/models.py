@@ -87,6 +87,10 @@ class Blob:
     tier: str | None = None  # the access tier set on the blob; None: inferred (Hot, the account default)
     tier_changed_us: int | None = None
     lease: Lease = field(default_factory=Lease)
+    tag_count: int = 0
+    # Blob index tags: None when not read from the store; as read for a response, or those a write
+    # gives the new content (x-ms-tags; the service stores them when it replaces the content)
+    tags: dict[str, str] | None = None
     blob_type: str = "BlockBlob"  # BlockBlob | PageBlob | AppendBlob
     sequence_number: int = 0  # page blobs: x-ms-blob-sequence-number
     sealed: bool = False  # append blobs: no more blocks may be appended

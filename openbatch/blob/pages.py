@@ -77,13 +77,13 @@ class PageBlobs:
 
     def create(self, account: str, container: str, name: str, size: int | None, sequence_number: int | None,
                content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-               on_replace: ReplaceGuard = None) -> Blob:
+               on_replace: ReplaceGuard = None, tags: dict[str, str] | None = None) -> Blob:
         """Put Blob of a page blob: ``size`` bytes of zeros (x-ms-blob-content-length, required)."""
         if size is None:
             raise BlobError("MissingRequiredHeader", HeaderName="x-ms-blob-content-length")
         check_size(size)
         return self.blobs.create_blob(account, container, name, PAGE_BLOB, content, metadata, cond, on_replace,
-                                      size=size, sequence_number=sequence_number or 0)
+                                      size=size, sequence_number=sequence_number or 0, tags=tags)
 
     def writable(self, account: str, container: str, name: str, cond: Conditions, seq: SequenceConditions) -> Blob:
         blob = self.blobs.blob(account, container, name, cond, read=False)

@@ -11,6 +11,7 @@ import base64
 import binascii
 
 from openbatch.blob import snapshots, wire
+from openbatch.blob import tags as blob_tags
 from openbatch.blob.errors import BlobError, bad_header, bad_query
 from openbatch.blob.http import Request
 from openbatch.blob.models import ContentSettings
@@ -32,6 +33,11 @@ def source_conditions(req: Request) -> Conditions:
 
 def metadata(req: Request) -> dict[str, str]:
     return {k[10:]: v.strip() for k, v in req.headers.items() if k.startswith("x-ms-meta-")}
+
+
+def tags(req: Request) -> dict[str, str] | None:
+    """x-ms-tags: the tags a write gives the blob (None: the header is absent)."""
+    return blob_tags.parse_header(req.headers.get("x-ms-tags"))
 
 
 def b64_header(req: Request, name: str) -> bytes | None:

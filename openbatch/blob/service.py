@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openbatch.blob import leases, snapshots
+from openbatch.blob import leases, snapshots, tags
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import (
@@ -272,11 +272,19 @@ class Blobs:
         return c
 
     def list_blobs(self, account: str, container: str, prefix: str, delimiter: str, marker: str, limit: int,
-                   uncommitted: bool, kinds: str = "") -> tuple[list[Blob | str], str]:
+                   uncommitted: bool, kinds: str = "", *, with_tags: bool = False) -> tuple[list[Blob | str], str]:
         """A page of blobs (and, with a delimiter, of blob-name prefixes) and the next marker.
 
         ``kinds`` (SNAPSHOT, VERSION) lists snapshots and previous versions too; their markers name
-        the record to resume at (``name`` NUL ``stamp``: names cannot hold NUL)."""
+        the record to resume at (``name`` NUL ``stamp``: names cannot hold NUL). ``with_tags``
+        reads each blob's tags (include=tags)."""
+        if with_tags:
+            page, nxt = self.list_blobs(account, container, prefix, delimiter, marker, limit, uncommitted, kinds)
+            listed = [i for i in page if isinstance(i, Blob)]
+            found = self.meta.tags_of([b.id for b in listed if b.tag_count])
+            for b in listed:
+                b.tags = found.get(b.id, {})
+            return page, nxt
         c = self.container(account, container)
         end = successor(prefix) if prefix else None
         name, _, key = marker.partition("\x00")
@@ -333,6 +341,7 @@ class Blobs:
         else:
             _check_write(cond, blob.etag, blob.modified_us)
             blob.lease = leases.check_write(blob.lease, cond.lease_id, now_us())
+        tags.check_condition(cond.if_tags, lambda: self.meta.tags(blob.id))
         return blob
 
     def lease_blob(self, account: str, container: str, name: str, req: leases.LeaseRequest,
@@ -342,6 +351,7 @@ class Blobs:
         with self.meta.tx():
             blob = self._committed_blob(self.container(account, container).id, name)
             _check_write(cond, blob.etag, blob.modified_us)
+            tags.check_condition(cond.if_tags, lambda: self.meta.tags(blob.id))
             outcome = leases.apply(blob.lease, req, now_us())
             blob.lease = outcome.lease
             self.meta.save_blob(blob)
@@ -374,12 +384,13 @@ class Blobs:
                        size_hint: int | None, content: ContentSettings, metadata: dict[str, str],
                        cond: Conditions, transactional_md5: bytes | None,
                        on_replace: ReplaceGuard = None, tier: str | None = None,
-                       blob_type: str | None = "BlockBlob") -> tuple[Blob, bytes]:
+                       blob_type: str | None = "BlockBlob", *, tags: dict[str, str] | None = None
+                       ) -> tuple[Blob, bytes]:
         """Put Blob: the body becomes the blob's whole content (small bodies inline, others an extent).
 
         ``on_replace`` (the authorizer's) is called before an existing blob is overwritten; ``tier``
         is the access tier asked for (x-ms-access-tier), None for the default; ``blob_type`` is
-        x-ms-blob-type, which Put Blob requires.
+        x-ms-blob-type, which Put Blob requires; ``tags`` are x-ms-tags.
         """
         check_blob_name(name)
         check_container_name(container)
@@ -388,14 +399,15 @@ class Blobs:
         tier = check_tier(tier)
         c = self.container(account, container)
         if not cond.empty or on_replace is not None:  # fail before receiving the body; checked again at commit
-            _check_overwrite(cond, self.meta.get_blob(c.id, name), on_replace)
+            _check_overwrite(cond, self.meta.get_blob(c.id, name), on_replace, self.meta.tags)
         if size_hint is not None and size_hint <= INLINE_MAX:
             data = await _collect(body, INLINE_MAX)
             md5 = hashlib.md5(data).digest()
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=len(data), extent="", offset=0, data=data)] if data else []
-            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
+            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier,
+                                   tags=tags)
             return blob, md5
         writer = await self.ingest(body, MAX_PUT_BLOB_SIZE, md5=True)
         md5 = writer.md5 or b""
@@ -403,7 +415,8 @@ class Blobs:
             check_md5(transactional_md5, md5)
             check_md5(content.content_md5, md5)
             parts = [Part(pos=0, length=writer.size, extent=writer.extent, offset=0)] if writer.size else []
-            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier)
+            blob = self.commit_put(account, container, name, parts, md5, content, metadata, cond, on_replace, tier,
+                                   tags=tags)
         except BaseException:
             writer.discard()
             raise
@@ -413,15 +426,16 @@ class Blobs:
 
     def commit_put(self, account: str, container: str, name: str, parts: list[Part], md5: bytes,
                     content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-                    on_replace: ReplaceGuard, tier: str | None) -> Blob:
+                    on_replace: ReplaceGuard, tier: str | None, *, tags: dict[str, str] | None = None) -> Blob:
         now = now_us()
         content = replace(content, content_md5=content.content_md5 or md5)
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old, on_replace)
+            _check_overwrite(cond, old, on_replace, self.meta.tags)
             blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size, blob.content, blob.metadata = sum(p.length for p in parts), content, metadata
+            blob.tags = tags
             self.meta.save_blob(blob)
             released = self.replace_content(blob, old, parts)
         self.release(released)
@@ -429,7 +443,7 @@ class Blobs:
 
     def create_blob(self, account: str, container: str, name: str, blob_type: str, content: ContentSettings,
                     metadata: dict[str, str], cond: Conditions, on_replace: ReplaceGuard = None, *,
-                    size: int = 0, sequence_number: int = 0) -> Blob:
+                    size: int = 0, sequence_number: int = 0, tags: dict[str, str] | None = None) -> Blob:
         """Put Blob of a page or append blob: an empty blob of that type (a page blob of ``size``
         zero bytes) replaces whatever the name held, as Put Blob does."""
         check_blob_name(name)
@@ -437,10 +451,10 @@ class Blobs:
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old, on_replace)
+            _check_overwrite(cond, old, on_replace, self.meta.tags)
             blob = _fresh_blob(c.id, name, old, now_us(), None)
             blob.blob_type, blob.size, blob.sequence_number = blob_type, size, sequence_number
-            blob.content, blob.metadata = content, metadata
+            blob.content, blob.metadata, blob.tags = content, metadata, tags
             self.meta.save_blob(blob)
             released = self.replace_content(blob, old, [])
         self.release(released)
@@ -448,8 +462,11 @@ class Blobs:
 
     def replace_content(self, blob: Blob, old: Blob | None, parts: list[Part]) -> list[str]:
         """Make ``parts`` the blob's content, dropping its staged blocks; return released extents.
-        With versioning on, the old content is kept as a previous version."""
+        With versioning on, the old content is kept as a previous version. New content has the tags
+        ``blob.tags`` gives it (x-ms-tags), or none."""
         self._new_version(blob, old, content_replaced=True)
+        if blob.tags or (old is not None and old.tag_count):
+            self.meta.set_tags(blob, blob.tags or {})
         if old is None:
             self.meta.insert_parts(blob.id, parts)
             return []
@@ -532,7 +549,7 @@ class Blobs:
         Neither the ETag nor Last-Modified change, as on Azure."""
         tier = check_tier(tier_header, required=True)
         with self.meta.tx():
-            blob = self.blob(account, container, name, Conditions(), stamp=stamp)
+            blob = self.blob(account, container, name, Conditions(if_tags=cond.if_tags if cond else None), stamp=stamp)
             if blob.blob_type != "BlockBlob":
                 raise BlobError("InvalidBlobType", "Only block blobs have access tiers on this account.")
             blob.lease = leases.check_write(blob.lease, cond.lease_id if cond else None, now_us())
@@ -670,7 +687,8 @@ class Blobs:
 
     def put_block_list(self, account: str, container: str, name: str, entries: list[tuple[str, str]],
                        content: ContentSettings, metadata: dict[str, str], cond: Conditions,
-                       on_replace: ReplaceGuard = None, tier: str | None = None) -> Blob:
+                       on_replace: ReplaceGuard = None, tier: str | None = None, *,
+                       tags: dict[str, str] | None = None) -> Blob:
         """Put Block List: the listed staged/committed blocks become the blob's content."""
         check_blob_name(name)
         check_metadata(metadata)
@@ -681,13 +699,13 @@ class Blobs:
         with self.meta.tx():
             c = self.container(account, container)
             old = self.meta.get_blob(c.id, name)
-            _check_overwrite(cond, old, on_replace)
+            _check_overwrite(cond, old, on_replace, self.meta.tags)
             if old is not None and old.committed and old.blob_type != "BlockBlob":
                 raise BlobError("InvalidBlobType")
             parts, id_len = self._resolve_blocks(old, entries)
             blob = _fresh_blob(c.id, name, old, now, tier)
             blob.size = parts[-1].pos + parts[-1].length if parts else 0
-            blob.content, blob.metadata, blob.block_id_len = content, metadata, id_len
+            blob.content, blob.metadata, blob.block_id_len, blob.tags = content, metadata, id_len, tags
             self.meta.save_blob(blob)
             released = self.replace_content(blob, old, parts)
         self.release(released)
@@ -780,10 +798,11 @@ def _check_write(cond: Conditions, etag: str, modified_us: int) -> None:
         raise BlobError("ConditionNotMet")
 
 
-def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGuard) -> None:
+def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGuard,
+                     tags_of: Callable[[int], dict[str, str]] | None = None) -> None:
     """May a write create or replace ``blob``: the caller's guard when it exists, then the
-    conditions (If-None-Match: * -> 409), then its lease (``blob.lease`` becomes the lease the
-    new content keeps)."""
+    conditions (If-None-Match: * -> 409; x-ms-if-tags on the blob's tags, read through
+    ``tags_of``), then its lease (``blob.lease`` becomes the lease the new content keeps)."""
     exists = blob is not None and blob.committed
     if exists and on_replace is not None:
         on_replace()
@@ -794,6 +813,10 @@ def _check_overwrite(cond: Conditions, blob: Blob | None, on_replace: ReplaceGua
     if not cond.empty and evaluate(cond, blob.etag if blob and exists else None,
                                    from_us(blob.modified_us) if blob and exists else None, read=False) != OK:
         raise BlobError("ConditionNotMet")
+    if blob is not None and exists and cond.if_tags is not None:
+        if tags_of is None:  # a write that cannot read tags must not pretend to have checked them
+            raise BlobError("UnsupportedHeader", HeaderName="x-ms-if-tags")
+        tags.check_condition(cond.if_tags, lambda: tags_of(blob.id))
     if blob is not None and exists:
         blob.lease = leases.check_write(blob.lease, cond.lease_id, now_us())
     else:

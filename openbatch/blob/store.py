@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     lease_state TEXT NOT NULL DEFAULT 'available',
     lease_duration INTEGER,
     lease_until_us BIGINT,
+    tag_count INTEGER NOT NULL DEFAULT 0,
     UNIQUE (container_id, name, stamp)
 );
 CREATE TABLE IF NOT EXISTS parts (
@@ -112,6 +113,13 @@ CREATE TABLE IF NOT EXISTS staged (
 );
 CREATE INDEX IF NOT EXISTS staged_extent ON staged (extent);
 CREATE INDEX IF NOT EXISTS staged_created ON staged (created_us);
+CREATE TABLE IF NOT EXISTS tags (
+    blob_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (blob_id, name)
+);
+CREATE INDEX IF NOT EXISTS tags_by_value ON tags (name, value);
 CREATE TABLE IF NOT EXISTS service_properties (
     account TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -123,7 +131,7 @@ _BLOB_COLUMNS = (
     "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
     "access_tier, tier_changed_us, stamp, version_id, blob_type, sequence_number, sealed, copy_description, "
-    "lease_id, lease_state, lease_duration, lease_until_us"
+    "lease_id, lease_state, lease_duration, lease_until_us, tag_count"
 )
 # The lease of a blob or container (models.Lease), in both tables.
 _LEASE_COLUMNS = (
@@ -144,6 +152,7 @@ _ADDED_BLOB_COLUMNS = (
     ("sealed", "INTEGER NOT NULL DEFAULT 0"),
     ("copy_description", "TEXT"),
     *_LEASE_COLUMNS,
+    ("tag_count", "INTEGER NOT NULL DEFAULT 0"),  # how many rows of ``tags`` the blob has
 )
 _ADDED_CONTAINER_COLUMNS = (*_LEASE_COLUMNS,)  # the same, for ``containers``
 _BLOB_AT = {name: i for i, name in enumerate(_BLOB_COLUMNS.split(", "))}
@@ -198,7 +207,8 @@ def _blob(row: tuple[Any, ...]) -> Blob:
                 created_us=row[5], modified_us=row[6], size=row[7], content=content,
                 metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
                 tier=row[22], tier_changed_us=row[23], stamp=row[24], version_id=row[25], blob_type=row[26],
-                sequence_number=row[27], sealed=bool(row[28]), lease=_lease(row, _BLOB_AT["lease_id"]))
+                sequence_number=row[27], sealed=bool(row[28]), lease=_lease(row, _BLOB_AT["lease_id"]),
+                tag_count=row[_BLOB_AT["tag_count"]])
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -209,7 +219,7 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
             cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us,
             b.stamp, b.version_id, b.blob_type, b.sequence_number, int(b.sealed),
-            cp.description if cp and cp.description else None, *_lease_values(b.lease))
+            cp.description if cp and cp.description else None, *_lease_values(b.lease), b.tag_count)
 
 
 def _part(row: tuple[Any, ...]) -> Part:
@@ -323,6 +333,7 @@ class MetaStore:
         )]
         self.db.execute(f"DELETE FROM parts WHERE blob_id IN ({blob_ids})", (container_id,))
         self.db.execute(f"DELETE FROM staged WHERE blob_id IN ({blob_ids})", (container_id,))
+        self.db.execute(f"DELETE FROM tags WHERE blob_id IN ({blob_ids})", (container_id,))
         self.db.execute("DELETE FROM blobs WHERE container_id = ?", (container_id,))
         self.db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
         return extents
@@ -358,7 +369,7 @@ class MetaStore:
         return _blob(row) if row else None
 
     def save_blob(self, b: Blob) -> Blob:
-        """Insert (``b.id == 0``) or update a blob row."""
+        """Insert (``b.id == 0``) or update a blob row (its tags: :meth:`set_tags`)."""
         values = _blob_values(b)
         if b.id:
             self.db.execute(f"UPDATE blobs SET {_BLOB_ASSIGNMENTS} WHERE id = ?", (*values, b.id))
@@ -375,6 +386,7 @@ class MetaStore:
         """Delete a blob with its parts and staged blocks; return the extents they referenced."""
         extents = self.part_extents(blob_id) + self.clear_staged(blob_id)
         self.db.execute("DELETE FROM parts WHERE blob_id = ?", (blob_id,))
+        self.db.execute("DELETE FROM tags WHERE blob_id = ?", (blob_id,))
         self.db.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
         return extents
 
@@ -451,15 +463,67 @@ class MetaStore:
         self.db.executemany("DELETE FROM parts WHERE blob_id = ? AND pos = ?", ((blob_id, p) for p in positions))
 
     def copy_parts(self, from_blob: int, to_blob: int) -> None:
-        """Give ``to_blob`` (which has none) the parts of ``from_blob``: the bytes are shared, not copied."""
+        """Give ``to_blob`` (which has none) the parts of ``from_blob``: the bytes are shared, not copied.
+        The tags go with them (a snapshot or version keeps the tags its blob had)."""
         self.db.execute(
             "INSERT INTO parts (blob_id, pos, seq, length, extent, ext_offset, block_id, data) "
             "SELECT ?, pos, seq, length, extent, ext_offset, block_id, data FROM parts WHERE blob_id = ?",
             (to_blob, from_blob))
+        self._copy_tags(from_blob, to_blob)
 
     def move_parts(self, from_blob: int, to_blob: int) -> None:
-        """Hand the parts of ``from_blob`` over to ``to_blob`` (which has none)."""
+        """Hand the parts of ``from_blob`` over to ``to_blob`` (which has none), with a copy of its tags."""
         self.db.execute("UPDATE parts SET blob_id = ? WHERE blob_id = ?", (to_blob, from_blob))
+        self._copy_tags(from_blob, to_blob)
+
+    def _copy_tags(self, from_blob: int, to_blob: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO tags (blob_id, name, value) SELECT ?, name, value FROM tags "
+                        "WHERE blob_id = ?", (to_blob, from_blob))
+
+    # --- tags ---------------------------------------------------------------------------------
+
+    def set_tags(self, b: Blob, tags: dict[str, str]) -> None:
+        """Make ``tags`` the tags of a stored blob (and ``b.tag_count`` their number)."""
+        self.db.execute("DELETE FROM tags WHERE blob_id = ?", (b.id,))
+        self.db.executemany("INSERT INTO tags (blob_id, name, value) VALUES (?, ?, ?)",
+                            ((b.id, k, v) for k, v in tags.items()))
+        b.tag_count = len(tags)
+        self.db.execute("UPDATE blobs SET tag_count = ? WHERE id = ?", (b.tag_count, b.id))
+
+    def tags(self, blob_id: int) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT name, value FROM tags WHERE blob_id = ? ORDER BY name", (blob_id,))}
+
+    def tags_of(self, blob_ids: list[int]) -> dict[int, dict[str, str]]:
+        """The tags of several blobs (those that have any), by blob id."""
+        out: dict[int, dict[str, str]] = {}
+        for start in range(0, len(blob_ids), 500):
+            chunk = blob_ids[start:start + 500]
+            for blob_id, name, value in self.db.execute(
+                    f"SELECT blob_id, name, value FROM tags WHERE blob_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY blob_id, name", chunk):
+                out.setdefault(blob_id, {})[name] = value
+        return out
+
+    def find_tagged(self, account: str, container: str | None, key: str, op: str, value: str,
+                    after: tuple[str, str], limit: int) -> list[tuple[str, str, dict[str, str]]]:
+        """(container, name, tags) of the live base blobs of ``account`` (in ``container``) whose tag
+        ``key`` compares ``op`` to ``value``, by container and name, past ``after``."""
+        if op not in ("=", ">", ">=", "<", "<="):
+            raise ValueError(op)
+        sql = ("SELECT c.name, b.name, b.id FROM tags t JOIN blobs b ON b.id = t.blob_id "
+               "JOIN containers c ON c.id = b.container_id "
+               f"WHERE t.name = ? AND t.value {op} ? AND c.account = ? AND b.stamp = '' AND b.committed = 1 "
+               "AND (c.name > ? OR (c.name = ? AND b.name >= ?))")
+        args: list[object] = [key, value, account, after[0], after[0], after[1]]
+        if container is not None:
+            sql += " AND c.name = ?"
+            args.append(container)
+        sql += " ORDER BY c.name, b.name LIMIT ?"
+        args.append(limit)
+        rows = self.db.execute(sql, args).fetchall()
+        tags = self.tags_of([r[2] for r in rows])
+        return [(r[0], r[1], tags.get(r[2], {})) for r in rows]
 
     def count_parts(self, blob_id: int) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM parts WHERE blob_id = ?", (blob_id,)).fetchone()

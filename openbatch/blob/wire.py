@@ -210,6 +210,8 @@ def blob_headers(b: Blob, *, full_md5: bool) -> list[tuple[str, str]]:
             headers.append(("x-ms-copy-status-description", b.copy.description))
     if b.version_id is not None:
         headers += [("x-ms-version-id", b.version_id), ("x-ms-is-current-version", "true" if b.is_base else "false")]
+    if b.tag_count:
+        headers.append(("x-ms-tag-count", str(b.tag_count)))
     return headers
 
 
@@ -297,6 +299,8 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
     if b.committed and b.blob_type == "BlockBlob":  # (only block blobs have tiers on a standard account)
         props += _tier_xml(b)
     props += lease_xml(b.lease) + "<ServerEncrypted>true</ServerEncrypted>"
+    if b.tag_count:
+        props += f"<TagCount>{b.tag_count}</TagCount>"
     if b.copy is not None:
         props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"
                   f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>")
@@ -312,7 +316,45 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
         ids += f"<VersionId>{b.version_id}</VersionId>"
         if b.is_base:
             ids += "<IsCurrentVersion>true</IsCurrentVersion>"
-    return f"<Blob>{name_element(b.name)}{ids}<Properties>{props}</Properties>{meta}</Blob>"
+    tags = f"<Tags>{_tag_set(b.tags)}</Tags>" if b.tags else ""
+    return f"<Blob>{name_element(b.name)}{ids}<Properties>{props}</Properties>{meta}{tags}</Blob>"
+
+
+# --- blob index tags ----------------------------------------------------------------------------------
+
+
+def _tag_set(tags: dict[str, str]) -> str:
+    return "<TagSet>" + "".join(f"<Tag><Key>{x(k)}</Key><Value>{x(v)}</Value></Tag>" for k, v in tags.items()) \
+        + "</TagSet>"
+
+
+def tags_xml(tags: dict[str, str]) -> bytes:
+    """Get Blob Tags."""
+    return f"{XML_DECL}<Tags>{_tag_set(tags)}</Tags>".encode()
+
+
+def parse_tags(body: XmlBody) -> list[tuple[str, str]]:
+    """A Set Blob Tags body: ``<Tags><TagSet><Tag><Key/><Value/></Tag>...`` (an empty body: no tags)."""
+    if body.root is None:
+        return []
+    tag_set = body.root.find("TagSet")
+    pairs = []
+    for tag in tag_set if tag_set is not None else []:
+        if tag.tag != "Tag":
+            raise BlobError("InvalidXmlDocument", f"Unexpected element <{str(tag.tag)[:64]}> in the tag set.")
+        pairs.append((tag.findtext("Key") or "", tag.findtext("Value") or ""))
+    return pairs
+
+
+def found_blobs_xml(endpoint: str, where: str, found: Iterable[tuple[str, str, dict[str, str]]],
+                    next_marker: str) -> bytes:
+    """Find Blobs by Tags: each match's name, container and the tags the expression names."""
+    out = [XML_DECL, f'<EnumerationResults ServiceEndpoint="{x(endpoint)}"><Where>{x(where)}</Where><Blobs>']
+    for container, name, tags in found:
+        out.append(f"<Blob>{name_element(name)}<ContainerName>{x(container)}</ContainerName>"
+                   f"<Tags>{_tag_set(tags)}</Tags></Blob>")
+    out.append(f"</Blobs><NextMarker>{x(next_marker)}</NextMarker></EnumerationResults>")
+    return "".join(out).encode("utf-8")
 
 
 def list_blobs_xml(endpoint: str, container: str, prefix: str, marker: str, maxresults: str, delimiter: str,
@@ -394,6 +436,9 @@ class XmlLimits:
 BLOCK_LIST_XML = XmlLimits("BlockList", 8 << 20, 2, 50_000, 1024, too_many="BlockListTooLong")
 # Set Container ACL: at most 5 identifiers (SignedIdentifier/AccessPolicy/Start: depth 4).
 ACL_XML = XmlLimits("SignedIdentifiers", 1 << 20, 4, 256, 1024)
+# Set Blob Tags: at most 10 tags (Tags/TagSet/Tag/Key: depth 4); more elements than that allows are
+# more tags than Azure takes.
+TAGS_XML = XmlLimits("Tags", 64 << 10, 4, 64, 1024, too_many="TagsTooLarge")
 # Set Blob Service Properties: logging, metrics, at most 5 CORS rules (each list <= 64 items).
 SERVICE_PROPERTIES_XML = XmlLimits("StorageServiceProperties", 1 << 20, 6, 2048, 64 << 10)
 PARSE_INLINE = 64 << 10  # bodies up to this size are parsed on the event loop; beyond, in a thread

@@ -17,16 +17,9 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
 from tests.blob.raw import request
-from tests.conftest import _server_dir
 from tests.helpers.server import LiveServer
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    with _server_dir() as data:
-        srv = LiveServer(data, extra_args=["--test-clock"]).start()
-        yield srv
-        srv.stop()
+TEST_CLOCK = True  # lease expiry and break periods run on the service clock the tests move
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,17 @@ def _copy_source(t: Target) -> str:
     return f"http://127.0.0.1:{t.server.blob_port}/{t.server.account}/{t.container}/source?{read}"
 
 
+_ACQUIRE = {"x-ms-lease-action": "acquire", "x-ms-lease-duration": "-1"}
+_TAGS = b'<?xml version="1.0" encoding="utf-8"?><Tags><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tags>'
+_WHERE = quote("\"k\" = 'v'", safe="")
+
+
+def _break(t: Target, path: str, query: str) -> RawResponse:
+    """Break a lease acquired with the account key."""
+    assert request(t.server, "PUT", path, query=query, headers=_ACQUIRE).status == 201
+    return t.call("PUT", path, query, headers={"x-ms-lease-action": "break"})
+
+
 def _put_blob(t: Target) -> RawResponse:
     return t.call("PUT", t.b, body=b"new content", headers={"x-ms-blob-type": "BlockBlob"})
 
@@ -124,6 +135,19 @@ OPS = [
     Op("set_blob_tier", "blob", "w", "w", 200,
        lambda t: t.call("PUT", t.b, "comp=tier", headers={"x-ms-access-tier": "Hot"}), "b"),
     Op("delete_blob", "blob", "d", "d", 202, lambda t: t.call("DELETE", t.b), "b"),
+    Op("lease_blob", "blob", "w", "w", 201, lambda t: t.call("PUT", t.b, "comp=lease", headers=_ACQUIRE), "b"),
+    # delete may break a lease (2017-07-29 and later)
+    Op("break_lease_blob", "blob", "wd", "wd", 202, lambda t: _break(t, t.b, "comp=lease"), "b"),
+    Op("lease_container", "container", "w", None, 201,
+       lambda t: t.call("PUT", t.c, "restype=container&comp=lease", headers=_ACQUIRE), "c"),
+    Op("break_lease_container", "container", "wd", None, 202,
+       lambda t: _break(t, t.c, "restype=container&comp=lease"), "c"),
+    Op("get_blob_tags", "blob", "t", "t", 200, lambda t: t.call("GET", t.b, "comp=tags"), "b"),
+    Op("set_blob_tags", "blob", "t", "t", 204, lambda t: t.call("PUT", t.b, "comp=tags", _TAGS), "b"),
+    Op("find_blobs_by_tags", "service", "f", None, 200, lambda t: t.call("GET", "", f"comp=blobs&where={_WHERE}")),
+    Op("find_blobs_by_tags_in_container", "container", "f", "f", 200,
+       lambda t: t.call("GET", t.c, f"restype=container&comp=blobs&where={_WHERE}"), "c"),
+    Op("get_service_stats", "service", "r", None, 200, lambda t: t.call("GET", "", "restype=service&comp=stats")),
     # Not in Azure's tables; Azurite's (any of these letters) -- Azure answers even a write-only SAS.
     Op("get_account_info", "blob", "racwdlup", "racwdl", 200,
        lambda t: t.call("GET", t.b, "restype=account&comp=properties"), "b"),
