@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from openbatch.blob import batch, leases, wire
+from openbatch.blob import batch, cors, leases, wire
 from openbatch.blob.api_pages import PageHandlers, changes_pages
 from openbatch.blob.append import AppendBlobs
 from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
@@ -533,6 +533,10 @@ class BlobService:
             log.exception("blob request failed: %s %s", req.method, req.raw_path[:200])
             resp = _error_response(BlobError("InternalError", "The server encountered an internal error.",
                                              status=500), req)
+        if req.account in self.settings.accounts and req.method != "OPTIONS" and self._blobs is not None:
+            names = [*_ALWAYS_SENT, *(name for name, _ in resp.headers)]
+            resp.headers += cors.response_headers(self._blobs.cors_rules(req.account), req.headers.get("origin"),
+                                                  req.method, names)
         try:
             await send_response(send, req, resp)
         except ClientGone:
@@ -544,6 +548,11 @@ class BlobService:
         req.parse_target(scope.get("query_string", b""), self.settings.accounts)
         if not req.account:
             raise BlobError("InvalidUri")
+        if req.method == "OPTIONS":  # a CORS preflight: answered from the CORS rules, with no authorization
+            h = req.headers
+            return Response(200, cors.preflight(self.blobs.cors_rules(req.account), h.get("origin"),
+                                                h.get("access-control-request-method"),
+                                                h.get("access-control-request-headers")))
         handler, rule = self._api.route(req)
         if req.secondary and req.method not in ("GET", "HEAD"):
             raise BlobError("AuthorizationFailure", "Write operations are not allowed on the secondary endpoint.")
@@ -553,6 +562,10 @@ class BlobService:
             name = "snapshot" if "snapshot" in req.query else "versionid"
             raise bad_query(name, req.query[name][:64], "A snapshot or version cannot be changed.")
         return await handler(req, grant)
+
+
+# The headers send_response adds to every response (for Access-Control-Expose-Headers).
+_ALWAYS_SENT = ("x-ms-request-id", "x-ms-version", "date", "server", "content-length")
 
 
 def _error_response(err: BlobError, req: Request) -> Response:

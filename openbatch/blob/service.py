@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openbatch.blob import leases, snapshots, tags
+from openbatch.blob import cors, leases, snapshots, tags, wire
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import (
@@ -176,6 +176,7 @@ class Blobs:
         # account -> versioning on (from its service properties), for every account that set them
         self._versioning = {account: bool(snapshots.versioning_setting(body))
                             for account, body in self.meta.all_service_properties().items()}
+        self._cors: dict[str, tuple[cors.CorsRule, ...]] = {}  # account -> its CORS rules (as last set)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -204,12 +205,23 @@ class Blobs:
         return self.meta.get_service_properties(account)
 
     def set_service_properties(self, account: str, body: str) -> None:
+        """Set Blob Service Properties: the elements the document has replace those stored; those it
+        omits stay as they were, as Azure keeps them."""
+        body = wire.merge_service_properties(self.meta.get_service_properties(account), body)
         versioning = snapshots.versioning_setting(body)
         if versioning is None and self._versioning.get(account):
             body, versioning = snapshots.keep_versioning_on(body), True
         with self.meta.tx():
             self.meta.set_service_properties(account, body)
         self._versioning[account] = bool(versioning)
+        self._cors.pop(account, None)
+
+    def cors_rules(self, account: str) -> tuple[cors.CorsRule, ...]:
+        """The account's CORS rules (from its service properties)."""
+        found = self._cors.get(account)
+        if found is None:
+            found = self._cors[account] = cors.rules(self.meta.get_service_properties(account))
+        return found
 
 
     def list_containers(self, account: str, prefix: str, marker: str, limit: int) -> tuple[list[Container], str]:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder, tostring
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
+from openbatch.blob import cors
 from openbatch.blob.errors import BlobError
 from openbatch.blob.models import BREAKING, INFINITE, LEASED, Blob, Container, Lease
 from openbatch.common import clock, sas
@@ -573,10 +574,28 @@ def _text(body: XmlBody) -> str:
 
 
 def parse_service_properties(body: XmlBody) -> str:
-    """Validate a Set Service Properties body; return it as text to store."""
+    """Validate a Set Service Properties body (its CORS rules); return it as text to store."""
     if body.root is None:
         raise BlobError("InvalidXmlDocument", "XML specified is not syntactically valid: the body is empty.")
+    cors.check_rules(body.root)
     return _text(body)
+
+
+def merge_service_properties(stored: str | None, new: str) -> str:
+    """Stored service properties with the top-level elements of a new document put in their place
+    (or added): what the new document omits is kept."""
+    if not stored:
+        return new
+    old_root, new_root = (DefusedXMLParser(target=TreeBuilder()) for _ in range(2))
+    old_root.feed(stored.encode("utf-8"))
+    new_root.feed(new.encode("utf-8"))
+    merged, incoming = old_root.close(), new_root.close()
+    for element in incoming:
+        existing = merged.find(str(element.tag))
+        if existing is not None:
+            merged.remove(existing)
+        merged.append(element)
+    return XML_DECL + tostring(merged, encoding="unicode")
 
 
 def parse_signed_identifiers(body: XmlBody) -> str:
