@@ -390,7 +390,8 @@ class BlobApi(PageHandlers):
     async def set_blob_tier(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
         rehydrated = self.blobs.set_blob_tier(req.account, req.container, req.blob,
-                                              req.headers.get("x-ms-access-tier"), _conditions(req), stamp(req))
+                                              req.headers.get("x-ms-access-tier"), _conditions(req), stamp(req),
+                                              req.headers.get("x-ms-rehydrate-priority"))
         return Response(202 if rehydrated else 200)
 
     # --- blob index tags ------------------------------------------------------------------------

@@ -34,6 +34,16 @@ class Lease:
         return self.state_at(now_us) in (LEASED, BREAKING)
 
 
+@dataclass(frozen=True)
+class Rehydration:
+    """An archived blob on its way back to an online tier: ``tier`` once the service clock reads
+    ``until_us`` (Standard priority takes hours, High less than one)."""
+
+    tier: str
+    priority: str  # Standard | High
+    until_us: int
+
+
 @dataclass
 class Container:
     id: int
@@ -86,6 +96,7 @@ class Blob:
     copy: CopyInfo | None = None
     tier: str | None = None  # the access tier set on the blob; None: inferred (Hot, the account default)
     tier_changed_us: int | None = None
+    rehydration: Rehydration | None = None  # while the blob is still Archive (see settle)
     lease: Lease = field(default_factory=Lease)
     tag_count: int = 0
     # Blob index tags: None when not read from the store; as read for a response, or those a write
@@ -100,6 +111,13 @@ class Blob:
     stamp: str = ""
     version_id: str | None = None  # the version this content is (written while versioning was on)
     committed_blocks: int | None = None  # append blobs: counted when read for a response (not stored)
+
+    def settle(self, now_us: int) -> Blob:
+        """The blob as it is at ``now_us``: a rehydration that is due has made it online."""
+        rehydration = self.rehydration
+        if rehydration is not None and now_us >= rehydration.until_us:
+            self.tier, self.tier_changed_us, self.rehydration = rehydration.tier, rehydration.until_us, None
+        return self
 
     @property
     def snapshot(self) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openbatch.blob import cors, leases, snapshots, tags, wire
+from openbatch.blob import cors, leases, snapshots, tags, tiers, wire
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import (
@@ -29,6 +29,7 @@ from openbatch.blob.models import (
     StagedBlock,
 )
 from openbatch.blob.store import MetaStore, order_key
+from openbatch.blob.tiers import ARCHIVE
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
 from openbatch.common.ids import etag_value
@@ -52,7 +53,6 @@ _CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _SPECIAL_CONTAINERS = {"$root", "$logs", "$web"}
 _METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PUBLIC_ACCESS = {"blob", "container"}
-ARCHIVE = "Archive"
 ACCESS_TIERS = {t.lower(): t for t in ("Hot", "Cool", "Cold", ARCHIVE)}  # block blob tiers of a standard account
 
 
@@ -556,19 +556,20 @@ class Blobs:
         self.release(extents)
 
     def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None,
-                      cond: Conditions | None = None, stamp: str = "") -> bool:
-        """Set Blob Tier; True when it rehydrates an archived blob (done at once here; Azure takes hours).
-        Neither the ETag nor Last-Modified change, as on Azure."""
+                      cond: Conditions | None = None, stamp: str = "", priority: str | None = None) -> bool:
+        """Set Blob Tier; True when an archived blob is being rehydrated (``priority``:
+        x-ms-rehydrate-priority; see tiers.py). Neither the ETag nor Last-Modified change, as on Azure."""
         tier = check_tier(tier_header, required=True)
+        rehydrate_priority = tiers.check_priority(priority)
         with self.meta.tx():
             blob = self.blob(account, container, name, Conditions(if_tags=cond.if_tags if cond else None), stamp=stamp)
             if blob.blob_type != "BlockBlob":
                 raise BlobError("InvalidBlobType", "Only block blobs have access tiers on this account.")
             blob.lease = leases.check_write(blob.lease, cond.lease_id if cond else None, now_us())
-            rehydrated = blob.tier == ARCHIVE and tier != ARCHIVE
-            blob.tier, blob.tier_changed_us = tier, now_us()
+            assert tier is not None  # required
+            rehydrating = tiers.change(blob, tier, rehydrate_priority, now_us())
             self.meta.save_blob(blob)
-        return rehydrated
+        return rehydrating
 
     # --- reads --------------------------------------------------------------------------------
 

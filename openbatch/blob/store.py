@@ -31,8 +31,10 @@ from openbatch.blob.models import (
     CopyInfo,
     Lease,
     Part,
+    Rehydration,
     StagedBlock,
 )
+from openbatch.common.clock import now_us
 
 SCHEMA_VERSION = 3  # 2: blobs.access_tier, blobs.tier_changed_us; 3: snapshots/versions (stamp), page and append blobs
 
@@ -88,6 +90,9 @@ CREATE TABLE IF NOT EXISTS blobs (
     lease_duration INTEGER,
     lease_until_us BIGINT,
     tag_count INTEGER NOT NULL DEFAULT 0,
+    rehydrate_to TEXT,
+    rehydrate_priority TEXT,
+    rehydrate_until_us BIGINT,
     UNIQUE (container_id, name, stamp)
 );
 CREATE TABLE IF NOT EXISTS parts (
@@ -131,7 +136,8 @@ _BLOB_COLUMNS = (
     "content_encoding, content_language, content_md5, cache_control, content_disposition, metadata, "
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
     "access_tier, tier_changed_us, stamp, version_id, blob_type, sequence_number, sealed, copy_description, "
-    "lease_id, lease_state, lease_duration, lease_until_us, tag_count"
+    "lease_id, lease_state, lease_duration, lease_until_us, tag_count, "
+    "rehydrate_to, rehydrate_priority, rehydrate_until_us"
 )
 # The lease of a blob or container (models.Lease), in both tables.
 _LEASE_COLUMNS = (
@@ -153,6 +159,9 @@ _ADDED_BLOB_COLUMNS = (
     ("copy_description", "TEXT"),
     *_LEASE_COLUMNS,
     ("tag_count", "INTEGER NOT NULL DEFAULT 0"),  # how many rows of ``tags`` the blob has
+    ("rehydrate_to", "TEXT"),  # an archived blob being rehydrated (models.Rehydration)
+    ("rehydrate_priority", "TEXT"),
+    ("rehydrate_until_us", "BIGINT"),
 )
 _ADDED_CONTAINER_COLUMNS = (*_LEASE_COLUMNS,)  # the same, for ``containers``
 _BLOB_AT = {name: i for i, name in enumerate(_BLOB_COLUMNS.split(", "))}
@@ -196,6 +205,15 @@ def _container(row: tuple[Any, ...]) -> Container:
                      metadata=_metadata(row[5]), public_access=row[6], acl=row[7], lease=_lease(row, 8))
 
 
+def _rehydration(row: tuple[Any, ...]) -> Rehydration | None:
+    at = _BLOB_AT["rehydrate_to"]
+    return Rehydration(row[at], row[at + 1], row[at + 2]) if row[at] is not None else None
+
+
+def _rehydration_values(r: Rehydration | None) -> tuple[Any, ...]:
+    return (r.tier, r.priority, r.until_us) if r is not None else (None, None, None)
+
+
 def _blob(row: tuple[Any, ...]) -> Blob:
     content = ContentSettings(content_type=row[8], content_encoding=row[9], content_language=row[10],
                               content_md5=row[11], cache_control=row[12], content_disposition=row[13])
@@ -208,7 +226,7 @@ def _blob(row: tuple[Any, ...]) -> Blob:
                 metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
                 tier=row[22], tier_changed_us=row[23], stamp=row[24], version_id=row[25], blob_type=row[26],
                 sequence_number=row[27], sealed=bool(row[28]), lease=_lease(row, _BLOB_AT["lease_id"]),
-                tag_count=row[_BLOB_AT["tag_count"]])
+                tag_count=row[_BLOB_AT["tag_count"]], rehydration=_rehydration(row)).settle(now_us())
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -219,7 +237,8 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             cp.copy_id if cp else None, cp.source if cp else None, cp.status if cp else None,
             cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us,
             b.stamp, b.version_id, b.blob_type, b.sequence_number, int(b.sealed),
-            cp.description if cp and cp.description else None, *_lease_values(b.lease), b.tag_count)
+            cp.description if cp and cp.description else None, *_lease_values(b.lease), b.tag_count,
+            *(_rehydration_values(b.rehydration)))
 
 
 def _part(row: tuple[Any, ...]) -> Part:

@@ -239,6 +239,9 @@ def tier_headers(b: Blob) -> list[tuple[str, str]]:
     headers = [("x-ms-access-tier", b.tier)]
     if b.tier_changed_us is not None:
         headers.append(("x-ms-access-tier-change-time", rfc1123_us(b.tier_changed_us)))
+    if b.rehydration is not None:
+        headers += [("x-ms-archive-status", f"rehydrate-pending-to-{b.rehydration.tier.lower()}"),
+                    ("x-ms-rehydrate-priority", b.rehydration.priority)]
     return headers
 
 
@@ -276,8 +279,12 @@ def _tier_xml(b: Blob) -> str:
     if b.tier is None:
         return "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
     changed = b.tier_changed_us
-    return f"<AccessTier>{b.tier}</AccessTier>" + (
+    xml = f"<AccessTier>{b.tier}</AccessTier>" + (
         f"<AccessTierChangeTime>{rfc1123_us(changed)}</AccessTierChangeTime>" if changed is not None else "")
+    if b.rehydration is not None:
+        xml += (f"<ArchiveStatus>rehydrate-pending-to-{b.rehydration.tier.lower()}</ArchiveStatus>"
+                f"<RehydratePriority>{b.rehydration.priority}</RehydratePriority>")
+    return xml
 
 
 def _blob_xml(b: Blob, include_metadata: bool) -> str:
