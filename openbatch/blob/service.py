@@ -173,9 +173,7 @@ class Blobs:
         self.root = root
         self.meta = MetaStore(root / "meta.db")
         self.extents = ExtentStore(root / "data")
-        # account -> versioning on (from its service properties), for every account that set them
-        self._versioning = {account: bool(snapshots.versioning_setting(body))
-                            for account, body in self.meta.all_service_properties().items()}
+        self.versions = snapshots.Versioning(self.meta)
         self._cors: dict[str, tuple[cors.CorsRule, ...]] = {}  # account -> its CORS rules (as last set)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -208,12 +206,9 @@ class Blobs:
         """Set Blob Service Properties: the elements the document has replace those stored; those it
         omits stay as they were, as Azure keeps them."""
         body = wire.merge_service_properties(self.meta.get_service_properties(account), body)
-        versioning = snapshots.versioning_setting(body)
-        if versioning is None and self._versioning.get(account):
-            body, versioning = snapshots.keep_versioning_on(body), True
         with self.meta.tx():
             self.meta.set_service_properties(account, body)
-        self._versioning[account] = bool(versioning)
+        self.versions.stored(account, body)
         self._cors.pop(account, None)
 
     def cors_rules(self, account: str) -> tuple[cors.CorsRule, ...]:
@@ -222,7 +217,6 @@ class Blobs:
         if found is None:
             found = self._cors[account] = cors.rules(self.meta.get_service_properties(account))
         return found
-
 
     def list_containers(self, account: str, prefix: str, marker: str, limit: int) -> tuple[list[Container], str]:
         start = max(prefix, marker)
@@ -476,7 +470,7 @@ class Blobs:
         """Make ``parts`` the blob's content, dropping its staged blocks; return released extents.
         With versioning on, the old content is kept as a previous version. New content has the tags
         ``blob.tags`` gives it (x-ms-tags), or none."""
-        self._new_version(blob, old, content_replaced=True)
+        self.versions.before_write(blob, old, content_replaced=True)
         if blob.tags or (old is not None and old.tag_count):
             self.meta.set_tags(blob, blob.tags or {})
         if old is None:
@@ -502,7 +496,7 @@ class Blobs:
         with self.meta.tx():
             blob = self.blob(account, container, name, cond, read=False)
             check_online(blob)
-            self._new_version(blob, replace(blob), content_replaced=False)
+            self.versions.before_write(blob, replace(blob), content_replaced=False)
             blob.metadata, blob.etag, blob.modified_us = metadata, etag_value(), now_us()
             self.meta.save_blob(blob)
         return blob
@@ -519,24 +513,6 @@ class Blobs:
             check_online(blob)
             return snapshots.take_snapshot(self.meta, blob, metadata)
 
-    def _versioned(self, container_id: int) -> bool:
-        """Does the account of this container keep versions?"""
-        if not any(self._versioning.values()):
-            return False
-        return self._versioning.get(self.meta.container_account(container_id) or "", False)
-
-    def _new_version(self, blob: Blob, old: Blob | None, *, content_replaced: bool) -> None:
-        """Before ``blob`` is written over ``old`` (itself before this write): ``old`` stays as a
-        previous version when versioning is on or when it is a version (it has a version id: it
-        was written while versioning was on, since switched off); the new content is a version,
-        with a new id, only while versioning is on."""
-        versioned = self._versioned(blob.container_id)
-        if old is not None and old.committed and (versioned or old.version_id is not None):
-            snapshots.keep_version(self.meta, old, content_replaced=content_replaced)
-        if versioned or blob.version_id is not None:
-            blob.version_id = snapshots.new_id() if versioned else None
-            self.meta.save_blob(blob)
-
     def delete_blob(self, account: str, container: str, name: str, cond: Conditions, stamp: str = "",
                     delete_snapshots: str | None = None) -> None:
         """Delete Blob: the base blob (its snapshots too with ``delete_snapshots`` "include", only them
@@ -550,8 +526,8 @@ class Blobs:
                 raise BlobError("SnapshotsPresent")
             extents = [e for snap in snaps for e in self.meta.delete_blob(snap.id)]
             if mode != snapshots.ONLY_SNAPSHOTS:
-                if blob.is_base and not stamp and (blob.version_id is not None or self._versioned(blob.container_id)):
-                    snapshots.keep_version(self.meta, blob, content_replaced=True)
+                if not stamp:
+                    self.versions.before_delete(blob)
                 extents += self.meta.delete_blob(blob.id)
         self.release(extents)
 

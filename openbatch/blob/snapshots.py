@@ -10,8 +10,8 @@ fractional digits (``2026-12-03T16:04:32.1234560Z``), unique and increasing with
 Versioning is switched on per account by ``<IsVersioningEnabled>true</IsVersioningEnabled>`` in
 the Blob service properties (Azure's management-plane setting of that name; the data-plane SDKs
 cannot send it, so it is set with a raw Set Blob Service Properties or ``openbatch blob versioning
-on``); a later document without the element leaves it as it was, as Azure leaves what a Set Blob
-Service Properties omits.
+on``); a later document without the element leaves it as it was (Set Blob Service Properties
+merges, as Azure does).
 
 Rules only: knows no HTTP; runs inside the caller's transaction.
 """
@@ -99,6 +99,42 @@ def _frozen(blob: Blob, stamp: str) -> Blob:
                    metadata=dict(blob.metadata))
 
 
+class Versioning:
+    """Which accounts keep versions (from their stored service properties), and what a write or a
+    delete of a blob does about versions. Runs inside the caller's transaction."""
+
+    def __init__(self, meta: MetaStore) -> None:
+        self.meta = meta
+        self.on = {account: bool(versioning_setting(body)) for account, body in meta.all_service_properties().items()}
+
+    def stored(self, account: str, body: str) -> None:
+        """The account's service properties are now ``body`` (as stored: merged with what was)."""
+        self.on[account] = bool(versioning_setting(body))
+
+    def kept_by(self, container_id: int) -> bool:
+        """Does the account of this container keep versions?"""
+        if not any(self.on.values()):
+            return False
+        return self.on.get(self.meta.container_account(container_id) or "", False)
+
+    def before_write(self, blob: Blob, old: Blob | None, *, content_replaced: bool) -> None:
+        """Before ``blob`` is written over ``old`` (itself before this write): ``old`` stays as a
+        previous version when versioning is on or when it is a version (it has a version id: it
+        was written while versioning was on, since switched off); the new content is a version,
+        with a new id, only while versioning is on."""
+        on = self.kept_by(blob.container_id)
+        if old is not None and old.committed and (on or old.version_id is not None):
+            keep_version(self.meta, old, content_replaced=content_replaced)
+        if on or blob.version_id is not None:
+            blob.version_id = new_id() if on else None
+            self.meta.save_blob(blob)
+
+    def before_delete(self, blob: Blob) -> None:
+        """A base blob about to be deleted stays as a previous version (versioning on, or it is one)."""
+        if blob.is_base and (blob.version_id is not None or self.kept_by(blob.container_id)):
+            keep_version(self.meta, blob, content_replaced=True)
+
+
 def check_delete_snapshots(value: str | None, stamp: str) -> str | None:
     """x-ms-delete-snapshots: ``include`` / ``only``, and only on the base blob."""
     if value is None or value == "":
@@ -119,12 +155,3 @@ def versioning_setting(service_properties: str | None) -> bool | None:
     root = ElementTree.fromstring(service_properties.encode("utf-8"))
     value = root.findtext("IsVersioningEnabled")
     return None if value is None else value.strip().lower() == "true"
-
-
-def keep_versioning_on(service_properties: str) -> str:
-    """Set Blob Service Properties leaves what a document omits as it was: a document without
-    IsVersioningEnabled, stored while versioning is on, gets the element back."""
-    end = service_properties.rfind("</StorageServiceProperties>")
-    if end < 0:
-        return service_properties
-    return f"{service_properties[:end]}<IsVersioningEnabled>true</IsVersioningEnabled>{service_properties[end:]}"
