@@ -171,7 +171,10 @@ def int_query(req: Request, name: str, lo: int, hi: int) -> int | None:
 
 def stamp(req: Request) -> str:
     """The snapshot (``?snapshot=``) or version (``?versionid=``) a request addresses; "" for the blob."""
-    return snapshots.stamp_of(req.query.get("snapshot"), req.query.get("versionid"))
+    q = req.query
+    if "snapshot" not in q and "versionid" not in q:  # (every read asks: the common answer first)
+        return ""
+    return snapshots.stamp_of(q.get("snapshot"), q.get("versionid"))
 
 
 def etag_headers(etag: str, modified_us: int) -> list[tuple[str, str]]:
