@@ -21,7 +21,7 @@ from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
 from openbatch.blob.copies import Copies
 from openbatch.blob.errors import BlobError, bad_query
 from openbatch.blob.http import ClientGone, Receive, Request, Response, Send, send_response
-from openbatch.blob.models import SNAPSHOT, VERSION, Blob
+from openbatch.blob.models import DELETED, SNAPSHOT, VERSION, Blob
 from openbatch.blob.pages import PageBlobs
 from openbatch.blob.params import b64_header as _b64_header
 from openbatch.blob.params import byte_range as _range
@@ -82,6 +82,8 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("blob", "PUT", "", "seal"): "seal_append_blob",
     ("blob", "PUT", "", "page"): "put_page",
     ("blob", "GET", "", "pagelist"): "get_page_ranges",
+    ("blob", "PUT", "", "undelete"): "undelete_blob",
+    ("container", "PUT", "container", "undelete"): "restore_container",
     ("blob", "GET", "", "tags"): "get_blob_tags",
     ("blob", "PUT", "", "tags"): "set_blob_tags",
     ("service", "GET", "", "blobs"): "find_blobs_by_tags",
@@ -189,7 +191,8 @@ class BlobApi(PageHandlers):
         include = set(filter(None, req.query.get("include", "").split(",")))
         if not include <= {"metadata", "deleted", "system"}:
             raise bad_query("include", req.query.get("include", "")[:64])
-        items, nxt = self.blobs.list_containers(req.account, prefix, wire.decode_marker(marker), limit)
+        items, nxt = self.blobs.list_containers(req.account, prefix, wire.decode_marker(marker), limit,
+                                                "deleted" in include)
         body = wire.list_containers_xml(_endpoint(req), prefix, marker, req.query.get("maxresults", ""), items,
                                         wire.encode_marker(nxt) if nxt else "", "metadata" in include)
         return Response(200, [("content-type", wire.XML_TYPE)], body)
@@ -230,6 +233,11 @@ class BlobApi(PageHandlers):
         self.blobs.delete_container(req.account, req.container, _conditions(req))
         return Response(202)
 
+    async def restore_container(self, req: Request, grant: Grant) -> Response:
+        c = self.blobs.restore_container(req.account, req.container, req.headers.get("x-ms-deleted-container-name"),
+                                         req.headers.get("x-ms-deleted-container-version"))
+        return Response(201, _etag_headers(c.etag, c.modified_us))
+
     async def set_container_metadata(self, req: Request, grant: Grant) -> Response:
         c = self.blobs.set_container_metadata(req.account, req.container, _metadata(req), _conditions(req))
         return Response(200, _etag_headers(c.etag, c.modified_us))
@@ -260,7 +268,8 @@ class BlobApi(PageHandlers):
         include = {v for _, value in req.pairs if _ == "include" for v in value.split(",") if v}
         if not include <= _LIST_INCLUDES:
             raise bad_query("include", ",".join(sorted(include - _LIST_INCLUDES))[:64])
-        kinds = (SNAPSHOT if "snapshots" in include else "") + (VERSION if "versions" in include else "")
+        kinds = (SNAPSHOT if "snapshots" in include else "") + (VERSION if "versions" in include else "") + (
+            DELETED if include & {"deleted", "deletedwithversions"} else "")
         items, nxt = self.blobs.list_blobs(req.account, req.container, prefix, delimiter, wire.decode_marker(marker),
                                            limit, "uncommittedblobs" in include, kinds, with_tags="tags" in include)
         body = wire.list_blobs_xml(_endpoint(req), req.container, prefix, marker, q.get("maxresults", ""),
@@ -375,9 +384,18 @@ class BlobApi(PageHandlers):
 
     async def delete_blob(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None
-        self.blobs.delete_blob(req.account, req.container, req.blob, _conditions(req), stamp(req),
-                               req.headers.get("x-ms-delete-snapshots"))
-        return Response(202, [("x-ms-delete-type-permanent", "true")])
+        if req.query.get("deletetype"):  # permanent deletion of soft-deleted snapshots and versions
+            raise BlobError("UnsupportedQueryParameter", "Permanent deletion (deletetype) is not supported by this "
+                                                         "server.", QueryParameterName="deletetype",
+                            QueryParameterValue=req.query["deletetype"][:32])
+        permanent = self.blobs.delete_blob(req.account, req.container, req.blob, _conditions(req), stamp(req),
+                                           req.headers.get("x-ms-delete-snapshots"))
+        return Response(202, [("x-ms-delete-type-permanent", "true" if permanent else "false")])
+
+    async def undelete_blob(self, req: Request, grant: Grant) -> Response:
+        assert req.blob is not None
+        self.blobs.undelete_blob(req.account, req.container, req.blob)
+        return Response(200)
 
     async def snapshot_blob(self, req: Request, grant: Grant) -> Response:
         assert req.blob is not None

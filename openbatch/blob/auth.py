@@ -73,6 +73,8 @@ OPERATIONS: dict[str, Rule] = {
     "set_blob_properties": _WRITE_BLOB,
     "set_blob_tier": _WRITE_BLOB,
     "delete_blob": Rule("d", "d"),
+    "undelete_blob": _WRITE_BLOB,  # Azure's tables name no letter; Azurite's choice
+    "restore_container": Rule(None, "w"),
     "lease_blob": _WRITE_BLOB,
     "get_blob_tags": Rule("t", "t"),
     "set_blob_tags": Rule("t", "t"),

@@ -44,6 +44,15 @@ class Rehydration:
     until_us: int
 
 
+@dataclass(frozen=True)
+class Deletion:
+    """A soft-deleted blob or container: when it was deleted, and until when it can be restored."""
+
+    at_us: int
+    until_us: int
+    version: str = ""  # containers: the deleted container's version (Restore Container names it)
+
+
 @dataclass
 class Container:
     id: int
@@ -55,6 +64,7 @@ class Container:
     public_access: str | None = None  # None (private), "blob" or "container"
     acl: str = ""  # stored access policies: the SignedIdentifiers XML as last set
     lease: Lease = field(default_factory=Lease)
+    deleted: Deletion | None = None  # soft-deleted (its name is then stored with its version)
 
 
 @dataclass
@@ -98,6 +108,7 @@ class Blob:
     tier_changed_us: int | None = None
     rehydration: Rehydration | None = None  # while the blob is still Archive (see settle)
     lease: Lease = field(default_factory=Lease)
+    deleted: Deletion | None = None  # soft-deleted (its retention running)
     tag_count: int = 0
     # Blob index tags: None when not read from the store; as read for a response, or those a write
     # gives the new content (x-ms-tags; the service stores them when it replaces the content)
@@ -108,7 +119,7 @@ class Blob:
     # Which record of the name this is: "" the base blob (the current version), SNAPSHOT + id a
     # snapshot, VERSION + id a previous version. Snapshots and versions are read-only copies that
     # share the base blob's extents.
-    stamp: str = ""
+    stamp: str = ""  # soft-deleted records: DELETED + the stamp they had (see softdelete.py)
     version_id: str | None = None  # the version this content is (written while versioning was on)
     committed_blocks: int | None = None  # append blobs: counted when read for a response (not stored)
 
@@ -120,14 +131,21 @@ class Blob:
         return self
 
     @property
+    def live_stamp(self) -> str:
+        """The stamp of the record it is (or was, before it was soft-deleted)."""
+        return self.stamp[1:] if self.stamp.startswith(DELETED) else self.stamp
+
+    @property
     def snapshot(self) -> str | None:
-        return self.stamp[1:] if self.stamp.startswith(SNAPSHOT) else None
+        stamp = self.live_stamp
+        return stamp[1:] if stamp.startswith(SNAPSHOT) else None
 
     @property
     def is_base(self) -> bool:
-        return self.stamp == ""
+        return self.live_stamp == ""
 
 
+DELETED = "D"  # the stamp prefix of a soft-deleted record: "D" the base blob, "D" + "S..." a snapshot ...
 SNAPSHOT = "S"  # stamp prefixes; snapshots sort before versions, the base blob ("") after both
 VERSION = "V"
 

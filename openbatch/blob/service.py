@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from openbatch.blob import cors, leases, snapshots, tags, tiers, wire
+from openbatch.blob import cors, leases, snapshots, softdelete, tags, tiers, wire
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import (
@@ -174,20 +174,25 @@ class Blobs:
         self.meta = MetaStore(root / "meta.db")
         self.extents = ExtentStore(root / "data")
         self.versions = snapshots.Versioning(self.meta)
+        self.softdelete = softdelete.SoftDelete(self.meta)
         self._cors: dict[str, tuple[cors.CorsRule, ...]] = {}  # account -> its CORS rules (as last set)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Startup: expire old uncommitted blocks, delete data files no record references."""
-        with self.meta.tx():
-            expired = self.meta.expire_staged(now_us() - UNCOMMITTED_TTL_US)
-        self.release(expired)
+        """Startup: expire old uncommitted blocks and deleted blobs past their retention, delete data
+        files no record references."""
+        self.expire_uncommitted()
         return self.extents.sweep(self.meta.all_extents())
 
     def expire_uncommitted(self) -> None:
+        """Drop blocks staged too long ago, and what soft delete keeps past its retention (already
+        invisible: every query compares the clock with the retention)."""
         with self.meta.tx():
             expired = self.meta.expire_staged(now_us() - UNCOMMITTED_TTL_US)
+            blobs, containers = self.meta.expired(now_us())
+            expired += [e for blob_id in blobs for e in self.meta.delete_blob(blob_id)]
+            expired += [e for container_id in containers for e in self.meta.delete_container(container_id)]
         self.release(expired)
 
     def close(self) -> None:
@@ -209,6 +214,7 @@ class Blobs:
         with self.meta.tx():
             self.meta.set_service_properties(account, body)
         self.versions.stored(account, body)
+        self.softdelete.stored(account, body)
         self._cors.pop(account, None)
 
     def cors_rules(self, account: str) -> tuple[cors.CorsRule, ...]:
@@ -218,9 +224,12 @@ class Blobs:
             found = self._cors[account] = cors.rules(self.meta.get_service_properties(account))
         return found
 
-    def list_containers(self, account: str, prefix: str, marker: str, limit: int) -> tuple[list[Container], str]:
+    def list_containers(self, account: str, prefix: str, marker: str, limit: int,
+                        deleted: bool = False) -> tuple[list[Container], str]:
+        """A page of containers (``deleted``: the soft-deleted ones too, each after its name)."""
         start = max(prefix, marker)
-        items = self.meta.list_containers(account, start, successor(prefix) if prefix else None, limit + 1)
+        items = self.meta.list_containers(account, start, successor(prefix) if prefix else None, limit + 1,
+                                          now_us() if deleted else None)
         if len(items) > limit:
             return items[:limit], items[limit].name
         return items, ""
@@ -255,8 +264,19 @@ class Blobs:
             c = self.container(account, name)
             _check_write(cond, c.etag, c.modified_us)
             leases.check_write(c.lease, cond.lease_id, now_us(), "Container")
-            extents = self.meta.delete_container(c.id)
+            extents = [] if self.softdelete.delete_container(c, now_us()) else self.meta.delete_container(c.id)
         self.release(extents)
+
+    def restore_container(self, account: str, name: str, deleted_name: str | None, version: str | None) -> Container:
+        """Restore Container (``x-ms-deleted-container-name`` / ``-version``), under its own name."""
+        if not deleted_name:
+            raise BlobError("MissingRequiredHeader", HeaderName="x-ms-deleted-container-name")
+        if deleted_name != name:
+            raise BlobError("InvalidHeaderValue", "A container is restored under its own name.",
+                            HeaderName="x-ms-deleted-container-name", HeaderValue=deleted_name[:64])
+        check_container_name(name)
+        with self.meta.tx():
+            return self.softdelete.restore_container(account, name, version, now_us())
 
     def set_container_metadata(self, account: str, name: str, metadata: dict[str, str], cond: Conditions) -> Container:
         check_metadata(metadata)
@@ -471,6 +491,9 @@ class Blobs:
         With versioning on, the old content is kept as a previous version. New content has the tags
         ``blob.tags`` gives it (x-ms-tags), or none."""
         self.versions.before_write(blob, old, content_replaced=True)
+        account = self.softdelete.account_of(blob.container_id)
+        if account is not None and not self.versions.kept_by(blob.container_id):
+            self.softdelete.keep_overwritten(account, blob, old, now_us())
         if blob.tags or (old is not None and old.tag_count):
             self.meta.set_tags(blob, blob.tags or {})
         if old is None:
@@ -514,22 +537,37 @@ class Blobs:
             return snapshots.take_snapshot(self.meta, blob, metadata)
 
     def delete_blob(self, account: str, container: str, name: str, cond: Conditions, stamp: str = "",
-                    delete_snapshots: str | None = None) -> None:
+                    delete_snapshots: str | None = None) -> bool:
         """Delete Blob: the base blob (its snapshots too with ``delete_snapshots`` "include", only them
         with "only"; a blob with snapshots and neither is 409 SnapshotsPresent), or the one snapshot
-        or version ``stamp`` names. With versioning on, a deleted base blob stays as a version."""
+        or version ``stamp`` names. With versioning on, a deleted base blob stays as a version; with
+        soft delete on, what is deleted is kept for the retention period (softdelete.py). True when
+        the deletion is permanent (x-ms-delete-type-permanent)."""
         mode = snapshots.check_delete_snapshots(delete_snapshots, stamp)
+        now = now_us()
         with self.meta.tx():
             blob = self.blob(account, container, name, cond, read=False, stamp=stamp)
             snaps = self.meta.stamps(blob.container_id, name, SNAPSHOT) if blob.is_base else []
             if snaps and mode is None:
                 raise BlobError("SnapshotsPresent")
-            extents = [e for snap in snaps for e in self.meta.delete_blob(snap.id)]
+            doomed, extents = list(snaps), []
             if mode != snapshots.ONLY_SNAPSHOTS:
-                if not stamp:
-                    self.versions.before_delete(blob)
-                extents += self.meta.delete_blob(blob.id)
+                if not stamp and (blob.version_id is not None or self.versions.kept_by(blob.container_id)):
+                    self.versions.before_delete(blob)  # it stays as a previous version
+                    extents += self.meta.delete_blob(blob.id)
+                else:
+                    doomed.append(blob)
+            kept = {r.id for r in doomed if self.softdelete.delete(account, r, now)}
+            extents += [e for r in doomed if r.id not in kept for e in self.meta.delete_blob(r.id)]
         self.release(extents)
+        return not kept
+
+    def undelete_blob(self, account: str, container: str, name: str) -> None:
+        """Undelete Blob: what soft delete keeps of the name, restored (softdelete.py)."""
+        with self.meta.tx():
+            c = self.container(account, container)
+            live = self.meta.get_blob(c.id, name)
+            self.softdelete.undelete(c.id, name, live if live is not None and live.committed else None, now_us())
 
     def set_blob_tier(self, account: str, container: str, name: str, tier_header: str | None,
                       cond: Conditions | None = None, stamp: str = "", priority: str | None = None) -> bool:

@@ -25,10 +25,12 @@ from typing import Any
 
 from openbatch.blob.models import (
     AVAILABLE,
+    DELETED,
     Blob,
     Container,
     ContentSettings,
     CopyInfo,
+    Deletion,
     Lease,
     Part,
     Rehydration,
@@ -52,6 +54,9 @@ CREATE TABLE IF NOT EXISTS containers (
     lease_state TEXT NOT NULL DEFAULT 'available',
     lease_duration INTEGER,
     lease_until_us BIGINT,
+    deleted_us BIGINT,
+    deleted_until_us BIGINT,
+    deleted_version TEXT,
     UNIQUE (account, name)
 );
 CREATE TABLE IF NOT EXISTS blobs (
@@ -93,6 +98,8 @@ CREATE TABLE IF NOT EXISTS blobs (
     rehydrate_to TEXT,
     rehydrate_priority TEXT,
     rehydrate_until_us BIGINT,
+    deleted_us BIGINT,
+    deleted_until_us BIGINT,
     UNIQUE (container_id, name, stamp)
 );
 CREATE TABLE IF NOT EXISTS parts (
@@ -137,7 +144,7 @@ _BLOB_COLUMNS = (
     "block_id_len, staged_count, copy_id, copy_source, copy_status, copy_progress, copy_completed_us, "
     "access_tier, tier_changed_us, stamp, version_id, blob_type, sequence_number, sealed, copy_description, "
     "lease_id, lease_state, lease_duration, lease_until_us, tag_count, "
-    "rehydrate_to, rehydrate_priority, rehydrate_until_us"
+    "rehydrate_to, rehydrate_priority, rehydrate_until_us, deleted_us, deleted_until_us"
 )
 # The lease of a blob or container (models.Lease), in both tables.
 _LEASE_COLUMNS = (
@@ -162,14 +169,18 @@ _ADDED_BLOB_COLUMNS = (
     ("rehydrate_to", "TEXT"),  # an archived blob being rehydrated (models.Rehydration)
     ("rehydrate_priority", "TEXT"),
     ("rehydrate_until_us", "BIGINT"),
+    ("deleted_us", "BIGINT"),  # soft-deleted (models.Deletion): when, and until when it can be restored
+    ("deleted_until_us", "BIGINT"),
 )
-_ADDED_CONTAINER_COLUMNS = (*_LEASE_COLUMNS,)  # the same, for ``containers``
+_ADDED_CONTAINER_COLUMNS = (  # the leases, and soft deletion (a deleted container's name is "name\0version")
+    *_LEASE_COLUMNS, ("deleted_us", "BIGINT"), ("deleted_until_us", "BIGINT"), ("deleted_version", "TEXT"))
 _BLOB_AT = {name: i for i, name in enumerate(_BLOB_COLUMNS.split(", "))}
 _BLOB_ASSIGNMENTS = ", ".join(f"{c} = ?" for c in _BLOB_COLUMNS.split(", ")[1:])
 _BLOB_UNIQUE_OLD = "UNIQUE (container_id, name)"
 _BLOB_UNIQUE = "UNIQUE (container_id, name, stamp)"
 _CONTAINER_COLUMNS = ("id, account, name, etag, modified_us, metadata, public_access, acl, "
-                      "lease_id, lease_state, lease_duration, lease_until_us")
+                      "lease_id, lease_state, lease_duration, lease_until_us, deleted_us, deleted_until_us, "
+                      "deleted_version")
 _PART_COLUMNS = "pos, length, extent, ext_offset, block_id, data"
 
 
@@ -200,9 +211,23 @@ def _lease_values(lease: Lease) -> tuple[Any, ...]:
 _NO_LEASE = Lease()
 
 
+def _container_deletion(d: Deletion | None) -> tuple[Any, ...]:
+    return (d.at_us, d.until_us, d.version) if d is not None else (None, None, None)
+
+
 def _container(row: tuple[Any, ...]) -> Container:
     return Container(id=row[0], account=row[1], name=row[2], etag=row[3], modified_us=row[4],
-                     metadata=_metadata(row[5]), public_access=row[6], acl=row[7], lease=_lease(row, 8))
+                     metadata=_metadata(row[5]), public_access=row[6], acl=row[7], lease=_lease(row, 8),
+                     deleted=Deletion(row[12], row[13], row[14]) if row[12] is not None else None)
+
+
+def _deletion(row: tuple[Any, ...]) -> Deletion | None:
+    at = _BLOB_AT["deleted_us"]
+    return Deletion(row[at], row[at + 1]) if row[at] is not None else None
+
+
+def _deletion_values(d: Deletion | None) -> tuple[Any, ...]:
+    return (d.at_us, d.until_us) if d is not None else (None, None)
 
 
 def _rehydration(row: tuple[Any, ...]) -> Rehydration | None:
@@ -226,7 +251,8 @@ def _blob(row: tuple[Any, ...]) -> Blob:
                 metadata=_metadata(row[14]), block_id_len=row[15], staged_count=row[16], copy=copy,
                 tier=row[22], tier_changed_us=row[23], stamp=row[24], version_id=row[25], blob_type=row[26],
                 sequence_number=row[27], sealed=bool(row[28]), lease=_lease(row, _BLOB_AT["lease_id"]),
-                tag_count=row[_BLOB_AT["tag_count"]], rehydration=_rehydration(row)).settle(now_us())
+                tag_count=row[_BLOB_AT["tag_count"]], rehydration=_rehydration(row), deleted=_deletion(row)
+                ).settle(now_us())
 
 
 def _blob_values(b: Blob) -> tuple[Any, ...]:
@@ -238,7 +264,7 @@ def _blob_values(b: Blob) -> tuple[Any, ...]:
             cp.progress if cp else None, cp.completed_us if cp else None, b.tier, b.tier_changed_us,
             b.stamp, b.version_id, b.blob_type, b.sequence_number, int(b.sealed),
             cp.description if cp and cp.description else None, *_lease_values(b.lease), b.tag_count,
-            *(_rehydration_values(b.rehydration)))
+            *(_rehydration_values(b.rehydration)), *_deletion_values(b.deleted))
 
 
 def _part(row: tuple[Any, ...]) -> Part:
@@ -325,9 +351,9 @@ class MetaStore:
 
     def insert_container(self, c: Container) -> Container:
         cur = self.db.execute(
-            f"INSERT INTO containers ({_CONTAINER_COLUMNS.partition(', ')[2]}) VALUES (?{', ?' * 10})",
+            f"INSERT INTO containers ({_CONTAINER_COLUMNS.partition(', ')[2]}) VALUES (?{', ?' * 13})",
             (c.account, c.name, c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl,
-             *_lease_values(c.lease)),
+             *_lease_values(c.lease), *_container_deletion(c.deleted)),
         )
         c.id = int(cur.lastrowid or 0)
         self._containers.pop((c.account, c.name), None)
@@ -340,6 +366,27 @@ class MetaStore:
             (c.etag, c.modified_us, json.dumps(c.metadata), c.public_access, c.acl, *_lease_values(c.lease), c.id),
         )
         self._containers.pop((c.account, c.name), None)
+
+    def rename_container(self, c: Container, stored_name: str, deleted: Deletion | None) -> None:
+        """Soft-delete (``deleted``) or restore a container: its row is stored under ``stored_name``
+        (``name\0version`` while deleted, so that the name is free for a new container)."""
+        self.db.execute("UPDATE containers SET name = ?, deleted_us = ?, deleted_until_us = ?, deleted_version = ? "
+                        "WHERE id = ?", (stored_name, *_container_deletion(deleted), c.id))
+        self._containers.clear()
+
+    def deleted_container(self, account: str, name: str, version: str, now_us: int) -> Container | None:
+        """The soft-deleted container ``name`` of that version, while it can be restored."""
+        row = self.db.execute(
+            f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name = ? AND deleted_until_us > ?",
+            (account, f"{name}\x00{version}", now_us)).fetchone()
+        return _container(row) if row else None
+
+    def expired(self, now_us: int) -> tuple[list[int], list[int]]:
+        """The soft-deleted blob records and containers whose retention has ended, by id."""
+        blobs = [r[0] for r in self.db.execute("SELECT id FROM blobs WHERE deleted_until_us <= ?", (now_us,))]
+        containers = [r[0] for r in self.db.execute("SELECT id FROM containers WHERE deleted_until_us <= ?",
+                                                    (now_us,))]
+        return blobs, containers
 
     def delete_container(self, container_id: int) -> list[str]:
         """Delete a container with all its blobs; return the extents its blobs referenced."""
@@ -361,10 +408,17 @@ class MetaStore:
         row = self.db.execute("SELECT account FROM containers WHERE id = ?", (container_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def list_containers(self, account: str, start: str, end: str | None, limit: int) -> list[Container]:
-        """Containers of ``account`` with ``start <= name < end``, by name."""
+    def list_containers(self, account: str, start: str, end: str | None, limit: int,
+                        deleted_after_us: int | None = None) -> list[Container]:
+        """Containers of ``account`` with ``start <= name < end``, by name; with ``deleted_after_us``,
+        also the soft-deleted ones still restorable then (each right after its name)."""
         sql = f"SELECT {_CONTAINER_COLUMNS} FROM containers WHERE account = ? AND name >= ?"
         args: list[object] = [account, start]
+        if deleted_after_us is None:
+            sql += " AND deleted_us IS NULL"
+        else:
+            sql += " AND (deleted_us IS NULL OR deleted_until_us > ?)"
+            args.append(deleted_after_us)
         if end is not None:
             sql += " AND name < ?"
             args.append(end)
@@ -425,7 +479,14 @@ class MetaStore:
             args.append(end)
         if committed_only:
             sql += " AND committed = 1"
-        if kinds:
+        if DELETED in kinds:  # soft-deleted records too: the base blob, and the kinds asked for, still restorable
+            live = kinds.replace(DELETED, "")
+            marks = ", ".join(["''", *("?" * len(live))])
+            sql += (f" AND (substr(stamp, 1, 1) IN ({marks}) OR stamp = '{DELETED}' OR "
+                    f"(substr(stamp, 1, 1) = '{DELETED}' AND substr(stamp, 2, 1) IN ({marks}))) "
+                    f"AND (deleted_until_us IS NULL OR deleted_until_us > ?) ORDER BY name, {_ORDER_KEY}")
+            args += [*live, *live, now_us()]
+        elif kinds:
             sql += f" AND substr(stamp, 1, 1) IN ('', {', '.join('?' * len(kinds))}) ORDER BY name, {_ORDER_KEY}"
             args.extend(kinds)
         else:
@@ -444,6 +505,12 @@ class MetaStore:
             "UPDATE blobs SET copy_status = 'failed', copy_description = ?, copy_completed_us = ? "
             "WHERE copy_status = 'pending'", (description, now_us))
         return cur.rowcount
+
+    def deleted_records(self, container_id: int, name: str, now_us: int) -> list[Blob]:
+        """The soft-deleted records of a name still restorable at ``now_us``."""
+        return [_blob(r) for r in self.db.execute(
+            f"SELECT {_BLOB_COLUMNS} FROM blobs WHERE container_id = ? AND name = ? AND stamp >= ? AND stamp < ? "
+            "AND deleted_until_us > ? ORDER BY stamp", (container_id, name, DELETED, DELETED + "\uffff", now_us))]
 
     def stamps(self, container_id: int, name: str, prefix: str) -> list[Blob]:
         """The snapshots (``prefix`` SNAPSHOT) or previous versions (VERSION) of a name, oldest first."""
@@ -533,6 +600,7 @@ class MetaStore:
         sql = ("SELECT c.name, b.name, b.id FROM tags t JOIN blobs b ON b.id = t.blob_id "
                "JOIN containers c ON c.id = b.container_id "
                f"WHERE t.name = ? AND t.value {op} ? AND c.account = ? AND b.stamp = '' AND b.committed = 1 "
+               "AND c.deleted_us IS NULL "
                "AND (c.name > ? OR (c.name = ? AND b.name >= ?))")
         args: list[object] = [key, value, account, after[0], after[0], after[1]]
         if container is not None:

@@ -26,7 +26,8 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from openbatch.blob import cors
 from openbatch.blob.errors import BlobError
-from openbatch.blob.models import BREAKING, INFINITE, LEASED, Blob, Container, Lease
+from openbatch.blob.models import BREAKING, INFINITE, LEASED, Blob, Container, Deletion, Lease
+from openbatch.blob.softdelete import check_policy, remaining_days
 from openbatch.common import clock, sas
 from openbatch.common.clock import from_us, iso8601, parse_iso8601, rfc1123_us
 
@@ -261,18 +262,28 @@ def list_containers_xml(endpoint: str, prefix: str, marker: str, maxresults: str
     out = [XML_DECL, f'<EnumerationResults ServiceEndpoint="{x(endpoint)}">',
            _opt("Prefix", prefix), _opt("Marker", marker), _opt("MaxResults", maxresults), "<Containers>"]
     for c in items:
-        out.append(f"<Container><Name>{x(c.name)}</Name><Properties>"
+        deleted = ""
+        if c.deleted is not None:  # a soft-deleted container: stored as "name\0version"
+            deleted = f"<Deleted>true</Deleted><Version>{x(c.deleted.version)}</Version>"
+        out.append(f"<Container><Name>{x(c.name.partition(chr(0))[0])}</Name>{deleted}<Properties>"
                    f"<Last-Modified>{rfc1123_us(c.modified_us)}</Last-Modified><Etag>{quoted(c.etag)}</Etag>"
                    + lease_xml(c.lease))
         if c.public_access:
             out.append(f"<PublicAccess>{c.public_access}</PublicAccess>")
         out.append("<HasImmutabilityPolicy>false</HasImmutabilityPolicy><HasLegalHold>false</HasLegalHold>"
-                   "</Properties>")
+                   f"{_deletion_xml(c.deleted)}</Properties>")
         if include_metadata:
             out.append(_metadata_xml(c.metadata))
         out.append("</Container>")
     out.append(f"</Containers><NextMarker>{x(next_marker)}</NextMarker></EnumerationResults>")
     return "".join(out).encode("utf-8")
+
+
+def _deletion_xml(deleted: Deletion | None) -> str:
+    if deleted is None:
+        return ""
+    return (f"<DeletedTime>{rfc1123_us(deleted.at_us)}</DeletedTime>"
+            f"<RemainingRetentionDays>{remaining_days(deleted, clock.now_us())}</RemainingRetentionDays>")
 
 
 def _tier_xml(b: Blob) -> str:
@@ -309,6 +320,7 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
     props += lease_xml(b.lease) + "<ServerEncrypted>true</ServerEncrypted>"
     if b.tag_count:
         props += f"<TagCount>{b.tag_count}</TagCount>"
+    props += _deletion_xml(b.deleted)
     if b.copy is not None:
         props += (f"<CopyId>{b.copy.copy_id}</CopyId><CopySource>{x(b.copy.source)}</CopySource>"
                   f"<CopyStatus>{b.copy.status}</CopyStatus><CopyProgress>{b.copy.progress}</CopyProgress>")
@@ -325,7 +337,8 @@ def _blob_xml(b: Blob, include_metadata: bool) -> str:
         if b.is_base:
             ids += "<IsCurrentVersion>true</IsCurrentVersion>"
     tags = f"<Tags>{_tag_set(b.tags)}</Tags>" if b.tags else ""
-    return f"<Blob>{name_element(b.name)}{ids}<Properties>{props}</Properties>{meta}{tags}</Blob>"
+    deleted = "<Deleted>true</Deleted>" if b.deleted is not None else ""
+    return f"<Blob>{name_element(b.name)}{deleted}{ids}<Properties>{props}</Properties>{meta}{tags}</Blob>"
 
 
 # --- blob index tags ----------------------------------------------------------------------------------
@@ -585,6 +598,7 @@ def parse_service_properties(body: XmlBody) -> str:
     if body.root is None:
         raise BlobError("InvalidXmlDocument", "XML specified is not syntactically valid: the body is empty.")
     cors.check_rules(body.root)
+    check_policy(body.root)
     return _text(body)
 
 

@@ -148,6 +148,8 @@ OPS = [
     Op("find_blobs_by_tags_in_container", "container", "f", "f", 200,
        lambda t: t.call("GET", t.c, f"restype=container&comp=blobs&where={_WHERE}"), "c"),
     Op("get_service_stats", "service", "r", None, 200, lambda t: t.call("GET", "", "restype=service&comp=stats")),
+    # Azure's tables name no letter for Undelete Blob: Azurite's write
+    Op("undelete_blob", "blob", "w", "w", 200, lambda t: t.call("PUT", t.b, "comp=undelete"), "b"),
     # Not in Azure's tables; Azurite's (any of these letters) -- Azure answers even a write-only SAS.
     Op("get_account_info", "blob", "racwdlup", "racwdl", 200,
        lambda t: t.call("GET", t.b, "restype=account&comp=properties"), "b"),
