@@ -325,7 +325,7 @@ class BlobApi(PageHandlers):
             raise bad_query("blocklisttype", list_type[:32])
         assert req.blob is not None
         listing = self.blobs.get_block_list(req.account, req.container, req.blob, list_type,
-                                            req.headers.get("x-ms-lease-id"), stamp(req))
+                                            req.headers.get("x-ms-lease-id"), stamp(req), req.headers.get("x-ms-if-tags"))
         headers = [("content-type", wire.XML_TYPE), ("x-ms-blob-content-length", str(listing.blob.size))]
         if listing.blob.committed:
             headers += _etag_headers(listing.blob.etag, listing.blob.modified_us)

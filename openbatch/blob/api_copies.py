@@ -29,7 +29,7 @@ from openbatch.config import Settings
 ENCRYPTED = ("x-ms-request-server-encrypted", "true")
 _SOURCE_CONDITIONS = {"x-ms-source-if-match": "If-Match", "x-ms-source-if-none-match": "If-None-Match",
                       "x-ms-source-if-modified-since": "If-Modified-Since",
-                      "x-ms-source-if-unmodified-since": "If-Unmodified-Since"}
+                      "x-ms-source-if-unmodified-since": "If-Unmodified-Since", "x-ms-source-if-tags": "x-ms-if-tags"}
 
 
 def append_conditions(req: Request) -> AppendConditions:

@@ -48,6 +48,7 @@ from openbatch.blob.service import (
     check_tier,
     fresh_blob,
 )
+from openbatch.blob.tags import check_condition
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import OK, Conditions, evaluate
 from openbatch.common.ids import request_id
@@ -158,6 +159,7 @@ class Copies:
             raise source_error(err.status or _LOCAL_STATUS.get(err.code, 400), err.code, err.message) from None
         if evaluate(cond, blob.etag, from_us(blob.modified_us), read=False) != OK:
             raise BlobError("SourceConditionNotMet")
+        check_condition(cond.if_tags, lambda: self.blobs.meta.tags(blob.id), "SourceConditionNotMet")
         if plan.length > limit:
             raise BlobError("RequestBodyTooLarge", status=413, MaxLimit=str(limit))
         writer = await self._write(self.blobs.stream(plan), limit)
@@ -307,6 +309,7 @@ class Copies:
             check_online(src)
             if evaluate(source_cond, src.etag, from_us(src.modified_us), read=False) != OK:
                 raise BlobError("SourceConditionNotMet")
+            check_condition(source_cond.if_tags, lambda: meta.tags(src.id), "SourceConditionNotMet")
             parts = meta.parts(src.id)
             c = blobs.container(account, container)
             old = meta.get_blob(c.id, name)

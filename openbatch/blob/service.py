@@ -531,7 +531,7 @@ class Blobs:
         if metadata is not None:
             check_metadata(metadata)
         with self.meta.tx():
-            blob = self.blob(account, container, name, Conditions(lease_id=cond.lease_id))
+            blob = self.blob(account, container, name, Conditions(lease_id=cond.lease_id, if_tags=cond.if_tags))
             _check_write(cond, blob.etag, blob.modified_us)
             check_online(blob)
             return snapshots.take_snapshot(self.meta, blob, metadata)
@@ -764,7 +764,7 @@ class Blobs:
         return parts, (lengths.pop() if lengths else None)
 
     def get_block_list(self, account: str, container: str, name: str, list_type: str,
-                       lease_id: str | None = None, stamp: str = "") -> BlockListing:
+                       lease_id: str | None = None, stamp: str = "", if_tags: str | None = None) -> BlockListing:
         c = self.container(account, container)
         blob = snapshots.find(self.meta, c.id, name, stamp) if stamp else self.meta.get_blob(c.id, name)
         if blob is None:
@@ -772,6 +772,7 @@ class Blobs:
         if blob.committed and blob.blob_type != "BlockBlob":
             raise BlobError("InvalidBlobType")
         leases.check_read(blob.lease, lease_id, now_us())
+        tags.check_condition(if_tags, lambda: self.meta.tags(blob.id))
         committed = uncommitted = None
         if list_type in ("committed", "all"):
             parts = self.meta.parts(blob.id) if blob.committed else []

@@ -167,3 +167,22 @@ def test_if_tags_conditions(container: ContainerClient) -> None:
     assert _code(blob.download_blob, if_tags_match_condition="@container = 'x'") == (400, "InvalidHeaderValue")
     blob.delete_blob(if_tags_match_condition=yes)
     assert not blob.exists()
+
+
+def test_if_tags_on_snapshots_block_lists_and_copy_sources(server: LiveServer, container: ContainerClient) -> None:
+    blob = container.upload_blob("src", b"x", tags={"state": "ready"})
+    no, yes = "\"state\" = 'draft'", "\"state\" = 'ready'"
+    assert _code(blob.create_snapshot, if_tags_match_condition=no) == (412, "ConditionNotMet")
+    assert blob.create_snapshot(if_tags_match_condition=yes)["snapshot"]
+    path = f"/{container.container_name}/src"
+    r = request(server, "GET", path, query="comp=blocklist", headers={"x-ms-if-tags": no})
+    assert (r.status, r.code) == (412, "ConditionNotMet")
+    target = container.get_blob_client("dst")
+    for headers, status in (({"x-ms-source-if-tags": no}, 412), ({"x-ms-source-if-tags": yes}, 202)):
+        r = request(server, "PUT", f"/{container.container_name}/dst",
+                    headers={"x-ms-copy-source": blob.url, **headers})
+        assert r.status == status, r.body
+    assert target.download_blob().readall() == b"x"
+    r = request(server, "PUT", f"/{container.container_name}/dst2",
+                headers={"x-ms-copy-source": blob.url, "x-ms-blob-type": "BlockBlob", "x-ms-source-if-tags": no})
+    assert (r.status, r.code) == (412, "SourceConditionNotMet")
