@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from openbatch.blob.checks import check_md5
 from openbatch.blob.errors import BlobError, bad_header
 from openbatch.blob.extents import ExtentWriter
 from openbatch.blob.models import Blob, Part
-from openbatch.blob.service import MIB, Blobs, check_md5
+from openbatch.blob.service import MIB, Blobs
 from openbatch.common.clock import now_us
 from openbatch.common.conditions import Conditions
 from openbatch.common.ids import etag_value

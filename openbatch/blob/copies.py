@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from openbatch.blob.append import MAX_APPEND_BLOCK, AppendBlobs, AppendConditions, Appended
+from openbatch.blob.checks import check_blob_name, check_md5, check_metadata
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentWriter
 from openbatch.blob.models import Blob, ContentSettings, CopyInfo, Part
@@ -40,15 +41,11 @@ from openbatch.blob.service import (
     MIB,
     Blobs,
     ReplaceGuard,
-    check_blob_name,
-    check_md5,
-    check_metadata,
-    check_online,
     check_overwrite,
-    check_tier,
     fresh_blob,
 )
 from openbatch.blob.tags import check_condition
+from openbatch.blob.tiers import check_online, check_tier
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import OK, Conditions, evaluate
 from openbatch.common.ids import request_id

@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from openbatch.blob import snapshots
+from openbatch.blob.checks import check_md5
 from openbatch.blob.errors import BlobError, bad_header
 from openbatch.blob.extents import ExtentWriter
 from openbatch.blob.models import Blob, ContentSettings, Part
-from openbatch.blob.service import MIB, Blobs, ReplaceGuard, check_md5
+from openbatch.blob.service import MIB, Blobs, ReplaceGuard
 from openbatch.common.clock import now_us
 from openbatch.common.conditions import Conditions
 from openbatch.common.ids import etag_value

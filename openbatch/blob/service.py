@@ -8,15 +8,21 @@ leaves nothing visible.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from openbatch.blob import cors, leases, snapshots, softdelete, tags, tiers, wire
+from openbatch.blob.checks import (
+    check_blob_name,
+    check_blob_type,
+    check_container_name,
+    check_md5,
+    check_metadata,
+    check_public_access,
+    decode_block_id,
+)
 from openbatch.blob.errors import BlobError
 from openbatch.blob.extents import BodyTooLarge, ExtentStore, ExtentWriter
 from openbatch.blob.models import (
@@ -29,7 +35,7 @@ from openbatch.blob.models import (
     StagedBlock,
 )
 from openbatch.blob.store import MetaStore, order_key
-from openbatch.blob.tiers import ARCHIVE
+from openbatch.blob.tiers import check_online, check_tier
 from openbatch.common.clock import from_us, now_us
 from openbatch.common.conditions import NOT_MODIFIED, OK, Conditions, evaluate
 from openbatch.common.ids import etag_value
@@ -41,19 +47,10 @@ MAX_BLOCK_SIZE = 4000 * MIB
 MAX_PUT_BLOB_SIZE = 5000 * MIB
 MAX_COMMITTED_BLOCKS = 50_000
 MAX_UNCOMMITTED_BLOCKS = 100_000
-MAX_BLOCK_ID_BYTES = 64
-MAX_BLOB_NAME = 1024
-MAX_METADATA_BYTES = 8 * 1024
 MAX_LIST_RESULTS = 5000
 MAX_RANGE_MD5 = 4 * MIB
 UNCOMMITTED_TTL_US = 7 * 24 * 3600 * 1_000_000
 INLINE_MAX = 32 << 10  # Put Blob bodies up to this size live in the metadata store (no file)
-
-_CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
-_SPECIAL_CONTAINERS = {"$root", "$logs", "$web"}
-_METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PUBLIC_ACCESS = {"blob", "container"}
-ACCESS_TIERS = {t.lower(): t for t in ("Hot", "Cool", "Cold", ARCHIVE)}  # block blob tiers of a standard account
 
 
 @dataclass
@@ -76,82 +73,6 @@ class BlockListing:
     blob: Blob
     committed: list[tuple[str, int]] | None
     uncommitted: list[tuple[str, int]] | None
-
-
-def check_container_name(name: str) -> None:
-    if name in _SPECIAL_CONTAINERS:
-        return
-    if not _CONTAINER_NAME.match(name):
-        raise BlobError("InvalidResourceName", "The specifed resource name contains invalid characters.")
-
-
-def check_blob_name(name: str) -> None:
-    if not name or len(name) > MAX_BLOB_NAME:
-        raise BlobError("InvalidResourceName", "The specified resource name length is not within the permissible limits.")
-    if "\x00" in name:
-        raise BlobError("InvalidResourceName")
-
-
-def check_metadata(metadata: dict[str, str]) -> None:
-    total = 0
-    for name, value in metadata.items():
-        if not _METADATA_NAME.match(name):
-            raise BlobError("InvalidMetadata", MetadataName=name[:256])
-        total += len(name) + len(value.encode("utf-8"))
-    if total > MAX_METADATA_BYTES:
-        raise BlobError("MetadataTooLarge")
-
-
-def check_public_access(value: str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    if value.lower() not in _PUBLIC_ACCESS:
-        raise BlobError("InvalidHeaderValue", HeaderName="x-ms-blob-public-access", HeaderValue=value[:64])
-    return value.lower()
-
-
-def check_blob_type(value: str | None) -> None:
-    """Put Blob's x-ms-blob-type: required, and only block blobs are served."""
-    if not value:
-        raise BlobError("MissingRequiredHeader", HeaderName="x-ms-blob-type")
-    if value.lower() != "blockblob":
-        raise BlobError("InvalidHeaderValue", "Only block blobs are supported.", HeaderName="x-ms-blob-type",
-                        HeaderValue=value[:32])
-
-
-def check_tier(value: str | None, *, required: bool = False) -> str | None:
-    """An access tier (``x-ms-access-tier``) in Azure's spelling; None when not given."""
-    if value is None or value == "":
-        if required:
-            raise BlobError("MissingRequiredHeader", HeaderName="x-ms-access-tier")
-        return None
-    tier = ACCESS_TIERS.get(value.lower())
-    if tier is None:
-        raise BlobError("InvalidHeaderValue", HeaderName="x-ms-access-tier", HeaderValue=value[:64])
-    return tier
-
-
-def check_online(blob: Blob) -> None:
-    """An archived blob is offline: it cannot be read or changed until it is rehydrated."""
-    if blob.tier == ARCHIVE:
-        raise BlobError("BlobArchived")
-
-
-def decode_block_id(block_id: str, *, code: str = "InvalidBlockId") -> int:
-    """The decoded length of a block id; raise ``code`` unless it is base64 of 1..64 bytes."""
-    try:
-        raw = base64.b64decode(block_id.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeError) as exc:
-        raise BlobError(code, BlockId=block_id[:100]) from exc
-    if not 0 < len(raw) <= MAX_BLOCK_ID_BYTES:
-        raise BlobError(code, BlockId=block_id[:100])
-    return len(raw)
-
-
-def check_md5(expected: bytes | None, actual: bytes | None) -> None:
-    if expected is not None and actual is not None and expected != actual:
-        raise BlobError("Md5Mismatch", UserSpecifiedMd5=base64.b64encode(expected).decode(),
-                        ServerCalculatedMd5=base64.b64encode(actual).decode())
 
 
 def successor(prefix: str) -> str | None:

@@ -18,6 +18,7 @@ STANDARD, HIGH = "Standard", "High"
 REHYDRATE_SECONDS = {STANDARD: 15 * 3600, HIGH: 3600}
 _PRIORITIES = {p.lower(): p for p in REHYDRATE_SECONDS}
 _US = 1_000_000
+ACCESS_TIERS = {t.lower(): t for t in ("Hot", "Cool", "Cold", ARCHIVE)}  # block blob tiers of a standard account
 
 
 def check_priority(value: str | None) -> str | None:
@@ -54,3 +55,21 @@ def change(blob: Blob, tier: str, priority: str | None, now_us: int) -> bool:
         return True
     blob.tier, blob.tier_changed_us = tier, now_us
     return False
+
+
+def check_tier(value: str | None, *, required: bool = False) -> str | None:
+    """An access tier (``x-ms-access-tier``) in Azure's spelling; None when not given."""
+    if value is None or value == "":
+        if required:
+            raise BlobError("MissingRequiredHeader", HeaderName="x-ms-access-tier")
+        return None
+    tier = ACCESS_TIERS.get(value.lower())
+    if tier is None:
+        raise BlobError("InvalidHeaderValue", HeaderName="x-ms-access-tier", HeaderValue=value[:64])
+    return tier
+
+
+def check_online(blob: Blob) -> None:
+    """An archived blob is offline: it cannot be read or changed until it is rehydrated."""
+    if blob.tier == ARCHIVE:
+        raise BlobError("BlobArchived")
