@@ -14,7 +14,6 @@ import base64
 import email.parser
 import email.policy
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,18 +32,6 @@ from tests.blob.raw import RawResponse, query_pairs, request
 from tests.helpers.server import LiveServer
 
 VERSION = "2021-08-06"
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"bt{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def _names(c: ContainerClient) -> list[str]:

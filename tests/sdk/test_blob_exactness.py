@@ -7,8 +7,6 @@ service stats on the secondary endpoint)."""
 from __future__ import annotations
 
 import base64
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -16,18 +14,6 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
 
 from tests.blob.raw import request
 from tests.helpers.server import LiveServer
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"x{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def test_metadata_names_keep_their_case(service: BlobServiceClient, container: ContainerClient) -> None:

@@ -22,11 +22,6 @@ from tests.helpers.server import LiveServer
 TEST_CLOCK = True  # lease expiry and break periods run on the service clock the tests move
 
 
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
 @pytest.fixture
 def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
     c = service.create_container(f"l{uuid.uuid4().hex[:16]}")

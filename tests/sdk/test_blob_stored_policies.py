@@ -31,11 +31,6 @@ from tests.blob.raw import request
 from tests.helpers.server import LiveServer
 
 
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
 @pytest.fixture
 def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
     c = service.create_container(f"p{uuid.uuid4().hex[:16]}")

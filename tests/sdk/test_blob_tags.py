@@ -12,7 +12,6 @@ them; find expressions join "key" op 'value' comparisons with AND only (ranges o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -21,18 +20,6 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
 
 from tests.blob.raw import request
 from tests.helpers.server import LiveServer
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"t{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def _code(call: object, *args: object, **kwargs: object) -> tuple[int | None, str | None]:

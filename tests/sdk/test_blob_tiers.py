@@ -6,14 +6,10 @@ redirected (409 BlobBeingRehydrated), only raised from Standard to High. Also th
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import (
     BlobClient,
-    BlobServiceClient,
     ContainerClient,
     RehydratePriority,
     StandardBlobTier,
@@ -24,18 +20,6 @@ from tests.helpers.server import LiveServer
 
 TEST_CLOCK = True
 HOUR = 3600
-
-
-@pytest.fixture(scope="module")
-def service(server: LiveServer) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-@pytest.fixture
-def container(service: BlobServiceClient) -> Iterator[ContainerClient]:
-    c = service.create_container(f"r{uuid.uuid4().hex[:16]}")
-    yield c
-    c.delete_container()
 
 
 def _archived(container: ContainerClient, name: str) -> BlobClient:
