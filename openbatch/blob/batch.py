@@ -76,10 +76,6 @@ async def read_body(chunks: AsyncIterator[bytes]) -> bytes:
     return bytes(body)
 
 
-def _lines(block: bytes) -> list[bytes]:
-    return [line.rstrip(b"\r") for line in block.split(b"\n")]
-
-
 def _split_head(block: bytes) -> tuple[list[bytes], bytes]:
     """The header lines of ``block`` up to its first empty line, and what follows."""
     lines = block.split(b"\n")
