@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from openbatch.common import sharedkey
+from openbatch.common.clock import ServiceClock
 from openbatch.config import DEV_ACCOUNT, DEV_KEY
 
 CLOCK_API_VERSION = "2024-07-01.20.0"
@@ -120,6 +121,15 @@ class LiveServer:
         response.raise_for_status()
         result: dict[str, object] = response.json()
         return result
+
+    def advance_stopped_clock(self, seconds: float) -> None:
+        """Let ``seconds`` of service time pass while this ``--test-clock`` server is down (killed or
+        stopped): it starts again that much later on its clock."""
+        if self.proc is not None:
+            raise RuntimeError("the server is running: use advance_clock")
+        kept = ServiceClock()
+        kept.keep_in(self.data_dir / "test-clock")
+        kept.advance(seconds)
 
 
 def _listening(port: int) -> bool:

@@ -34,9 +34,11 @@ def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def fresh_server() -> Iterator[LiveServer]:
-    """A live server of the test's own, for tests that kill or restart it."""
+def fresh_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A live server of the test's own, for tests that kill or restart it (on the test clock too
+    when the module says ``TEST_CLOCK = True``)."""
+    extra = ["--test-clock"] if getattr(request.module, "TEST_CLOCK", False) else []
     with _server_dir() as data:
-        srv = LiveServer(data).start()
+        srv = LiveServer(data, extra_args=extra).start()
         yield srv
         srv.stop()

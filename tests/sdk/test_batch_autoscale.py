@@ -5,7 +5,6 @@ go, with ``advance_clock(300)`` instead of waiting five minutes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 from azure.core.rest import HttpResponse
 
-from tests.conftest import _server_dir
 from tests.helpers.server import LiveServer
 from tests.helpers.venvs import run_script
 from tests.helpers.waiting import wait_for
@@ -36,13 +34,7 @@ $TargetDedicatedNodes=min(maxNumberofVMs, pendingTaskSamples);
 $NodeDeallocationOption = taskcompletion;"""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LiveServer]:
-    """This module's server runs on the test clock (conftest's ``client`` talks to it)."""
-    with _server_dir() as data:
-        srv = LiveServer(data, extra_args=["--test-clock"]).start()
-        yield srv
-        srv.stop()
+TEST_CLOCK = True  # the module's server (tests/conftest.py) runs on the test clock
 
 
 def create(client: BatchClient, pool_id: str, **kw: Any) -> bm.BatchPool:

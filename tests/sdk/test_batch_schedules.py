@@ -9,7 +9,6 @@ sleeping, and each test places its schedule relative to the server's "now"."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from tests.conftest import _server_dir
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 from tests.sdk.test_batch_jobs import error_code, fails
@@ -380,15 +378,6 @@ def test_job_lifetime_gives_each_job_of_a_schedule_its_own_pool(client: BatchCli
 # --- restarts -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clocked() -> Iterator[LiveServer]:
-    """A test clock server of the test's own, to kill and restart."""
-    with _server_dir() as data:
-        srv = LiveServer(data, extra_args=["--test-clock"]).start()
-        yield srv
-        srv.stop()
-
-
 def connect(server: LiveServer) -> BatchClient:
     from azure.core.credentials import AzureNamedKeyCredential
 
@@ -399,19 +388,18 @@ def down_for(server: LiveServer, seconds: float) -> None:
     """Kill the server (-9) and let ``seconds`` of service time pass before it starts again (the
     test clock's offset lives in the data dir)."""
     server.kill()
-    kept = server.data_dir / "test-clock"
-    kept.write_text(repr((float(kept.read_text()) if kept.exists() else 0.0) + seconds))
+    server.advance_stopped_clock(seconds)
     server.start()
 
 
 @pytest.mark.parametrize("down,runs", [(60, True), (20 * 60, False)])
-def test_a_run_missed_while_the_server_was_down(clocked: LiveServer, down: float, runs: bool) -> None:
-    client = connect(clocked)
+def test_a_run_missed_while_the_server_was_down(fresh_server: LiveServer, down: float, runs: bool) -> None:
+    client = connect(fresh_server)
     created = add(client, "survivor", recurrence_interval=HOUR, start_window=dt.timedelta(minutes=10)).creation_time
     end_job(client, "survivor:job-1")
-    clocked.advance_clock(HOUR.total_seconds() - 30)  # the next run is due in 30 seconds
-    down_for(clocked, down)  # due while the server is down, and still in its window (or not)
-    client = connect(clocked)
+    fresh_server.advance_clock(HOUR.total_seconds() - 30)  # the next run is due in 30 seconds
+    down_for(fresh_server, down)  # due while the server is down, and still in its window (or not)
+    client = connect(fresh_server)
     if runs:
         assert wait_jobs(client, "survivor", 2) == ["survivor:job-1", "survivor:job-2"]
         schedule = client.get_job_schedule("survivor")
@@ -420,26 +408,26 @@ def test_a_run_missed_while_the_server_was_down(clocked: LiveServer, down: float
         schedule = wait_for(lambda: (s := client.get_job_schedule("survivor")).execution_info.next_run_time
                             == created + 2 * HOUR and s, "the lost run to be skipped")
         assert job_ids(client, "survivor") == ["survivor:job-1"]
-        clocked.advance_clock(2 * HOUR.total_seconds() - (HOUR.total_seconds() - 30 + down) + 30)  # 30 s past run 3
+        fresh_server.advance_clock(2 * HOUR.total_seconds() - (HOUR.total_seconds() - 30 + down) + 30)  # 30 s past run 3
         assert wait_jobs(client, "survivor", 2) == ["survivor:job-1", "survivor:job-2"]
     assert schedule.state == m.BatchJobScheduleState.ACTIVE
 
 
-def test_a_schedule_carries_on_after_kill_9(clocked: LiveServer) -> None:
-    client = connect(clocked)
+def test_a_schedule_carries_on_after_kill_9(fresh_server: LiveServer) -> None:
+    client = connect(fresh_server)
     add(client, "durable", spec(metadata=[m.BatchMetadataItem(name="k", value="v")]),
         recurrence_interval=HOUR)
     client.disable_job_schedule("durable")
     add(client, "ending", recurrence_interval=HOUR)
     client.begin_terminate_job_schedule("ending", polling_interval=POLL).result(timeout=30)
-    down_for(clocked, 0)
-    client = connect(clocked)
+    down_for(fresh_server, 0)
+    client = connect(fresh_server)
     schedule = client.get_job_schedule("durable")
     assert schedule.state == m.BatchJobScheduleState.DISABLED
     assert [(i.name, i.value) for i in schedule.job_specification.metadata or []] == [("k", "v")]
     assert client.get_job_schedule("ending").state == m.BatchJobScheduleState.COMPLETED
     client.enable_job_schedule("durable")
     end_job(client, "durable:job-1")
-    clocked.advance_clock(HOUR.total_seconds())
+    fresh_server.advance_clock(HOUR.total_seconds())
     # numbering goes on where it was: never a second job-1
     assert wait_jobs(client, "durable", 2) == ["durable:job-1", "durable:job-2"]
