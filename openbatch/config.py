@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,8 @@ DEFAULT_KEEP_ALIVE_TIMEOUT = 120.0
 # aiohttp session 100; our tests run 100 concurrent clients from 127.0.0.1), far below the
 # thousands of descriptors a server has, so one client cannot take them all. 0: no limit.
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 512
+# A DNS name: dot-separated labels of letters, digits and inner hyphens (underscores tolerated).
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
 
 class ConfigError(ValueError):
@@ -73,6 +77,10 @@ class Settings:
     batch_port: int = DEFAULT_BATCH_PORT
     accounts: dict[str, Account] = field(default_factory=lambda: accounts_from(None, None))
     compute: str = "local"
+    # The address nodes and clients reach this server at (a name or IP, no port): what the URLs the
+    # server hands out carry (auto-storage SAS URLs, AZ_BATCH_ACCOUNT_URL). Empty: ``host``, or
+    # 127.0.0.1 when ``host`` is a wildcard (0.0.0.0, ::).
+    advertise_host: str = ""
     # Public base URLs (what the server tells clients and tasks); derived from host/port when empty.
     blob_url: str = ""
     batch_url: str = ""
@@ -93,10 +101,12 @@ class Settings:
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive number of seconds, got {value}")
         if self.max_connections_per_client < 0:
             raise ConfigError("max connections per client must be 0 (no limit) or more")
+        self.advertise_host = self.advertise_host.strip()
+        url_host = _advertised(self.advertise_host) if self.advertise_host else _url_host(self.host)
         if not self.blob_url:
-            self.blob_url = f"http://{_url_host(self.host)}:{self.blob_port}"
+            self.blob_url = f"http://{url_host}:{self.blob_port}"
         if not self.batch_url:
-            self.batch_url = f"http://{_url_host(self.host)}:{self.batch_port}"
+            self.batch_url = f"http://{url_host}:{self.batch_port}"
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **kw: object) -> Settings:
@@ -109,3 +119,19 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def _advertised(host: str) -> str:
+    """The host part of the URLs for an ``--advertise-host`` value: a DNS name, an IPv4 address or an
+    IPv6 address (bracketed or not); a scheme, port, path or wildcard address is refused."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise ConfigError(f"advertised host must be a host name or an IP address without scheme or "
+                              f"port, got {host!r}") from None
+        return host
+    if address.is_unspecified:
+        raise ConfigError(f"advertised host {host!r} is a wildcard address: name the address nodes reach")
+    return f"[{address}]" if address.version == 6 else str(address)

@@ -52,7 +52,12 @@ def serve(
         typer.Option("--data-dir", help="Where pools, jobs, tasks, blobs and nodes live (default: "
                      "$OPENBATCH_DATA_DIR or ~/.openbatch)."),
     ] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all of them).")] = "127.0.0.1",
+    advertise_host: Annotated[str, typer.Option(
+        "--advertise-host", envvar="OPENBATCH_ADVERTISE_HOST", metavar="HOST",
+        help="Name or address that nodes and clients on other machines reach this server at: the host "
+             "of the URLs the server hands out (auto-storage SAS URLs, AZ_BATCH_ACCOUNT_URL). Default: "
+             "--host, or 127.0.0.1 when --host is 0.0.0.0.")] = "",
     blob_port: Annotated[int, typer.Option("--blob-port", help="Blob endpoint port.")] = DEFAULT_BLOB_PORT,
     batch_port: Annotated[int, typer.Option("--batch-port", help="Batch endpoint port.")] = DEFAULT_BATCH_PORT,
     account: Annotated[
@@ -74,7 +79,8 @@ def serve(
         accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
         if data_dir is None:
             data_dir = Path(os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch")))
-        settings = Settings(data_dir=data_dir, host=host, blob_port=blob_port, batch_port=batch_port, accounts=accounts,
+        settings = Settings(data_dir=data_dir, host=host, advertise_host=advertise_host, blob_port=blob_port,
+                            batch_port=batch_port, accounts=accounts,
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock)
