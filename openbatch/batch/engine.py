@@ -67,6 +67,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.stopping = False
+        self.compute.attach(self)
         self._recover()
         self.autoscale.start()
         self.spawn(self.watch_nodes(), "watch nodes")

@@ -203,13 +203,14 @@ class EngineNodes(EngineCore):
         prt = self.pools.get(node.pool)
         refs, certificates = node_certificates(self.store, node.account, prt.doc if prt else {})
         try:
-            await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates)
+            info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates)
         except OSError as exc:
             node.busy = ""
             self.node_unusable(node, f"The node could not be created: {exc}")
             return
         if not self._booting(node):
             return
+        node.doc["ipAddress"] = info.ip_address
         if refs:
             node.doc["certificateReferences"] = refs  # installed now: in use until the node restarts
         else:
@@ -403,6 +404,21 @@ class EngineNodes(EngineCore):
         for run in list(node.runs.values()):
             if run.qt is not None:
                 self.stop_task(run, "nodeterminate" if option == "terminate" else "requeue")
+
+    # --- what the provider reports (NodeEvents) ------------------------------------------------
+
+    def node_lost(self, node_id: str, reason: str) -> None:
+        """The node's machine or worker is gone (a Dask worker died): unusable, its tasks requeued."""
+        node = self.nodes.get(node_id)
+        if node is not None and not self.stopping:
+            self.node_unusable(node, reason)
+
+    def node_back(self, node_id: str) -> None:
+        """A lost node's worker is back: it reboots, as a recovered Azure VM does (start task again)."""
+        node = self.nodes.get(node_id)
+        if node is None or self.stopping or node.busy or node.doc.get("state") != _N.UNUSABLE.value:
+            return
+        self.spawn(self.restart_node(node, False, "requeue"), f"restart {node.node_id}")
 
     # --- health --------------------------------------------------------------------------------
 

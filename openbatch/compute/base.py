@@ -2,14 +2,16 @@
 
 Providers only do what they are told and report back; all state lives in the store and is
 changed by the engine. ``local`` runs nodes as directories + processes on this machine; ``dask``
-(later) runs them as Dask workers.
+runs them as Dask workers (compute/dask.py); both run compute/nodehost.py where the node is.
 
 The engine drives a node with: ``create_node`` (as it joins the pool), ``restart_node`` (reboot /
 reimage: every process of the node is killed, reimage also wipes its directory), ``remove_node``;
 and runs work on it with ``run(RunSpec) -> RunOutcome`` (resource files, the command, output
 files: everything that happens where the node is) and ``kill(node_id, key)``. ``run`` never
 raises for a failure of the work itself (that is a ``RunOutcome`` with ``failure``); it raises
-``NodeGone`` when the node itself is no longer usable (its directory vanished).
+``NodeGone`` when the node itself is no longer usable (its directory vanished, its worker left).
+A provider whose nodes can be lost behind the engine's back (a worker dying) says so through the
+``NodeEvents`` the engine attaches; the Files API methods are async (they may cross the network).
 """
 
 from __future__ import annotations
@@ -111,12 +113,28 @@ class NodeInfo:
     root: str  # where the node's directory is (informational)
 
 
+class NodeEvents(Protocol):
+    """What a provider tells the engine on its own (the engine implements it)."""
+
+    def node_lost(self, node_id: str, reason: str) -> None:
+        """The node's machine/worker is gone: the node becomes unusable, its running tasks are requeued."""
+        ...
+
+    def node_back(self, node_id: str) -> None:
+        """A lost node's machine/worker is back: the node reboots (its start task runs again)."""
+        ...
+
+
 class ComputeProvider(Protocol):
     """Where nodes are. The engine calls these; none of them change the store."""
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def attach(self, events: NodeEvents) -> None:
+        """Where to report nodes lost and back (called once by the engine before anything else)."""
+        ...
 
     # Nodes.
     async def create_node(self, account: str, pool_id: str, node_id: str,
@@ -153,17 +171,17 @@ class ComputeProvider(Protocol):
         ...
 
     # Files API (the Batch service reads node directories through these).
-    def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
+    async def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
         """Entries under ``base`` (a path relative to the node root), FileAccessError if it does not exist."""
         ...
 
-    def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile: ...
+    async def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile: ...
 
-    def open_file(self, pool_id: str, node_id: str, path: str) -> OpenedFile:
+    async def open_file(self, pool_id: str, node_id: str, path: str) -> OpenedFile:
         """A file or directory opened for its properties and bytes; FileAccessError if it cannot be."""
         ...
 
-    def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None: ...
+    async def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None: ...
 
     def task_dir(self, job_id: str, task_id: str) -> str:
         """A task's directory relative to the node root (workitems/{job}/job-1/{task}; for a job of a

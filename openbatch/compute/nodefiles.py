@@ -42,6 +42,10 @@ class OpenNodeFile:
     def close(self) -> None:
         self._finalizer()
 
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (b"" at the end): a file read piece by piece from afar."""
+        return os.pread(self._fd, size, offset)
+
     async def read(self, start: int, end: int | None) -> AsyncIterator[bytes]:
         """Bytes ``start`` .. ``end`` (inclusive, None = to the end), streamed; closes the file after."""
         try:

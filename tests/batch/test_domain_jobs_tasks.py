@@ -65,7 +65,7 @@ class FakeCompute:
             return NodeFile(path, True, 0, 1_700_000_000.0, 1_700_000_000.0, 0o40755)
         raise FileAccessError("FileNotFound", path)
 
-    def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
+    async def list_files(self, pool_id: str, node_id: str, base: str, recursive: bool) -> list[NodeFile]:
         if base and not self._entry(base).is_directory:
             raise FileAccessError("FileNotFound", base)
         prefix = base + "/" if base else ""
@@ -77,13 +77,13 @@ class FakeCompute:
                     names.add(prefix + "/".join(parts[:i]))
         return [self._entry(n) for n in sorted(names)]
 
-    def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile:
+    async def stat_file(self, pool_id: str, node_id: str, path: str) -> NodeFile:
         return self._entry(path)
 
-    def open_file(self, pool_id: str, node_id: str, path: str) -> _Opened:
+    async def open_file(self, pool_id: str, node_id: str, path: str) -> _Opened:
         return _Opened(self._entry(path), self.files.get(path, b""))
 
-    def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None:
+    async def delete_file(self, pool_id: str, node_id: str, path: str, recursive: bool) -> None:
         doomed = [p for p in self.files if p == path or p.startswith(path + "/")]
         if path not in self.files and doomed and not recursive:
             raise FileAccessError("DirectoryNotEmpty", "the directory is not empty")
@@ -552,15 +552,15 @@ def test_task_files_are_listed_relative_to_the_task_dir(ctx: BatchContext) -> No
     compute.files.update({"workitems/job1/job-1/t/stdout.txt": b"hello", "workitems/job1/job-1/t/wd/out/a.txt": b"a",
                           "shared/x": b""})
     loc = files.task_location(ctx, A, "job1", "t", BASE)
-    page, token = files.list_files(ctx, loc, recursive=False, match=None, after=0, limit=100)
+    page, token = run(files.list_files(ctx, loc, recursive=False, match=None, after=0, limit=100))
     assert [d["name"] for d in page] == ["stdout.txt", "wd"] and token is None
     assert page[0]["url"] == f"{BASE}/jobs/job1/tasks/t/files/stdout.txt"
     assert page[0]["properties"]["contentLength"] == 5 and page[0]["properties"]["fileMode"] == "0644"
-    page, token = files.list_files(ctx, loc, recursive=True, match=None, after=0, limit=2)
+    page, token = run(files.list_files(ctx, loc, recursive=True, match=None, after=0, limit=2))
     assert [d["name"] for d in page] == ["stdout.txt", "wd"] and token == 2
-    page, token = files.list_files(ctx, loc, recursive=True, match=None, after=2, limit=2)
+    page, token = run(files.list_files(ctx, loc, recursive=True, match=None, after=2, limit=2))
     assert [d["name"] for d in page] == ["wd/out", "wd/out/a.txt"] and token is None
-    opened = files.open_file(ctx, loc, "stdout.txt")
+    opened = run(files.open_file(ctx, loc, "stdout.txt"))
     assert opened.info.size == 5
 
     async def read_all() -> bytes:
@@ -568,11 +568,11 @@ def test_task_files_are_listed_relative_to_the_task_dir(ctx: BatchContext) -> No
 
     assert run(read_all()) == b"ell"
     with pytest.raises(e.BatchError) as exc:
-        files.delete(ctx, loc, "wd", recursive=False)
+        run(files.delete(ctx, loc, "wd", recursive=False))
     assert code_of(exc) == "OperationInvalidForCurrentState"
-    files.delete(ctx, loc, "wd", recursive=True)
+    run(files.delete(ctx, loc, "wd", recursive=True))
     with pytest.raises(e.BatchError) as exc:
-        files.open_file(ctx, loc, "wd/out/a.txt")
+        run(files.open_file(ctx, loc, "wd/out/a.txt"))
     assert code_of(exc) == "FileNotFound"
 
 

@@ -148,32 +148,32 @@ def test_files_api_lists_reads_ranges_and_refuses_paths_outside_the_node(provide
         await provider.start()
         root = Path((await provider.create_node("acct", "pool", NODE)).root)
         await provider.run(spec("/bin/sh -c 'printf 0123456789; mkdir -p deep/er; echo x > deep/er/f'"))
-        names = {f.path for f in provider.list_files("pool", NODE, "workitems/j/job-1/t", recursive=True)}
+        names = {f.path for f in await provider.list_files("pool", NODE, "workitems/j/job-1/t", recursive=True)}
         assert {"workitems/j/job-1/t/stdout.txt", "workitems/j/job-1/t/wd/deep/er/f"} <= names
-        flat = {f.path for f in provider.list_files("pool", NODE, "workitems/j/job-1/t", recursive=False)}
+        flat = {f.path for f in await provider.list_files("pool", NODE, "workitems/j/job-1/t", recursive=False)}
         assert flat == {"workitems/j/job-1/t/stdout.txt", "workitems/j/job-1/t/stderr.txt", "workitems/j/job-1/t/wd"}
-        stat = provider.stat_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
+        stat = await provider.stat_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
         assert stat.size == 10 and not stat.is_directory
-        opened = provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
+        opened = await provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
         assert opened.info == stat
         assert b"".join([c async for c in opened.read(2, 5)]) == b"2345"
-        opened = provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
+        opened = await provider.open_file("pool", NODE, "workitems/j/job-1/t/stdout.txt")
         assert b"".join([c async for c in opened.read(7, None)]) == b"789"
         os.symlink("/etc", root / "shared" / "escape")
         for bad in ("../x", "/etc/passwd", "shared/escape/passwd", "shared/%2e%2e/x"):
             with pytest.raises(FileAccessError) as info:
-                provider.stat_file("pool", NODE, bad)
+                await provider.stat_file("pool", NODE, bad)
             assert info.value.code == "PathOutsideNode", bad
         for missing in ("nothing.txt", "shared/nope"):
             with pytest.raises(FileAccessError) as info:
-                provider.stat_file("pool", NODE, missing)
+                await provider.stat_file("pool", NODE, missing)
             assert info.value.code == "FileNotFound"
         with pytest.raises(FileAccessError):
-            provider.list_files("other-pool", NODE, "", recursive=False)
+            await provider.list_files("other-pool", NODE, "", recursive=False)
         with pytest.raises(FileAccessError) as info:
-            provider.delete_file("pool", NODE, "workitems/j/job-1/t/wd/deep", recursive=False)
+            await provider.delete_file("pool", NODE, "workitems/j/job-1/t/wd/deep", recursive=False)
         assert info.value.code == "DirectoryNotEmpty"
-        provider.delete_file("pool", NODE, "workitems/j/job-1/t/wd/deep", recursive=True)
+        await provider.delete_file("pool", NODE, "workitems/j/job-1/t/wd/deep", recursive=True)
         assert not (root / "workitems/j/job-1/t/wd/deep").exists()
         provider.remove_task_dir(NODE, "j", "t")
         assert not (root / "workitems/j/job-1/t").exists()
@@ -192,18 +192,18 @@ def test_files_api_follows_links_only_inside_the_node(provider: LocalProvider, t
         await provider.run(spec(f"/bin/sh -c 'echo inside > here; ln -s here in; ln -s {outside}/secret out; "
                                 f"ln -s {outside} outdir; ln -s ../wd loop'"))
         wd = "workitems/j/job-1/t/wd"
-        assert provider.stat_file("pool", NODE, f"{wd}/in").size == len("inside\n")
-        opened = provider.open_file("pool", NODE, f"{wd}/in")
+        assert (await provider.stat_file("pool", NODE, f"{wd}/in")).size == len("inside\n")
+        opened = await provider.open_file("pool", NODE, f"{wd}/in")
         assert b"".join([c async for c in opened.read(0, None)]) == b"inside\n"
         for bad in (f"{wd}/out", f"{wd}/outdir/secret"):
             with pytest.raises(FileAccessError) as info:
-                provider.open_file("pool", NODE, bad)
+                await provider.open_file("pool", NODE, bad)
             assert info.value.code == "PathOutsideNode", bad
-        listed = {f.path: f for f in provider.list_files("pool", NODE, wd, recursive=True)}
+        listed = {f.path: f for f in await provider.list_files("pool", NODE, wd, recursive=True)}
         assert set(listed) == {f"{wd}/here", f"{wd}/in", f"{wd}/loop"}  # the links out are left out
         assert listed[f"{wd}/in"].size == len("inside\n") and listed[f"{wd}/loop"].is_directory
-        provider.delete_file("pool", NODE, f"{wd}/out", recursive=False)
-        provider.delete_file("pool", NODE, f"{wd}/outdir", recursive=True)
+        await provider.delete_file("pool", NODE, f"{wd}/out", recursive=False)
+        await provider.delete_file("pool", NODE, f"{wd}/outdir", recursive=True)
         assert (outside / "secret").read_bytes() == b"s" * 4321  # the links went, not what they point at
         assert not os.path.lexists(root / wd / "out") and not os.path.lexists(root / wd / "outdir")
         await provider.stop()

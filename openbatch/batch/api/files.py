@@ -51,7 +51,7 @@ async def list_files(req: BatchRequest) -> BatchResponse:
     loc = _location(req)
     props = odata.TASK_FILE_FILTER_PROPERTIES if "jobId" in req.params else odata.NODE_FILE_FILTER_PROPERTIES
     flt = list_filter(req, "file", props)
-    docs, token = files.list_files(req.ctx, loc, recursive=_flag(req, "recursive"), match=flt,
+    docs, token = await files.list_files(req.ctx, loc, recursive=_flag(req, "recursive"), match=flt,
                                    after=req.seq_skiptoken(), limit=max_results(req))
     body: dict[str, object] = {"odata.metadata": metadata_url(req, "files", False), "value": docs}
     if token is not None:
@@ -106,7 +106,7 @@ async def _empty() -> AsyncIterator[bytes]:
 async def get_file(req: BatchRequest) -> BatchResponse:
     loc = _location(req)
     name = files.clean_path(req.params["filePath"])
-    opened = files.open_file(req.ctx, loc, name)
+    opened = await files.open_file(req.ctx, loc, name)
     try:
         return _file_response(req, loc, name, opened)
     except BaseException:
@@ -145,7 +145,7 @@ def _file_response(req: BatchRequest, loc: files.Location, name: str, opened: Op
 
 async def delete_file(req: BatchRequest) -> BatchResponse:
     loc = _location(req)
-    files.delete(req.ctx, loc, files.clean_path(req.params["filePath"]), _flag(req, "recursive"))
+    await files.delete(req.ctx, loc, files.clean_path(req.params["filePath"]), _flag(req, "recursive"))
     return no_content(200)
 
 

@@ -11,7 +11,7 @@ requests are data: they are split on ``/`` and ``\\``, and ``..`` or an absolute
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -61,9 +61,9 @@ def clean_path(path: str) -> str:
     return "/".join(parts)
 
 
-def _call(fn: Callable[..., R], *args: Any, path: str = "") -> R:
+async def _call(fn: Callable[..., Awaitable[R]], *args: Any, path: str = "") -> R:
     try:
-        return fn(*args)
+        return await fn(*args)
     except FileAccessError as exc:
         raise translate(exc, path) from None
 
@@ -132,10 +132,10 @@ def file_doc(loc: Location, name: str, f: NodeFile) -> Doc:
     }
 
 
-def list_files(ctx: BatchContext, loc: Location, *, recursive: bool, match: Callable[[Any], bool] | None,
-               after: int, limit: int) -> tuple[list[Doc], int | None]:
+async def list_files(ctx: BatchContext, loc: Location, *, recursive: bool, match: Callable[[Any], bool] | None,
+                     after: int, limit: int) -> tuple[list[Doc], int | None]:
     """A page of the entries under the location, ordered by name; skiptoken = entries consumed."""
-    entries = _call(ctx.compute.list_files, loc.pool_id, loc.node_id, loc.base, recursive, path=loc.base)
+    entries = await _call(ctx.compute.list_files, loc.pool_id, loc.node_id, loc.base, recursive, path=loc.base)
     docs = sorted((file_doc(loc, loc.name_of(f.path), f) for f in entries), key=lambda d: str(d["name"]))
     docs = [d for d in docs if d["name"]]
     page: list[Doc] = []
@@ -147,12 +147,12 @@ def list_files(ctx: BatchContext, loc: Location, *, recursive: bool, match: Call
     return page, None
 
 
-def open_file(ctx: BatchContext, loc: Location, relative: str) -> OpenedFile:
+async def open_file(ctx: BatchContext, loc: Location, relative: str) -> OpenedFile:
     """A file of the location, opened once: properties from ``.info``, bytes from ``read``."""
     path = loc.path(relative)
     if not path:
         raise e.InvalidUri("A file path is required.", {"FilePath": relative})
-    return _call(ctx.compute.open_file, loc.pool_id, loc.node_id, path, path=relative)
+    return await _call(ctx.compute.open_file, loc.pool_id, loc.node_id, path, path=relative)
 
 
 async def read(opened: OpenedFile, relative: str, start: int, end: int | None) -> AsyncIterator[bytes]:
@@ -164,9 +164,9 @@ async def read(opened: OpenedFile, relative: str, start: int, end: int | None) -
         raise translate(exc, relative) from None
 
 
-def delete(ctx: BatchContext, loc: Location, relative: str, recursive: bool) -> None:
+async def delete(ctx: BatchContext, loc: Location, relative: str, recursive: bool) -> None:
     path = loc.path(relative)
     if not path:
         raise e.InvalidUri("A file path is required.", {"FilePath": relative})
-    _call(ctx.compute.stat_file, loc.pool_id, loc.node_id, path, path=relative)
-    _call(ctx.compute.delete_file, loc.pool_id, loc.node_id, path, recursive, path=relative)
+    await _call(ctx.compute.stat_file, loc.pool_id, loc.node_id, path, path=relative)
+    await _call(ctx.compute.delete_file, loc.pool_id, loc.node_id, path, recursive, path=relative)
