@@ -12,8 +12,7 @@ import textwrap
 from pathlib import Path
 
 from tests.multihost.hosts import PREFIX, SUBNET, Network, remove_stale
-
-SCHEDULER_PORT = 8786
+from tests.multihost.servers import start_scheduler, start_worker
 
 WHO_AM_I = textwrap.dedent("""
     import json, socket, sys
@@ -93,18 +92,13 @@ DASK_CLIENT = textwrap.dedent("""
 """)
 
 
-def test_dask_workers_run_on_their_own_hosts(network: Network) -> None:
+def test_dask_workers_run_on_their_own_hosts(network: Network, scratch: Path) -> None:
     host1, *workers = network.hosts
-    scheduler_url = f"tcp://{host1.address}:{SCHEDULER_PORT}"
-    scheduler = host1.popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", host1.address,
-                             "--port", str(SCHEDULER_PORT), "--no-dashboard"], "dask-scheduler")
     try:
-        host1.wait_listening(SCHEDULER_PORT, scheduler)
+        scheduler = start_scheduler(host1)
         for host in workers:
-            host.popen([sys.executable, "-m", "distributed.cli.dask_worker", scheduler_url, "--nworkers", "1",
-                        "--nthreads", "2", "--resources", "slots=2", "--no-dashboard", "--local-directory",
-                        f"/tmp/{network.tag}-{host.name}"], "dask-worker")
-        proc = host1.python(DASK_CLIENT, scheduler_url, host1.address, timeout=120)
+            start_worker(host, scheduler, scratch, slots=2)
+        proc = host1.python(DASK_CLIENT, scheduler, host1.address, timeout=120)
         assert proc.returncode == 0, f"{proc.stderr}\n{[p.log(1500) for h in workers for p in h.procs]}"
         out = json.loads(proc.stdout)
     finally:
