@@ -36,11 +36,21 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         net.close()
 
 
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A directory outside pytest's tmp tree (which it resets to 0700, locking the task account out)."""
+def _scratch() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="openbatch-multihost-"))
     try:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory outside pytest's tmp tree (which it resets to 0700, locking the task account out)."""
+    yield from _scratch()
+
+
+@pytest.fixture(scope="module")
+def module_scratch() -> Iterator[Path]:
+    """``scratch`` for a module's fixtures."""
+    yield from _scratch()

@@ -229,6 +229,13 @@ class Host:
                                    + (f":\n{proc.log()}" if proc else ""))
             time.sleep(0.1)
 
+    def crash(self) -> None:
+        """The machine dies: SIGKILL every process on this host at once (whatever started them)."""
+        _kill_inside(self.netns)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(15)
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
