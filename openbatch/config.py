@@ -76,7 +76,10 @@ class Settings:
     blob_port: int = DEFAULT_BLOB_PORT
     batch_port: int = DEFAULT_BATCH_PORT
     accounts: dict[str, Account] = field(default_factory=lambda: accounts_from(None, None))
-    compute: str = "local"
+    compute: str = "local"  # local | dask://HOST:PORT | dask-local:N (compute/dask.py)
+    # dask: where node directories live on each worker's host ("": dask-local under the data dir,
+    # an attached cluster under each worker's local directory).
+    dask_node_root: str = ""
     # The address nodes and clients reach this server at (a name or IP, no port): what the URLs the
     # server hands out carry (auto-storage SAS URLs, AZ_BATCH_ACCOUNT_URL). Empty: ``host``, or
     # 127.0.0.1 when ``host`` is a wildcard (0.0.0.0, ::).

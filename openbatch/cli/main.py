@@ -67,6 +67,14 @@ def serve(
     body_timeout: BodyTimeout = DEFAULT_BODY_TIMEOUT,
     keep_alive_timeout: KeepAliveTimeout = DEFAULT_KEEP_ALIVE_TIMEOUT,
     max_connections_per_client: MaxConnectionsPerClient = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    compute: Annotated[str, typer.Option(
+        "--compute", envvar="OPENBATCH_COMPUTE", metavar="PROVIDER",
+        help="Where nodes run: local (this machine), dask://HOST:PORT (the workers of a running Dask "
+             "scheduler) or dask-local:N (a Dask LocalCluster of N worker processes). See docs/compute.md.")] = "local",
+    dask_node_root: Annotated[str, typer.Option(
+        "--dask-node-root", envvar="OPENBATCH_DASK_NODE_ROOT", metavar="DIR",
+        help="dask: where node directories live on each worker's host (default: dask-local under the data "
+             "dir, otherwise under each worker's local directory).")] = "",
     test_clock: Annotated[
         bool, typer.Option("--test-clock", help="For tests: let signed requests move the service's clock "
                            "forward (POST /openbatch/clock on the batch endpoint). Never in production.")
@@ -83,7 +91,14 @@ def serve(
                             batch_port=batch_port, accounts=accounts,
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
-                            max_connections_per_client=max_connections_per_client, test_clock=test_clock)
+                            max_connections_per_client=max_connections_per_client, test_clock=test_clock,
+                            compute=compute, dask_node_root=dask_node_root)
+        if compute != "local":
+            try:
+                from openbatch.compute.dask import parse_target  # lazy: Dask loads only when asked for
+            except ImportError as exc:
+                raise ConfigError(f"--compute {compute} needs Dask distributed: pip install 'openbatch[dask]'") from exc
+            parse_target(compute)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

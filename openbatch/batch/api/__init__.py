@@ -28,11 +28,10 @@ class BatchService:
 
     def __init__(self, settings: Settings, blob: Any = None):
         from openbatch.batch.engine import Engine
-        from openbatch.compute.local import LocalProvider
 
         self.settings = settings
         store = BatchStore(settings.data_dir / "batch" / "batch.db")
-        compute = LocalProvider(settings)
+        compute = _compute_provider(settings)
         self.engine = Engine(settings, store, compute)
         self.ctx = BatchContext(settings=settings, store=store, hooks=self.engine, compute=compute,
                                 samples=self.engine.autoscale)
@@ -112,6 +111,17 @@ class BatchService:
             async for chunk in resp.stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _compute_provider(settings: Settings) -> Any:
+    """The provider ``settings.compute`` names (lazy imports: Dask loads only when asked for)."""
+    if settings.compute == "local":
+        from openbatch.compute.local import LocalProvider
+
+        return LocalProvider(settings)
+    from openbatch.compute.dask import DaskProvider
+
+    return DaskProvider(settings)
 
 
 def build_batch_service(settings: Settings, blob: Any = None) -> BatchService:
