@@ -121,12 +121,13 @@ class DaskProvider:
                 dashboard_address=None, host="127.0.0.1", resources={"slots": LOCAL_SLOTS})
             address = self.cluster.scheduler_address
         self._client = await Client(address, asynchronous=True)
+        self.client.subscribe_topic("all", self._event)
         await self._refresh()
         await self._ask_held()
         registered: Any = self.client.register_plugin(NodeAgent(self.node_root, self.settings.batch_url), name=PLUGIN_NAME)
         if registered is not None:
             await registered
-        self.client.subscribe_topic("all", self._event)
+        await self._refresh()
         log.info("dask compute: scheduler %s, %d workers, node root %s", address, len(self._workers),
                  self.node_root or "{worker local directory}/openbatch-nodes")
 

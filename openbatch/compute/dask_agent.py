@@ -78,6 +78,7 @@ class NodeAgent(WorkerPlugin):
         self.session = ""
         self._files: dict[int, _Handle] = {}
         self._next = 0
+        self.closing = False
 
     # --- plugin life -----------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class NodeAgent(WorkerPlugin):
             worker.handlers[f"openbatch_{name}"] = getattr(self, f"_{name}")
 
     async def teardown(self, worker: Any) -> None:
+        self.closing = True  # the worker leaves (closed, or gave up on its scheduler): its runs are lost, not ended
         if self.host is not None:
             await self.host.stop(whole_root=False)
         for handle in self._files.values():
@@ -152,6 +154,8 @@ class NodeAgent(WorkerPlugin):
             outcome = await self._host().run(run, auto_storage)
         except NodeGone as exc:
             return {"error": "NodeGone", "message": str(exc) or "The node's directory is missing."}
+        if self.closing:
+            return {"error": "NodeGone", "message": "The node's Dask worker is closing."}
         return {"outcome": asdict(outcome)}
 
     async def _kill(self, node_id: str, session: str, key: str) -> bool:
