@@ -5,13 +5,19 @@ worker, and a pool wanting more nodes than there are workers scales the cluster.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import psutil
+import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions
 
+from tests.cli.test_quickstart import EXPECTED, run_quickstart
 from tests.dask.helpers import worker_pids
 from tests.helpers.server import LiveServer
+from tests.helpers.waiting import wait_for
 from tests.sdk.test_batch_compute import (
     ADMIN,
     blob_sas_url,
@@ -23,6 +29,16 @@ from tests.sdk.test_batch_compute import (
     output,
     sh,
 )
+
+
+@pytest.fixture(autouse=True)
+def no_pools_left(client: BatchClient) -> Iterator[None]:
+    """Each test's pools go when it ends: their workers are free for the next test's."""
+    yield
+    for pool in client.list_pools():
+        if pool.id:
+            client.begin_delete_pool(pool.id)
+    wait_for(lambda: not list(client.list_pools()), "the pools deleted")
 
 
 def test_tutorial_runs_in_the_workers(client: BatchClient, service: BlobServiceClient, server: LiveServer) -> None:
@@ -69,6 +85,8 @@ def test_tutorial_runs_in_the_workers(client: BatchClient, service: BlobServiceC
     assert {"startup/stdout.txt", "shared/count.sh"} <= node_files
     client.delete_task_file("tutorial", "Task0", "wd/parent")
     assert "wd/parent" not in {f.name for f in client.list_task_files("tutorial", "Task0", recursive=True)}
+    for name in ("application", "input", "output"):
+        service.delete_container(name)
 
 
 def test_a_pool_larger_than_the_cluster_scales_it(client: BatchClient, server: LiveServer) -> None:
@@ -80,3 +98,11 @@ def test_a_pool_larger_than_the_cluster_scales_it(client: BatchClient, server: L
     done = completed(client, "three", *(f"t{i}" for i in range(30)))
     assert all(ex(t).exit_code == 0 for t in done)
     assert len({node_of(t) for t in done}) == 3
+
+
+def test_quickstart_against_dask_local(server: LiveServer, tmp_path: Path) -> None:
+    proc = run_quickstart("--batch-url", server.batch_url, "--blob-url", server.blob_url, "--account",
+                          server.account, "--key", server.key, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name, words in EXPECTED.items():
+        assert name in proc.stdout and words in proc.stdout
