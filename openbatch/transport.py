@@ -189,6 +189,8 @@ class _SlowClientGuard(asyncio.Protocol):
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, _KeptCase):
+            cycle.transport.flush()  # a response with no body write (HEAD) has its header block held
         if cycle is not None and cycle.response_complete and cycle.more_body and self._header_since is None:
             # Answered before its body was in (an error, say): the rest of the body and the next
             # request's headers are due within the header timeout (HTTP.sys: DrainEntityBody).
@@ -246,21 +248,45 @@ class _SlowClientGuard(asyncio.Protocol):
 
 
 class _KeptCase:
-    """The transport as one response cycle writes to it: the header names an app listed under
-    ``scope[HEADER_CASE]`` (lower-case name -> name) get their case back in the header block."""
+    """The transport as one response cycle writes to it.
 
-    __slots__ = ("_transport", "_scope")
+    The header names an app listed under ``scope[HEADER_CASE]`` (lower-case name -> name) get
+    their case back in the header block. The header block is held until the cycle's next write
+    (its body, or the end of it) or close, so that a small response leaves in one send instead
+    of two (uvicorn writes the block and each body message separately).
+    """
+
+    __slots__ = ("_transport", "_scope", "_held")
 
     def __init__(self, transport: asyncio.Transport, scope: dict[str, Any]) -> None:
         self._transport = transport
         self._scope = scope
+        self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        names = self._scope.pop(HEADER_CASE, None)  # set before the header block, the first write
-        if names:
-            for lower, name in names.items():
-                data = data.replace(b"\r\n" + lower + b": ", b"\r\n" + name + b": ", 1)
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+            return
+        if data[:9] == b"HTTP/1.1 " and data[9:13] != b"100 ":  # the response's header block
+            names = self._scope.pop(HEADER_CASE, None)
+            if names:
+                for lower, name in names.items():
+                    data = data.replace(b"\r\n" + lower + b": ", b"\r\n" + name + b": ", 1)
+            self._held = data
+            return
         self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -553,9 +553,10 @@ class BlobService:
             resp = _error_response(BlobError("InternalError", "The server encountered an internal error.",
                                              status=500), req)
         if req.account in self.settings.accounts and req.method != "OPTIONS" and self._blobs is not None:
-            names = [*_ALWAYS_SENT, *(name for name, _ in resp.headers)]
-            resp.headers += cors.response_headers(self._blobs.cors_rules(req.account), req.headers.get("origin"),
-                                                  req.method, names)
+            rules = self._blobs.cors_rules(req.account)
+            if rules:
+                names = [*_ALWAYS_SENT, *(name for name, _ in resp.headers)]
+                resp.headers += cors.response_headers(rules, req.headers.get("origin"), req.method, names)
         try:
             await send_response(send, req, resp)
         except ClientGone:

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, guarded
+from openbatch.transport import HEADER_CASE, ClientTable, Guard, GuardedConfig, Limits, _KeptCase, guarded
 
 T = 0.3  # header and body timeouts, seconds
 BASES = [pytest.param(HttpToolsProtocol, id="httptools"), pytest.param(H11Protocol, id="h11")]
@@ -226,3 +226,41 @@ def test_connections_over_the_per_client_limit_are_answered_busy(base: type[asyn
 def test_guarded_classes_are_made_once() -> None:
     assert guarded(H11Protocol) is guarded(H11Protocol)
     assert issubclass(guarded(HttpToolsProtocol), HttpToolsProtocol)
+
+
+class _Sends:
+    """A transport that records each write (one write = one send)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_response_header_block_leaves_with_its_body_in_one_send() -> None:
+    sends = _Sends()
+    scope: dict[str, Any] = {HEADER_CASE: {b"x-ms-meta-abc": b"x-ms-meta-AbC"}}
+    kept = _KeptCase(cast(asyncio.Transport, sends), scope)
+    kept.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # an interim answer goes at once
+    kept.write(b"HTTP/1.1 200 OK\r\nx-ms-meta-abc: 1\r\ncontent-length: 4\r\n\r\n")
+    assert sends.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    kept.write(b"body")
+    kept.write(b"")  # the end of the body (an empty write sends nothing)
+    assert [w for w in sends.writes[1:] if w] == [b"HTTP/1.1 200 OK\r\nx-ms-meta-AbC: 1\r\ncontent-length: 4\r\n\r\nbody"]
+
+
+def test_a_header_block_without_a_body_write_leaves_on_flush_or_close() -> None:
+    sends = _Sends()
+    kept = _KeptCase(cast(asyncio.Transport, sends), {})
+    kept.write(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n")  # a HEAD answer
+    kept.flush()
+    assert sends.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n"]
+    kept.write(b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n")
+    kept.close()
+    assert sends.writes[1:] == [b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n"]
+    assert sends.closed
