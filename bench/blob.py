@@ -1,6 +1,7 @@
 """Blob throughput, openbatch vs Azurite, through azure-storage-blob 12, side by side in one run.
 
-Both servers run at once and the repeats alternate between them, so machine noise hits both alike.
+Both servers run at once; the repeats alternate between them, and within a repeat the small
+requests alternate in blocks of 50, so machine noise hits both alike.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -40,9 +41,8 @@ def _container(conn: str) -> ContainerClient:
     return client.create_container(f"bench{uuid.uuid4().hex[:12]}")
 
 
-def measure_once(container: ContainerClient, payload: bytes, sizes: Sizes, tag: str) -> dict[str, float]:
-    """MB/s for a big upload and download (4 MiB blocks, concurrency 4); ops/s for 4 KiB puts and
-    gets, and for sequential 1 KiB range reads of the big blob (what columnar readers do)."""
+def measure_big(container: ContainerClient, payload: bytes, tag: str) -> dict[str, float]:
+    """MB/s for a big upload and download (4 MiB blocks, concurrency 4)."""
     blob = container.get_blob_client(f"big-{tag}")
     t = time.perf_counter()
     blob.upload_blob(payload, overwrite=True, max_concurrency=4)
@@ -52,21 +52,48 @@ def measure_once(container: ContainerClient, payload: bytes, sizes: Sizes, tag: 
     down = len(data) / MIB / (time.perf_counter() - t)
     if data != payload:
         raise AssertionError("downloaded bytes differ from the upload")
-    t = time.perf_counter()
-    for n in range(sizes.range_count):
-        blob.download_blob(offset=(n * 1024) % len(payload), length=1024).readall()
-    ranges = sizes.range_count / (time.perf_counter() - t)
+    return {"upload_mb_s": up, "download_mb_s": down}
+
+
+def small_operations(container: ContainerClient, payload: bytes, sizes: Sizes,
+                     tag: str) -> dict[str, Callable[[int], None]]:
+    """The small requests, each a function of its sequence number: sequential 1 KiB range reads
+    of the big blob (what columnar readers do), 4 KiB puts, and gets of what was put."""
+    big = container.get_blob_client(f"big-{tag}")
     small = payload[:4096]
-    names = [f"small-{tag}-{n}" for n in range(sizes.small_count)]
-    t = time.perf_counter()
-    for name in names:
-        container.upload_blob(name, small, overwrite=True)
-    puts = len(names) / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for name in names:
-        container.get_blob_client(name).download_blob().readall()
-    gets = len(names) / (time.perf_counter() - t)
-    return dict(zip(FIGURES, (up, down, puts, gets, ranges), strict=True))
+
+    def range_read(n: int) -> None:
+        big.download_blob(offset=(n * 1024) % len(payload), length=1024).readall()
+
+    def put(n: int) -> None:
+        container.upload_blob(f"small-{tag}-{n}", small, overwrite=True)
+
+    def get(n: int) -> None:
+        container.get_blob_client(f"small-{tag}-{n}").download_blob().readall()
+
+    return {"range_1k_s": range_read, "put_4k_s": put, "get_4k_s": get}
+
+
+def measure_small(targets: dict[str, dict[str, Callable[[int], None]]], sizes: Sizes) -> dict[str, dict[str, float]]:
+    """Ops/s of each small operation for each target, the targets taking turns in blocks of
+    ``BLOCK`` requests so that a burst of machine noise hits them alike."""
+    counts = {"range_1k_s": sizes.range_count, "put_4k_s": sizes.small_count, "get_4k_s": sizes.small_count}
+    rates: dict[str, dict[str, float]] = {name: {} for name in targets}
+    for figure, count in counts.items():
+        spent = dict.fromkeys(targets, 0.0)
+        for first in range(0, count, BLOCK):
+            for name, ops in targets.items():
+                op = ops[figure]
+                t = time.perf_counter()
+                for n in range(first, min(first + BLOCK, count)):
+                    op(n)
+                spent[name] += time.perf_counter() - t
+        for name in targets:
+            rates[name][figure] = count / spent[name]
+    return rates
+
+
+BLOCK = 50
 
 
 @contextlib.contextmanager
@@ -86,9 +113,13 @@ def run(sizes: Sizes, with_azurite: bool = True) -> Report:
     with _targets(with_azurite) as targets:
         containers = {name: _container(conn) for name, conn in targets.items()}
         for i in range(sizes.repeats):
+            results: dict[str, dict[str, float]] = {}
             for name, container in containers.items():
-                result = measure_once(container, payload, sizes, str(i))
-                for key, value in result.items():
+                results[name] = measure_big(container, payload, str(i))
+            small = measure_small({name: small_operations(c, payload, sizes, str(i))
+                                   for name, c in containers.items()}, sizes)
+            for name in containers:
+                for key, value in {**results[name], **small[name]}.items():
                     samples.setdefault(name, {}).setdefault(key, []).append(value)
         for container in containers.values():
             container.delete_container()
