@@ -623,14 +623,13 @@ class MetaStore:
 
     def parts(self, blob_id: int, start: int = 0, end: int | None = None) -> list[Part]:
         """The parts of a blob overlapping bytes ``[start, end)``, in order."""
-        first = start
-        if start > 0:
-            row = self.db.execute(
-                "SELECT MAX(pos) FROM parts WHERE blob_id = ? AND pos <= ?", (blob_id, start)
-            ).fetchone()
-            first = row[0] if row and row[0] is not None else 0
-        sql = f"SELECT {_PART_COLUMNS} FROM parts WHERE blob_id = ? AND pos >= ?"
-        args: list[object] = [blob_id, first]
+        if start > 0:  # from the part that holds ``start``: one statement, the common read of a range
+            sql = (f"SELECT {_PART_COLUMNS} FROM parts WHERE blob_id = ? AND pos >= "
+                   "(SELECT COALESCE(MAX(pos), 0) FROM parts WHERE blob_id = ? AND pos <= ?)")
+            args: list[object] = [blob_id, blob_id, start]
+        else:
+            sql = f"SELECT {_PART_COLUMNS} FROM parts WHERE blob_id = ? AND pos >= 0"
+            args = [blob_id]
         if end is not None:
             sql += " AND pos < ?"
             args.append(end)
