@@ -178,6 +178,7 @@ def http_date() -> str:
     return _date_cache[1]
 
 
+@lru_cache(maxsize=256)  # every signed request parses its date; a client sends the same one for a second
 def parse_rfc1123(value: str) -> datetime | None:
     """Parse an HTTP date; None when it is not one."""
     try:
