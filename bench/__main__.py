@@ -1,4 +1,5 @@
-"""``python -m bench {spawn,tasks,blob,scale,quickstart,load,all} [--smoke] [--out DIR] [--no-azurite]``."""
+"""``python -m bench {spawn,tasks,blob,scale,quickstart,load,all} [--smoke] [--out DIR] [--no-azurite]
+[--compute PROVIDER]``."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark works")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
     parser.add_argument("--no-azurite", action="store_true", help="blob: measure openbatch only")
+    parser.add_argument("--compute", action="append", default=[], metavar="PROVIDER",
+                        help="tasks: also measure this --compute (e.g. dask-local:2) beside the local provider")
     args = parser.parse_args(argv)
     names = ["spawn", "tasks", "blob", "scale", "quickstart", "load"] if args.name == "all" else [args.name]
     for name in names:
         if name == "spawn":
             report = _spawn(args.smoke)
         elif name == "tasks":
-            report = tasks.run(tasks.SMOKE if args.smoke else tasks.Sizes())
+            report = tasks.run(tasks.SMOKE if args.smoke else tasks.Sizes(), args.compute)
         elif name == "blob":
             report = blob.run(blob.SMOKE if args.smoke else blob.Sizes(), with_azurite=not args.no_azurite)
         elif name == "scale":

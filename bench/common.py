@@ -109,10 +109,10 @@ def hwm_mb(pid: int) -> float:
 
 
 @contextmanager
-def openbatch_server() -> Iterator[LiveServer]:
-    """A fresh server on free ports with a temp data dir, stopped afterwards."""
+def openbatch_server(extra_args: list[str] | None = None) -> Iterator[LiveServer]:
+    """A fresh server on free ports with a temp data dir (``serve`` given ``extra_args``), stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="openbatch-bench-") as tmp:
-        server = LiveServer(Path(tmp) / "data").start()
+        server = LiveServer(Path(tmp) / "data", extra_args=extra_args).start(timeout=60)
         try:
             yield server
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bench import batchflow
 from bench.common import Report, openbatch_server, percentile
@@ -22,9 +23,42 @@ class Sizes:
 SMOKE = Sizes(tasks=40, spawn_count=100, idle_tasks=5)
 
 
-def run(sizes: Sizes) -> Report:
+def run(sizes: Sizes, computes: list[str] | None = None) -> Report:
+    """The local provider, then each of ``computes`` (``--compute`` values, e.g. dask-local:2), in one run."""
     raw_before = spawn_rate(sizes.spawn_count)
-    with openbatch_server() as server:
+    measured = {name: _measure(sizes, name) for name in ["local", *(c for c in computes or [] if c != "local")]}
+    raw_after = spawn_rate(sizes.spawn_count)
+    raw = max([*raw_before.values(), *raw_after.values()])
+    report = Report("tasks", ["figure", "value"])
+    for name, figures in measured.items():
+        label = "" if name == "local" else f" ({name})"
+        throughput = figures["throughput"]
+        report.add(f"tasks/s end to end ({sizes.tasks} x /bin/true, {sizes.nodes} nodes x {sizes.slots} slots){label}",
+                   throughput)
+        if name == "local":
+            report.add("raw spawns/s (best of asyncio/uvloop, before and after)", raw)
+        report.add(f"ratio tasks/s : raw spawns/s{label}", throughput / raw)
+        if name != "local":
+            report.add(f"ratio tasks/s{label} : tasks/s (local)", throughput / measured["local"]["throughput"])
+        report.add(f"task adds/s (create_tasks, 100 per call, 4 threads){label}", sizes.tasks / figures["add_seconds"])
+        report.add(f"idle pool: add -> running p50 (ms, {sizes.idle_tasks} tasks one at a time){label}",
+                   percentile(figures["idle"], 50))
+        report.add(f"idle pool: add -> running p99 (ms){label}", percentile(figures["idle"], 99))
+        report.add(f"add -> running p50 (ms){label}", percentile(figures["to_running"], 50))
+        report.add(f"add -> running p99 (ms){label}", percentile(figures["to_running"], 99))
+        report.add(f"add -> completed p50 (ms){label}", percentile(figures["to_done"], 50))
+        report.add(f"add -> completed p99 (ms){label}", percentile(figures["to_done"], 99))
+    local = measured["local"]
+    report.details = {"sizes": sizes.__dict__, "raw_before": raw_before, "raw_after": raw_after,
+                      "throughput": local["throughput"], "add_seconds": local["add_seconds"],
+                      "idle_latencies_ms": local["idle"],
+                      "computes": {n: {k: f[k] for k in ("throughput", "add_seconds", "idle")} for n, f in measured.items()}}
+    return report
+
+
+def _measure(sizes: Sizes, compute: str) -> dict[str, Any]:
+    args = [] if compute == "local" else ["--compute", compute]
+    with openbatch_server(args) as server:
         client = batchflow.client_for(server)
         batchflow.create_pool(client, "benchpool", sizes.nodes, sizes.slots)
         batchflow.create_job(client, "benchjob", "benchpool")
@@ -34,24 +68,9 @@ def run(sizes: Sizes) -> Report:
         add_seconds = batchflow.add_tasks(client, "benchjob", sizes.tasks)
         batchflow.wait_completed(client, "benchjob", sizes.tasks, timeout=max(120, sizes.tasks / 20))
         times = batchflow.task_times(client, "benchjob")
-    raw_after = spawn_rate(sizes.spawn_count)
     last_end = max(t["ended"] for t in times if t["ended"])
-    throughput = sizes.tasks / (last_end - t0)
-    raw = max([*raw_before.values(), *raw_after.values()])
-    to_running = [(t["started"] - t["created"]) * 1000 for t in times if t["started"]]
-    to_done = [(t["ended"] - t["created"]) * 1000 for t in times if t["ended"]]
-    report = Report("tasks", ["figure", "value"])
-    report.add(f"tasks/s end to end ({sizes.tasks} x /bin/true, {sizes.nodes} nodes x {sizes.slots} slots)",
-               throughput)
-    report.add("raw spawns/s (best of asyncio/uvloop, before and after)", raw)
-    report.add("ratio tasks/s : raw spawns/s", throughput / raw)
-    report.add("task adds/s (create_tasks, 100 per call, 4 threads)", sizes.tasks / add_seconds)
-    report.add(f"idle pool: add -> running p50 (ms, {sizes.idle_tasks} tasks one at a time)", percentile(idle, 50))
-    report.add("idle pool: add -> running p99 (ms)", percentile(idle, 99))
-    report.add("add -> running p50 (ms)", percentile(to_running, 50))
-    report.add("add -> running p99 (ms)", percentile(to_running, 99))
-    report.add("add -> completed p50 (ms)", percentile(to_done, 50))
-    report.add("add -> completed p99 (ms)", percentile(to_done, 99))
-    report.details = {"sizes": sizes.__dict__, "raw_before": raw_before, "raw_after": raw_after,
-                      "throughput": throughput, "add_seconds": add_seconds, "idle_latencies_ms": idle}
-    return report
+    return {
+        "throughput": sizes.tasks / (last_end - t0), "add_seconds": add_seconds, "idle": idle,
+        "to_running": [(t["started"] - t["created"]) * 1000 for t in times if t["started"]],
+        "to_done": [(t["ended"] - t["created"]) * 1000 for t in times if t["ended"]],
+    }
