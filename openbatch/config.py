@@ -95,6 +95,9 @@ class Settings:
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
     # Tests only: serve /openbatch/clock on the batch endpoint, to move the service's clock forward.
     test_clock: bool = False
+    # The web dashboard at / of the batch endpoint (openbatch/ui), and whether it may change anything.
+    ui: bool = True
+    ui_actions: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()

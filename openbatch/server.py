@@ -49,7 +49,11 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.test_clock:
         clock.SERVICE.keep_in(settings.data_dir / "test-clock")
     blob = build_blob_service(settings)
-    batch = build_batch_service(settings, blob)
+    batch: Service = build_batch_service(settings, blob)
+    if settings.ui:  # the dashboard answers / and /ui/ of the batch port, the REST API the rest
+        from openbatch.ui import Dashboard
+
+        batch = Dashboard(settings, batch, blob)
     return Runtime(settings=settings, services={"blob": blob, "batch": batch})
 
 

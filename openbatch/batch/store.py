@@ -182,13 +182,21 @@ class BatchStore:
         self.db.execute("DELETE FROM tasks WHERE account = ? AND job = ?", (account, job_id.lower()))
 
     def page_tasks(
-        self, account: str, job_id: str, *, after_seq: int = 0, state: str | None = None, limit: int = 1000
+        self, account: str, job_id: str, *, after_seq: int = 0, state: str | None = None, limit: int = 1000,
+        result: str | None = None,
     ) -> list[Doc]:
-        """Tasks of a job in submission order, ``seq > after_seq``, optionally of one state."""
+        """Tasks of a job in submission order, ``seq > after_seq``, optionally of one state (and,
+        with ``result``, of one execution result: the dashboard's "failed only")."""
         if state is None:
             cur = self.db.execute(
                 "SELECT doc FROM tasks WHERE account = ? AND job = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (account, job_id.lower(), after_seq, limit),
+            )
+        elif result is not None:
+            cur = self.db.execute(
+                "SELECT doc FROM tasks WHERE account = ? AND job = ? AND state = ? AND seq > ? AND result = ? "
+                "ORDER BY seq LIMIT ?",
+                (account, job_id.lower(), state, after_seq, result, limit),
             )
         else:
             cur = self.db.execute(

@@ -166,6 +166,10 @@ class Blobs:
         leases.check_read(c.lease, lease_id, now_us(), "Container")
         return c
 
+    def container_usage(self, account: str, name: str) -> tuple[int, int]:
+        """(blobs, bytes) the container holds now (the dashboard's overview)."""
+        return self.meta.container_usage(self.container(account, name).id)
+
     def find_container(self, account: str, name: str) -> Container | None:
         return self.meta.get_container(account, name)
 

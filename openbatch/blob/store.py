@@ -404,6 +404,13 @@ class MetaStore:
         self.db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
         return extents
 
+    def container_usage(self, container_id: int) -> tuple[int, int]:
+        """(blobs, bytes) of a container's current blobs (not snapshots, versions or deleted ones)."""
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs WHERE container_id = ? AND committed = 1 "
+            "AND stamp = ''", (container_id,)).fetchone()
+        return int(row[0]), int(row[1])
+
     def container_account(self, container_id: int) -> str | None:
         row = self.db.execute("SELECT account FROM containers WHERE id = ?", (container_id,)).fetchone()
         return str(row[0]) if row else None

@@ -79,6 +79,12 @@ def serve(
         bool, typer.Option("--test-clock", help="For tests: let signed requests move the service's clock "
                            "forward (POST /openbatch/clock on the batch endpoint). Never in production.")
     ] = False,
+    ui: Annotated[bool, typer.Option(
+        "--ui/--no-ui", help="Serve the web dashboard at / of the batch endpoint (no login: it listens where "
+                             "the batch endpoint listens).")] = True,
+    ui_actions: Annotated[bool, typer.Option(
+        "--ui-actions", help="Let the dashboard terminate/delete jobs, reactivate tasks, resize pools and "
+                             "reboot nodes (read-only without it).")] = False,
 ) -> None:
     """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
     from openbatch.server import Runtime, run
@@ -92,7 +98,7 @@ def serve(
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock,
-                            compute=compute, dask_node_root=dask_node_root)
+                            compute=compute, dask_node_root=dask_node_root, ui=ui, ui_actions=ui_actions)
         if compute != "local":
             try:
                 from openbatch.compute.dask import parse_target  # lazy: Dask loads only when asked for
@@ -108,6 +114,9 @@ def serve(
         typer.echo(f"blob  endpoint {settings.blob_url}/{{account}}  accounts: {names}")
         typer.echo(f"batch endpoint {settings.batch_url}  accounts: {names}")
         typer.echo(f"data dir {settings.data_dir}")
+        if settings.ui:
+            mode = "actions on" if settings.ui_actions else "read-only"
+            typer.echo(f"dashboard {settings.batch_url}/  ({mode})")
         sys.stdout.flush()
 
     try:

@@ -319,10 +319,12 @@ async def add_task_collection(ctx: BatchContext, account: str, job_id: str, bodi
 
 
 def list_tasks(ctx: BatchContext, account: str, job_id: str, *, match: Callable[[Doc], bool] | None,
-               state: str | None, after: int, limit: int, scan_budget: int = 20_000) -> tuple[list[Doc], int | None]:
+               state: str | None, after: int, limit: int, scan_budget: int = 20_000,
+               result: str | None = None) -> tuple[list[Doc], int | None]:
     """A page of the job's tasks in submission order and the skiptoken (a ``_seq``) of the next page.
 
-    ``state`` pre-filters on the store's state index; ``match`` is the rest of the $filter. At
+    ``state`` pre-filters on the store's state index (``result`` too, with a state); ``match`` is
+    the rest of the $filter. At
     most ``scan_budget`` tasks are examined per page, so a rare match over a huge job returns a
     short (even empty) page with a next link rather than holding the server.
     """
@@ -331,7 +333,7 @@ def list_tasks(ctx: BatchContext, account: str, job_id: str, *, match: Callable[
     scanned = 0
     while scanned < scan_budget:
         want = limit if match is None else max(limit, 1000)
-        batch = ctx.store.page_tasks(account, job_id, after_seq=after, state=state, limit=want)
+        batch = ctx.store.page_tasks(account, job_id, after_seq=after, state=state, limit=want, result=result)
         for doc in batch:
             after = int(doc["_seq"])
             if match is None or match(doc):
