@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from openbatch.common import clock
+from openbatch.common.instance import DataDirLock, Endpoints, write_endpoints
 from openbatch.config import Settings
 from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
 
@@ -65,11 +68,22 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+class PortInUse(OSError):
+    """An endpoint's port is taken: the message names the port, the address and the flag that moves it."""
+
+
+def _bind(host: str, port: int, name: str = "") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        flag = f" (choose another with --{name}-port)" if name else ""
+        raise PortInUse(f"{name or 'the'} port {port} on {host} is already in use{flag}") from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -78,11 +92,25 @@ def _bind(host: str, port: int) -> socket.socket:
 async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None = None,
                 stop_event: asyncio.Event | None = None) -> None:
     """Run both endpoints until SIGINT/SIGTERM (or ``stop_event``), then stop cleanly."""
+    lock = DataDirLock(settings.data_dir).acquire()
+    try:
+        await _serve_locked(settings, on_ready, stop_event)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] | None,
+                        stop_event: asyncio.Event | None) -> None:
+    sockets = {"blob": _bind(settings.host, settings.blob_port, "blob")}
+    try:
+        sockets["batch"] = _bind(settings.host, settings.batch_port, "batch")
+    except OSError:
+        sockets["blob"].close()
+        raise
+    # The ports are ours and listening (connections wait in the backlog until the services start).
+    write_endpoints(settings.data_dir, Endpoints(settings.batch_url, settings.blob_url,
+                                                 next(iter(settings.accounts)), os.getpid()))
     runtime = build_runtime(settings)
-    sockets = {
-        "blob": _bind(settings.host, settings.blob_port),
-        "batch": _bind(settings.host, settings.batch_port),
-    }
     for service in runtime.services.values():
         await service.start()
     servers = []

@@ -107,17 +107,21 @@ def _upload_one(client: ContainerClient, path: Path, blob_name: str, overwrite: 
 def blob_download(
     conn: Connection, container: Container,
     blob: Annotated[str, typer.Argument(help="Blob name.")],
-    dest: Annotated[Path | None, typer.Argument(help="File or directory (default: ./NAME; - = stdout).")] = None,
+    dest: Annotated[str | None, typer.Argument(
+        help="File, or directory: an existing one or a path ending in / (made if missing); default ./NAME; "
+             "- = stdout.", show_default=False)] = None,
 ) -> None:
     """Download a blob to a file (or stdout)."""
     client = conn.blob().get_blob_client(container, blob)
-    if dest is not None and str(dest) == "-":
+    if dest == "-":
         client.download_blob().readinto(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    target = dest or Path(blob.rsplit("/", 1)[-1])
-    if target.is_dir():
-        target = target / blob.rsplit("/", 1)[-1]
+    name = blob.rsplit("/", 1)[-1]
+    target = Path(dest) if dest else Path(name)
+    if target.is_dir() or (dest or "").endswith("/"):  # Path() drops the trailing slash: look at the text
+        target = target / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     size = int(client.get_blob_properties().size)
     partial = target.with_name(target.name + ".part")
     with partial.open("wb") as out, _progress(f"↓ {blob}", size) as hook:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from openbatch.common.instance import running_endpoints
 from openbatch.config import DEFAULT_BATCH_PORT, DEFAULT_BLOB_PORT, DEV_ACCOUNT, DEV_KEY
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ ENV_BATCH_URL = "OPENBATCH_BATCH_URL"
 ENV_BLOB_URL = "OPENBATCH_BLOB_URL"
 ENV_ACCOUNT = "OPENBATCH_ACCOUNT"
 ENV_KEY = "OPENBATCH_KEY"
+ENV_DEBUG = "OPENBATCH_DEBUG"  # set by --debug: unexpected errors print their traceback
+PANEL = "Connection (default: the server running on $OPENBATCH_DATA_DIR or ~/.openbatch)"
 DEFAULT_BATCH_URL = f"http://127.0.0.1:{DEFAULT_BATCH_PORT}"
 
 
@@ -49,8 +52,13 @@ class Connection:
     @classmethod
     def resolve(cls, batch_url: str | None = None, blob_url: str | None = None,
                 account: str | None = None, key: str | None = None) -> Connection:
-        """Flags win; typer already filled unset flags from the environment; then the local defaults."""
-        name = account or DEV_ACCOUNT
+        """Flags win; typer already filled unset flags from the environment; then the endpoints of the
+        server running on the data dir ($OPENBATCH_DATA_DIR or ~/.openbatch); then the local defaults."""
+        running = running_endpoints() if not (batch_url and blob_url) else None
+        name = account or (running.account if running else DEV_ACCOUNT)
+        if running is not None:
+            batch_url = batch_url or running.batch_url
+            blob_url = blob_url or f"{running.blob_url.rstrip('/')}/{name}"
         return cls(
             batch_url=(batch_url or DEFAULT_BATCH_URL).rstrip("/"),
             blob_url=(blob_url or default_blob_url(name)).rstrip("/"),
@@ -92,19 +100,19 @@ class Connection:
 
 
 BatchUrlOption = Annotated[
-    str | None, typer.Option("--batch-url", envvar=ENV_BATCH_URL, show_default=False,
+    str | None, typer.Option("--batch-url", envvar=ENV_BATCH_URL, rich_help_panel=PANEL, show_default=False,
                              help=f"Batch endpoint (default: {DEFAULT_BATCH_URL}).")
 ]
 BlobUrlOption = Annotated[
-    str | None, typer.Option("--blob-url", envvar=ENV_BLOB_URL, show_default=False,
+    str | None, typer.Option("--blob-url", envvar=ENV_BLOB_URL, rich_help_panel=PANEL, show_default=False,
                              help=f"Blob endpoint incl. the account (default: {default_blob_url(DEV_ACCOUNT)}).")
 ]
 AccountOption = Annotated[
-    str | None, typer.Option("--account", envvar=ENV_ACCOUNT, show_default=False,
+    str | None, typer.Option("--account", envvar=ENV_ACCOUNT, rich_help_panel=PANEL, show_default=False,
                              help=f"Account name (default: {DEV_ACCOUNT}).")
 ]
 KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar=ENV_KEY, show_default=False, show_envvar=True,
+    str | None, typer.Option("--key", envvar=ENV_KEY, rich_help_panel=PANEL, show_default=False, show_envvar=True,
                              help="Account key (base64; default: the emulator key).")
 ]
 
@@ -141,7 +149,22 @@ def describe_error(exc: BaseException) -> str:
     message = message or _first_line_of(exc.message)
     message = message or exc.reason or "no details"
     status = f" (HTTP {exc.status_code})" if exc.status_code else ""
-    return f"{code or 'Error'}: {message}{status}"
+    detail = _auth_detail(exc)
+    return f"{code or 'Error'}: {message}{status}" + (f"\n  {detail}" if detail else "")
+
+
+def _auth_detail(exc: Any) -> str:
+    """The server's AuthenticationErrorDetail: it tells a wrong account from a wrong key."""
+    error = getattr(exc, "error", None)
+    for item in getattr(error, "details", None) or []:  # Batch: odata.error values
+        if getattr(item, "code", None) == "AuthenticationErrorDetail" and getattr(item, "message", None):
+            return _first_line_of(item.message)
+    info = getattr(exc, "additional_info", None)  # Blob: extra elements of the XML error
+    if isinstance(info, dict):
+        for key, value in info.items():
+            if str(key).lower() == "authenticationerrordetail" and value:
+                return _first_line_of(value)
+    return ""
 
 
 def _error_from_body(response: object) -> tuple[str | None, str]:
@@ -181,6 +204,8 @@ def reporting_errors() -> Iterator[None]:
 
     try:
         yield
+    except typer.Exit:  # a command's own exit code
+        raise
     except HttpResponseError as exc:
         _fail(describe_error(exc))
     except AzureError as exc:  # ServiceRequestError, connection refused, timeouts ...
@@ -188,9 +213,9 @@ def reporting_errors() -> Iterator[None]:
     except (CliError, ValueError, OSError) as exc:
         _fail(_first_line(exc))
     except Exception as exc:  # a bug here or an SDK surprise: still one line, unless debugging
-        if os.environ.get("OPENBATCH_DEBUG"):
+        if os.environ.get(ENV_DEBUG):
             raise
-        _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (set OPENBATCH_DEBUG=1 for a traceback)")
+        _fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (run with --debug for a traceback)")
 
 
 def _first_line(exc: BaseException) -> str:

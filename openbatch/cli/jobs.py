@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
@@ -10,7 +12,17 @@ import typer
 
 from openbatch.cli import inputs
 from openbatch.cli.connection import CliError, Connection, as_text, command
-from openbatch.cli.output import Column, OutputFormat, OutputOption, done, show_list, show_one
+from openbatch.cli.output import (
+    Column,
+    OutputFormat,
+    OutputOption,
+    as_rest,
+    done,
+    note,
+    pick,
+    show_list,
+    show_one,
+)
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient, models
@@ -32,6 +44,7 @@ TaskId = Annotated[str, typer.Argument(help="Task id.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until the operation has finished.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait with --wait.")]
 Filter = Annotated[str | None, typer.Option("--filter", help="OData $filter, e.g. \"state eq 'completed'\".")]
+DEFAULT_TOP = 1000
 JsonFile = Annotated[Path | None, typer.Option("--json", help="Body in the REST shape (- = stdin).")]
 
 
@@ -185,18 +198,35 @@ def _create_from_json(client: BatchClient, job_id: str, task_id: str | None, pat
     done(f"added {len(data)} task(s) to job {job_id}")
 
 
+class TaskState(StrEnum):
+    active = "active"
+    preparing = "preparing"
+    running = "running"
+    completed = "completed"
+
+
 @task_app.command("list")
 @command
 def task_list(
     conn: Connection, job_id: JobId, filter: Filter = None,
-    state: Annotated[str | None, typer.Option("--state", help="active, preparing, running or completed.")] = None,
+    state: Annotated[TaskState | None, typer.Option("--state", help="Only tasks in this state.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only completed tasks that failed.")] = False,
+    top: Annotated[int, typer.Option("--top", min=0, metavar="N",
+                                     help="At most N tasks (0: all of them).")] = DEFAULT_TOP,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """List the tasks of a job."""
+    """List the tasks of a job (the first 1,000 unless --top says otherwise)."""
+    clauses = [f"({filter})"] if filter else []
     if state:
-        clause = f"state eq '{state}'"
-        filter = f"({filter}) and {clause}" if filter else clause
-    show_list(conn.batch().list_tasks(job_id, filter=filter), TASK_COLUMNS, output, title="Tasks")
+        clauses.append(f"state eq '{state.value}'")
+    if failed:
+        clauses.append("executionInfo/result eq 'failure'")
+    tasks = conn.batch().list_tasks(job_id, filter=" and ".join(clauses) or None,
+                                    max_results=min(top, 1000) if top else None)
+    shown = show_list(itertools.islice(tasks, top + 1) if top else tasks, TASK_COLUMNS, output,
+                      title="Tasks", limit=top)
+    if top and shown > top:
+        note(f"showing the first {top} tasks; --top N for more (0: all), or `openbatch job show {job_id}` for counts")
 
 
 @task_app.command("show")
@@ -230,12 +260,36 @@ def task_logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the task completes.")] = False,
 ) -> None:
     """Print a task's stdout.txt (or stderr.txt), optionally following it until the task completes."""
+    from azure.core.exceptions import ResourceNotFoundError
+
     name = "stderr.txt" if stderr else "stdout.txt"
     client = conn.batch()
-    if not follow:
-        _write(sys.stdout.buffer, client.download_task_file(job_id, task_id, name))
+    if follow:
+        follow_file(client, job_id, task_id, name, sys.stdout.buffer)
+        written = -1
+    else:
+        try:
+            written = _write(sys.stdout.buffer, client.download_task_file(job_id, task_id, name))
+        except ResourceNotFoundError:
+            written = None  # no task directory: it never ran (resource files, a missing node ...)
+    if not written:
+        _explain_failure(client, job_id, task_id, name, missing=written is None)
+
+
+def _explain_failure(client: BatchClient, job_id: str, task_id: str, name: str, missing: bool) -> None:
+    """A task with no output: say why it failed (failureInfo), or that there is nothing yet."""
+    task = client.get_task(job_id, task_id, select=["state", "executionInfo"])
+    doc = as_rest(task)
+    info = pick(doc, "executionInfo.failureInfo")
+    if isinstance(info, dict):
+        lines = [f"task {task_id} failed: {info.get('code', '')}: {info.get('message', '')}"]
+        lines += [f"  {d.get('name')}: {d.get('value')}" for d in info.get("details") or [] if isinstance(d, dict)]
+        if missing:
+            raise CliError("\n".join(lines))
+        note("\n".join(lines))  # an empty file: said on stderr, the command itself worked
         return
-    follow_file(client, job_id, task_id, name, sys.stdout.buffer)
+    if missing:
+        raise CliError(f"task {task_id} has no {name} (state {as_text(task.state)}): it has not run yet")
 
 
 def follow_file(client: BatchClient, job_id: str, task_id: str, name: str, out: BinaryIO) -> None:

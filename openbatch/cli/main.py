@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Annotated
 
 import typer
 
+from openbatch import __version__
 from openbatch.cli.commands import register
+from openbatch.cli.connection import ENV_DEBUG
+from openbatch.common.instance import DataDirInUse, default_data_dir
 from openbatch.config import (
     DEFAULT_BATCH_PORT,
     DEFAULT_BLOB_PORT,
@@ -22,7 +26,9 @@ from openbatch.config import (
     accounts_from,
 )
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.",
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  pretty_exceptions_show_locals=False)  # locals may hold an account key
 
 # Slow and broken clients: the defaults are those of Azure's front ends (docs/getting-started.md).
 HeaderTimeout = Annotated[float, typer.Option(
@@ -40,9 +46,24 @@ MaxConnectionsPerClient = Annotated[int, typer.Option(
          "503 ServerBusy. 0: no limit.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"openbatch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar=ENV_DEBUG,
+                                        help="Print the full traceback of an unexpected error.")] = False,
+) -> None:
     """Self-hosted Azure Batch and Azure Blob Storage, wire-compatible with the official SDKs."""
+    if debug:
+        os.environ[ENV_DEBUG] = "1"
+    else:  # the SDKs log tracebacks of their own (e.g. "Ran into a deserialization error"): --debug shows them
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
 
 
 @app.command()
@@ -92,7 +113,7 @@ def serve(
     try:
         accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
         if data_dir is None:
-            data_dir = Path(os.environ.get("OPENBATCH_DATA_DIR", str(Path.home() / ".openbatch")))
+            data_dir = default_data_dir()
         settings = Settings(data_dir=data_dir, host=host, advertise_host=advertise_host, blob_port=blob_port,
                             batch_port=batch_port, accounts=accounts,
                             header_timeout=header_timeout, body_timeout=body_timeout,
@@ -121,7 +142,7 @@ def serve(
 
     try:
         run(settings, ready)
-    except OSError as exc:
+    except (OSError, DataDirInUse) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 

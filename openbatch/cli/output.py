@@ -84,12 +84,16 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def show_list(items: Iterable[Any], columns: list[Column], output: OutputFormat, title: str | None = None) -> int:
-    """Print a list; returns how many items there were."""
+def show_list(items: Iterable[Any], columns: list[Column], output: OutputFormat, title: str | None = None,
+              limit: int = 0) -> int:
+    """Print a list (its first ``limit`` items, 0: all); returns how many items there were."""
     docs = [as_rest(item) for item in items]
+    count = len(docs)
+    if limit:
+        docs = docs[:limit]
     if output is OutputFormat.json:
         print_json(docs)
-        return len(docs)
+        return count
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for header, _ in columns:
         table.add_column(header, overflow="fold")
@@ -100,7 +104,7 @@ def show_list(items: Iterable[Any], columns: list[Column], output: OutputFormat,
         out.print(table)
     else:
         out.print(f"[dim]no {title.lower() if title else 'items'}[/]")
-    return len(docs)
+    return count
 
 
 def flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -131,3 +135,8 @@ def show_one(item: Any, output: OutputFormat) -> None:
 def done(message: str) -> None:
     """A one-line confirmation of an action, on stdout."""
     console().print(f"[green]✓[/] {escape(message)}")
+
+
+def note(message: str) -> None:
+    """A hint on stderr (so it never mixes with ``--output json`` on stdout)."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[dim]{escape(message)}[/]")

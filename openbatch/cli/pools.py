@@ -150,6 +150,7 @@ def node_list(conn: Connection, pool_id: PoolId, filter: Filter = None,
 
 
 NodeId = Annotated[str, typer.Argument(help="Node id.")]
+REBOOT_KINDS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 
 
 @node_app.command("show")
@@ -161,10 +162,21 @@ def node_show(conn: Connection, pool_id: PoolId, node_id: NodeId, output: Output
 
 @node_app.command("reboot")
 @command
-def node_reboot(conn: Connection, pool_id: PoolId, node_id: NodeId, wait: Wait = False,
-                timeout: Timeout = 300.0) -> None:
+def node_reboot(
+    conn: Connection, pool_id: PoolId, node_id: NodeId,
+    kind: Annotated[str, typer.Option("--kind", help="What happens to its running tasks: requeue, terminate, "
+                                      "taskcompletion or retaineddata.")] = "requeue",
+    wait: Wait = False, timeout: Timeout = 300.0,
+) -> None:
     """Reboot a node (its running tasks are requeued; the start task runs again)."""
-    poller = conn.batch().begin_reboot_node(pool_id, node_id, polling_interval=inputs.FAST_POLL)
+    from azure.batch.models._models import BatchNodeRebootOptions
+
+    if kind not in REBOOT_KINDS:
+        raise CliError(f"--kind must be one of {', '.join(REBOOT_KINDS)}, got {kind!r}")
+    # Always a body: azure-batch 15.1 fails to build a reboot request without one
+    # ("No value for given attribute"), as it does for terminate.
+    options = BatchNodeRebootOptions(node_reboot_kind=kind)
+    poller = conn.batch().begin_reboot_node(pool_id, node_id, options, polling_interval=inputs.FAST_POLL)
     if wait:
         inputs.wait_for(poller, f"node {node_id} to reboot", timeout)
     done(f"rebooting node {node_id}" if not wait else f"rebooted node {node_id}")

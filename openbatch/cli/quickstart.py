@@ -12,21 +12,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from openbatch.cli.connection import Connection
+from openbatch.cli.connection import ENV_BATCH_URL, ENV_DEBUG, Connection
+from openbatch.common.instance import running_endpoints
 from openbatch.quickstart.embedded import EmbeddedServer, EmbeddedServerError
 from openbatch.quickstart.progress import QuickstartView, StepFailed, print_block
 from openbatch.quickstart.workflow import Options, Outcome, Quickstart
 
 
 def quickstart(
-    batch_url: Annotated[str | None, typer.Option("--batch-url", help="Use this running server "
-                                                   "instead of an embedded one.", show_default=False)] = None,
+    batch_url: Annotated[str | None, typer.Option("--batch-url", envvar=ENV_BATCH_URL, help="Use this running "
+                                                   "server (default: the one `openbatch serve` runs on the data "
+                                                   "dir, else an embedded one).", show_default=False)] = None,
     blob_url: Annotated[str | None, typer.Option("--blob-url", help="Its blob endpoint incl. the account "
                                                  "(default: http://127.0.0.1:10000/ACCOUNT).", show_default=False)] = None,
     account: Annotated[str | None, typer.Option("--account", help="Account (default: devstoreaccount1).",
                                                 show_default=False)] = None,
     key: Annotated[str | None, typer.Option("--key", help="Account key (default: the emulator key).",
                                             show_default=False)] = None,
+    embedded: Annotated[bool, typer.Option("--embedded", help="Run an embedded server even when one is "
+                                           "running on the data dir.")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the containers, job and pool.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the tasks.")] = 120.0,
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes in the pool.")] = 3,
@@ -38,7 +42,8 @@ def quickstart(
 ) -> None:
     """Run Azure's Batch Python tutorial (top-N words) end to end in seconds.
 
-    With no flags, an embedded server runs on free ports with a temporary data dir. The workflow
+    With no flags, it uses the server `openbatch serve` runs on the data dir ($OPENBATCH_DATA_DIR or
+    ~/.openbatch), or else an embedded one on free ports with a temporary data dir. The workflow
     uses only the official SDKs (azure-batch, azure-storage-blob): containers, uploads, SAS URLs,
     a pool with an elevated start task, a job, one task per input file, outputs, cleanup.
     """
@@ -50,7 +55,9 @@ def quickstart(
     server: EmbeddedServer | None = None
     code = 0
     try:
-        if batch_url:
+        if not batch_url and not embedded and data_dir is None and running_endpoints() is not None:
+            conn = Connection.resolve(None, blob_url, account, key)  # the running server's endpoints
+        elif batch_url and not embedded:
             conn = Connection.resolve(batch_url, blob_url, account, key)
         else:
             server = EmbeddedServer(data_dir).start()
@@ -71,7 +78,7 @@ def quickstart(
         console.print("[yellow]interrupted[/]")
         code = 130
     except Exception as exc:  # a surprise: one line, like every other error, unless debugging
-        if os.environ.get("OPENBATCH_DEBUG"):
+        if os.environ.get(ENV_DEBUG):
             raise
         console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}")
         code = 1

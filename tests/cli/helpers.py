@@ -10,6 +10,8 @@ from typer.testing import CliRunner, Result
 from openbatch.cli.main import app
 from tests.helpers.server import LiveServer
 
+NO_DATA_DIR = "/nonexistent/openbatch-test-data-dir"
+
 
 def server_env(server: LiveServer) -> dict[str, str]:
     return {
@@ -22,7 +24,9 @@ def server_env(server: LiveServer) -> dict[str, str]:
 
 def cli(server: LiveServer | None, *args: str, env: dict[str, str] | None = None) -> Result:
     """``openbatch ARGS`` with the server's connection in the environment; never a traceback."""
-    full_env = {**(server_env(server) if server else {}), **(env or {})}
+    # No server on the default data dir (~/.openbatch) joins in: the data dir is the server's, or none.
+    data_dir = {"OPENBATCH_DATA_DIR": str(server.data_dir if server else NO_DATA_DIR)}
+    full_env = {**data_dir, **(server_env(server) if server else {}), **(env or {})}
     result = CliRunner().invoke(app, list(args), env=full_env)
     assert "Traceback" not in result.output, result.output
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -28,6 +28,7 @@ EXPECTED = {
 
 def run_quickstart(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBATCH_")}
+    env["OPENBATCH_DATA_DIR"] = str(cwd / "no-server-here")  # not a server someone runs on ~/.openbatch
     return subprocess.run([sys.executable, "-m", "openbatch", "quickstart", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=240)
 
