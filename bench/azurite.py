@@ -26,10 +26,19 @@ def available() -> bool:
     return shutil.which("node") is not None and shutil.which("npm") is not None
 
 
+def _launcher() -> Path:
+    return cache_dir() / "node_modules" / ".bin" / "azurite-blob"
+
+
+def installed() -> bool:
+    """Whether the pinned Azurite is already in the cache (nothing to download to run it)."""
+    return available() and _launcher().exists()
+
+
 def ensure_installed() -> Path:
     """Path of the azurite-blob launcher, installing the pinned version on first use."""
     prefix = cache_dir()
-    launcher = prefix / "node_modules" / ".bin" / "azurite-blob"
+    launcher = _launcher()
     if launcher.exists():
         return launcher
     prefix.mkdir(parents=True, exist_ok=True)

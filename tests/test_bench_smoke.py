@@ -14,11 +14,14 @@ NAMES = ["spawn", "tasks", "blob", "scale", "quickstart"]
 
 @pytest.mark.parametrize("name", NAMES)
 def test_benchmark_smoke(name, tmp_path):
-    assert bench_main.main([name, "--smoke", "--out", str(tmp_path)]) == 0
+    # The default tests download nothing big: Azurite (~360 MB from npm) is compared against only
+    # when a full benchmark run has installed it already.
+    extra = ["--no-azurite"] if name == "blob" and not azurite.installed() else []
+    assert bench_main.main([name, "--smoke", "--out", str(tmp_path), *extra]) == 0
     (result,) = tmp_path.glob(f"{name}-*.json")
     data = json.loads(result.read_text())
     assert data["machine"]["cores"] >= 1
     numbers = [v for row in data["rows"] for v in row[1:] if isinstance(v, int | float)]
     assert numbers and all(v > 0 for v in numbers), data["rows"]
-    if name == "blob" and azurite.available():
+    if name == "blob" and not extra:
         assert all(isinstance(row[2], float) for row in data["rows"]), "Azurite figures are missing"
