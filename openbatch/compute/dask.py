@@ -139,6 +139,7 @@ class DaskProvider:
             self._lose(claim)
         if self._client is not None:
             with contextlib.suppress(Exception):
+                self._client.unsubscribe_topic("all")  # else the scheduler writes its last event to a closed client
                 await self._client.close()
             self._client = None
         if self.cluster is not None:
