@@ -9,7 +9,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,28 @@ def rss_mb(pid: int) -> float:
 def hwm_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) in MB."""
     return _status_mb(pid, "VmHWM:")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used itself, not counting its reaped children."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def server_cpu(server: LiveServer) -> float:
+    """CPU seconds of the server and its spawner helpers (not of the tasks they start)."""
+    pid = server_pid(server)
+    total = process_cpu(pid)
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for cpid in child.read_text().split():
+            with suppress(OSError):
+                if b"openbatch.node.spawner" in Path(f"/proc/{cpid}/cmdline").read_bytes():
+                    total += process_cpu(int(cpid))
+    return total
 
 
 @contextmanager
