@@ -7,6 +7,7 @@ browser is in blobs.py, the actions (``--ui-actions``) in actions.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,11 @@ TAIL_START = 64 * 1024  # bytes of an output file the first tail read shows
 TAIL_MAX = 256 * 1024  # bytes one tail read returns at most
 TAIL_STREAMS = ("stdout.txt", "stderr.txt")
 SECURITY_HEADERS = {
-    # Every asset comes from this server: the page can reach nothing else.
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    # Every asset comes from this server: the page can reach nothing else (inline style attributes draw the bars and the heat map; no inline script).
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make form POSTs send Origin: null
     "cache-control": "no-store",
 }
 
@@ -75,6 +76,7 @@ class Ui:
                                 human_bytes=views.human_bytes, heat_color=views.heat_color, duration=duration,
                                 node_states=views.NODE_STATES, task_states=views.TASK_STATES,
                                 job_states=views.JOB_STATES)
+        self.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
 
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         html = self.env.get_template(name).render(**values)
