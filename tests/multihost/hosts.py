@@ -230,7 +230,14 @@ class Host:
             time.sleep(0.1)
 
     def crash(self) -> None:
-        """The machine dies: SIGKILL every process on this host at once (whatever started them)."""
+        """The machine dies: every process on this host stops at once, none telling anyone about
+        another's end (all are frozen with SIGSTOP before any is killed), then all are SIGKILLed."""
+        frozen: set[str] = set()
+        while new := set(_ip("netns", "pids", self.netns, check=False).stdout.split()) - frozen:
+            for pid in new:  # until no process forked meanwhile is left running
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGSTOP)
+            frozen |= new
         _kill_inside(self.netns)
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -68,10 +68,12 @@ def start_scheduler(host: Host) -> str:
     return f"tcp://{host.address}:{SCHEDULER_PORT}"
 
 
-def start_worker(host: Host, scheduler: str, scratch: Path, slots: int = 2, label: str = "dask-worker") -> Proc:
-    """One Dask worker on ``host`` offering ``slots`` (the resource openbatch's nodes are made of)."""
+def start_worker(host: Host, scheduler: str, scratch: Path, slots: int = 2, threads: int = 1,
+                 label: str = "dask-worker") -> Proc:
+    """One Dask worker on ``host`` offering ``slots`` (the resource openbatch's nodes are made of);
+    one thread, as docs/compute.md tells (a node's work runs on the worker's event loop)."""
     return host.popen([sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "1",
-                       "--nthreads", str(slots), "--resources", f"slots={slots}", "--no-dashboard",
+                       "--nthreads", str(threads), "--resources", f"slots={slots}", "--no-dashboard",
                        "--local-directory", str(scratch / f"{host.name}-{label}")], label)
 
 

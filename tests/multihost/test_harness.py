@@ -97,7 +97,7 @@ def test_dask_workers_run_on_their_own_hosts(network: Network, scratch: Path) ->
     try:
         scheduler = start_scheduler(host1)
         for host in workers:
-            start_worker(host, scheduler, scratch, slots=2)
+            start_worker(host, scheduler, scratch, slots=2, threads=2)
         proc = host1.python(DASK_CLIENT, scheduler, host1.address, timeout=120)
         assert proc.returncode == 0, f"{proc.stderr}\n{[p.log(1500) for h in workers for p in h.procs]}"
         out = json.loads(proc.stdout)
