@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from openbatch.common import clock
+from openbatch.common.eventlog import EVENTS, requests_log, with_request_log
 from openbatch.common.instance import DataDirLock, Endpoints, write_endpoints
 from openbatch.config import Settings
 from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
@@ -118,8 +119,9 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
     clients = ClientTable(settings.max_connections_per_client)  # one table: a client's connections to both count
     busy_apps = {"blob": blob_busy_app, "batch": batch_busy_app}
     for name, service in runtime.services.items():
+        app = with_request_log(service.app, name) if requests_log.isEnabledFor(logging.INFO) else service.app
         config = GuardedConfig(
-            service.app,
+            app,
             Guard(limits, clients, busy_apps[name]),
             lifespan="off",
             interface="asgi3",
@@ -152,6 +154,7 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
     waiter.cancel()
     for service in reversed(list(runtime.services.values())):
         await service.stop()
+    EVENTS.shutdown()
     for sock in sockets.values():
         sock.close()
 

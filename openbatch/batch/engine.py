@@ -45,6 +45,7 @@ from openbatch.batch.engine_nodes import EngineNodes
 from openbatch.batch.engine_schedules import EngineSchedules
 from openbatch.batch.engine_tasks import EngineTasks
 from openbatch.batch.store import BatchStore
+from openbatch.common.eventlog import EVENTS
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.engine")
@@ -175,8 +176,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
             nrt.busy = "booting"
             self.save_node(nrt)
         self.write_out()
-        log.info("recovered %d pools, %d nodes, %d jobs; %d running tasks requeued",
-                 len(self.pools), len(self.nodes), len(self.jobs), changed)
+        EVENTS.recovered(len(self.pools), len(self.nodes), len(self.jobs), changed)
         self._resume(now)
 
     def _recover_tasks(self, now: str) -> int:

@@ -20,6 +20,7 @@ from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
 from openbatch.batch.engine_certificates import node_certificates
 from openbatch.batch.engine_core import Doc, EngineCore, Key, NodeRt, PoolRt, Run, key_of
+from openbatch.common.eventlog import EVENTS
 from openbatch.compute.base import START_TASK, RunSpec
 
 log = logging.getLogger("openbatch.engine")
@@ -123,8 +124,10 @@ class EngineNodes(EngineCore):
         if not states.NODE.allowed(node.doc, to):  # e.g. the API moved it meanwhile: keep its word
             log.warning("node %s: no transition %s -> %s; left as it is", node.node_id, node.doc.get("state"), to.value)
             return
+        old = node.doc.get("state")
         states.NODE.apply(node.doc, to, states.Context(now_iso(), reason=reason))
         self.save_node(node)
+        EVENTS.node_state(node.pool_id, node.node_id, old, to.value, node.doc.get("startTaskInfo"))
 
     # --- resize --------------------------------------------------------------------------------
 
@@ -173,6 +176,9 @@ class EngineNodes(EngineCore):
         if not prt.deleting and prt.doc.get("allocationState") != states.AllocationState.STEADY.value:
             states.ALLOCATION.apply(prt.doc, states.AllocationState.STEADY, states.Context(now_iso()))
         self._count_nodes(prt)
+        if not prt.deleting:
+            EVENTS.pool_resized(str(prt.doc.get("id")), prt.doc.get("currentDedicatedNodes"),
+                                prt.doc.get("currentLowPriorityNodes"), prt.doc.get("resizeErrors"))
         self.kick(prt.key)
 
     def _count_nodes(self, prt: PoolRt) -> None:

@@ -18,6 +18,7 @@ from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, touch
 from openbatch.batch.engine_core import MAX_HELD_DOCS, Doc, EngineCore, JobRt, Key, NodeRt, Run
 from openbatch.batch.scheduler import QUEUED, QueuedTask
+from openbatch.common.eventlog import EVENTS
 from openbatch.compute.base import TASK, NodeGone, RunOutcome, RunSpec
 
 log = logging.getLogger("openbatch.engine")
@@ -280,6 +281,8 @@ class EngineTasks(EngineCore):
             if failure_info is None and outcome is None:
                 failure_info = ex.failure(ex.SERVER_ERROR, "TaskEnded", "The task ended before it ran.")
             ex.record_result(info, now=now, exit_code=code, failure_info=failure_info)
+            EVENTS.task_completed(self._job_id(run), str(doc.get("id")), info.get("exitCode"), info.get("result"),
+                                  (info.get("failureInfo") or {}).get("code"))
         if info.get("result") == "success":
             run.node.doc["totalTasksSucceeded"] = int(run.node.doc.get("totalTasksSucceeded", 0)) + 1
         touch(doc, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ import typer
 from openbatch import __version__
 from openbatch.cli.commands import register
 from openbatch.cli.connection import ENV_DEBUG
+from openbatch.common import eventlog
 from openbatch.common.instance import DataDirInUse, default_data_dir
 from openbatch.config import (
     DEFAULT_BATCH_PORT,
@@ -29,6 +31,11 @@ from openbatch.config import (
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.",
                   context_settings={"help_option_names": ["-h", "--help"]},
                   pretty_exceptions_show_locals=False)  # locals may hold an account key
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
 
 # Slow and broken clients: the defaults are those of Azure's front ends (docs/getting-started.md).
 HeaderTimeout = Annotated[float, typer.Option(
@@ -96,6 +103,11 @@ def serve(
         "--dask-node-root", envvar="OPENBATCH_DASK_NODE_ROOT", metavar="DIR",
         help="dask: where node directories live on each worker's host (default: dask-local under the data "
              "dir, otherwise under each worker's local directory).")] = "",
+    verbose: Annotated[int, typer.Option(
+        "--verbose", "-v", count=True, help="-v: every request (method, path, status, duration) and every "
+        "engine event on its own line; -vv: debug output too. Default: engine events, bursts added up.")] = 0,
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", envvar="OPENBATCH_LOG_FORMAT", help="text, or json (one object per line).")] = LogFormat.text,
     test_clock: Annotated[
         bool, typer.Option("--test-clock", help="For tests: let signed requests move the service's clock "
                            "forward (POST /openbatch/clock on the batch endpoint). Never in production.")
@@ -110,6 +122,7 @@ def serve(
     """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
     from openbatch.server import Runtime, run
 
+    eventlog.configure(verbose, log_format.value)
     try:
         accounts = accounts_from(account, os.environ.get("OPENBATCH_ACCOUNTS"))
         if data_dir is None:
