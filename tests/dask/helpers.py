@@ -8,12 +8,12 @@ from tests.helpers.server import LiveServer
 
 
 def worker_pids(server: LiveServer) -> set[int]:
-    """The LocalCluster's worker processes: children of the server started by multiprocessing."""
+    """The LocalCluster's worker processes: children of the server spawned by multiprocessing."""
     assert server.proc is not None
     found = set()
     for child in psutil.Process(server.proc.pid).children():
         try:
-            if any("multiprocessing" in part for part in child.cmdline()):
+            if any("spawn_main" in part for part in child.cmdline()):  # not multiprocessing's resource tracker
                 found.add(child.pid)
         except psutil.Error:
             continue
