@@ -7,6 +7,7 @@ browser is in blobs.py, the actions (``--ui-actions``) in actions.py.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -200,7 +201,11 @@ class Ui:
             return JSONResponse({"text": "", "offset": size, "done": done}, headers=SECURITY_HEADERS)
         end = min(size, start + TAIL_MAX)
         data = b"".join([chunk async for chunk in files.read(opened, stream, start, end - 1)])
-        return JSONResponse({"text": data.decode("utf-8", "replace"), "offset": start + len(data), "done": done,
+        # A character cut at the end waits for the next read (its bytes are read again from offset).
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text = decoder.decode(data, final=done and end == size)
+        pending = len(decoder.getstate()[0])
+        return JSONResponse({"text": text, "offset": start + len(data) - pending, "done": done,
                              "skipped": start if offset < 0 else 0}, headers=SECURITY_HEADERS)
 
     async def task_file(self, request: Request) -> Response:
