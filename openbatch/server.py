@@ -102,6 +102,7 @@ async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None =
 
 async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] | None,
                         stop_event: asyncio.Event | None) -> None:
+    runtime = build_runtime(settings)
     sockets = {"blob": _bind(settings.host, settings.blob_port, "blob")}
     try:
         sockets["batch"] = _bind(settings.host, settings.batch_port, "batch")
@@ -111,7 +112,6 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
     # The ports are ours and listening (connections wait in the backlog until the services start).
     write_endpoints(settings.data_dir, Endpoints(settings.batch_url, settings.blob_url,
                                                  next(iter(settings.accounts)), os.getpid()))
-    runtime = build_runtime(settings)
     for service in runtime.services.values():
         await service.start()
     servers = []

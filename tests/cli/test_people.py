@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from openbatch import __version__
 from openbatch.cli.connection import Connection
 from openbatch.cli.main import app
+from openbatch.common.instance import running_endpoints
 from tests.cli.helpers import as_json, cli, fails, ok
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
@@ -33,6 +34,7 @@ def _only_data_dir(server: LiveServer) -> dict[str, str]:
 
 
 def test_commands_find_the_server_running_on_the_data_dir(server: LiveServer) -> None:
+    wait_for(lambda: running_endpoints(server.data_dir), "serve to write its endpoints")  # just after it binds
     values = as_json(ok(None, "env", "--json", env=_only_data_dir(server)))
     assert values["OPENBATCH_BATCH_URL"] == server.batch_url
     assert values["OPENBATCH_BLOB_URL"] == server.blob_url
