@@ -47,7 +47,7 @@ from pathlib import Path
 
 from openbatch.node.failure import TaskFailure
 from openbatch.node.identity import UserSpec, needs_switch
-from openbatch.node.spawner import Spawner, SpawnerGone, SpawnFailed
+from openbatch.node.spawner import Spawner, SpawnerGone, SpawnFailed, held_exit_code
 from openbatch.node.sweep import session_ended
 
 _POLL_MAX = 0.1  # seconds between waitpid polls where pidfds are not available
@@ -92,7 +92,11 @@ class RunningProcess:
     def _on_exit(self, _: asyncio.Future[int | None]) -> None:
         self._ended = time.time()
         if self._end_session:
-            session_ended(self.pid)
+            session_ended(self.pid, self._release)
+
+    def _release(self) -> None:
+        """Reap the session leader that was kept unreaped while its session was swept."""
+        raise NotImplementedError
 
     @property
     def done(self) -> bool:
@@ -165,25 +169,31 @@ class _LocalProcess(RunningProcess):
             self._loop.call_later(delay, self._poll, min(delay * 2, _POLL_MAX))
 
     def _reap(self, flags: int) -> bool:
-        if self._end_session:
+        code: int | None = None
+        if self._end_session:  # the leader stays unreaped until its session is swept (_release)
             try:
                 if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT | flags) is None:
                     return False  # still running
-            except ChildProcessError:
-                pass
-            else:
                 self._kill_group()
-        try:
-            pid, status = os.waitpid(self.pid, flags)
-        except ChildProcessError:  # reaped elsewhere: the status is lost
-            pid, status = self.pid, 255 << 8
-        if pid == 0:
-            return False
-        code = os.waitstatus_to_exitcode(status)
+                code = held_exit_code(self.pid)
+            except ChildProcessError:  # reaped elsewhere: the status is lost
+                code = 255
+        else:
+            try:
+                pid, status = os.waitpid(self.pid, flags)
+            except ChildProcessError:  # reaped elsewhere: the status is lost
+                pid, status = self.pid, 255 << 8
+            if pid == 0:
+                return False
+            code = os.waitstatus_to_exitcode(status)
         self._popen.returncode = code
         if not self._exited.done():
             self._exited.set_result(code)
         return True
+
+    def _release(self) -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
     def _kill_group(self) -> None:
         # While the leader is unreaped its pid cannot be reused, so the group id is still ours.
@@ -202,6 +212,9 @@ class _HelperProcess(RunningProcess):
 
     def _kill_group(self) -> None:
         self._spawner.kill(self._request)
+
+    def _release(self) -> None:
+        self._spawner.release(self._request)
 
 
 @cache

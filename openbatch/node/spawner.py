@@ -109,6 +109,13 @@ class Spawner:
             raise
         return req, pid, exited
 
+    def release(self, req: int) -> None:
+        """Let the helper reap the ended session leader of request ``req`` (``end_group``), which it
+        keeps unreaped until then so that the session id is not reused while it is swept."""
+        if self.alive:
+            with contextlib.suppress(OSError):
+                self._sock.send(json.dumps({"op": "reap", "id": req}).encode())
+
     def kill(self, req: int) -> None:
         """Ask the helper to SIGKILL the process group of request ``req``."""
         if self.alive and req in self._exits and not self._exits[req].done():
@@ -273,6 +280,7 @@ class _Helper:
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, None)
         self.running: dict[int, tuple[int, int, bool]] = {}  # request id -> (pid, pidfd, kill its group at the end)
+        self.held: dict[int, int] = {}  # request id -> pid of an ended session leader kept unreaped
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def reply(self, **msg: Any) -> None:
@@ -309,6 +317,9 @@ class _Helper:
             elif msg["op"] == "kill" and msg["id"] in self.running:
                 with contextlib.suppress(OSError):
                     os.killpg(self.running[msg["id"]][0], signal.SIGKILL)
+            elif msg["op"] == "reap" and msg["id"] in self.held:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.held.pop(msg["id"]), 0)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -333,16 +344,30 @@ class _Helper:
         pid, pidfd, end_group = self.running.pop(req)
         self.sel.unregister(pidfd)
         os.close(pidfd)
-        if end_group:  # not reaped yet: the group id is still this process's own
+        if end_group:
+            # Not reaped yet: the group id is still this process's own. It stays unreaped until the
+            # server has swept its session and says "reap", so the session id is not reused.
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        self.reply(id=req, exit=os.waitstatus_to_exitcode(status))
+            self.held[req] = pid
+            code = held_exit_code(pid)
+        else:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        self.reply(id=req, exit=code)
 
     def kill_all(self) -> None:
         for pid, _, _ in list(self.running.values()):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def held_exit_code(pid: int) -> int:
+    """The exit code of an ended child left unreaped (``-signal`` when a signal ended it)."""
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if info is None:  # not ended after all (never, without WNOHANG)
+        raise ChildProcessError(pid)
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _end_with_server(server: int) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,3 +41,23 @@ async def start_task(command: str, task_dir: Path, *, layout: NodeLayout | None 
     finally:
         os.close(out)
         os.close(err)
+
+
+async def reaped_after_holding(pid: int, within: float = 20.0) -> bool:
+    """Whether an ended task's session leader ``pid`` is an unreaped zombie now (holding its session
+    id while the session is swept) and is reaped within ``within`` seconds (the loop runs meanwhile)."""
+    if _state(pid) != "Z":
+        return False
+    deadline = asyncio.get_running_loop().time() + within
+    while _state(pid) is not None:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return None

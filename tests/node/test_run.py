@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -13,7 +14,8 @@ import pytest
 import uvloop
 
 from openbatch.node.run import CommandError, ProcessResult, RunningProcess
-from tests.node.tasks import ENV, LEAVER, start_task
+from openbatch.node.sweep import kill_sessions
+from tests.node.tasks import ENV, LEAVER, reaped_after_holding, start_task
 
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -213,7 +215,8 @@ def test_what_a_task_leaves_in_its_group_and_session_is_killed_when_it_ends(
     async def go() -> tuple[int, int]:
         proc = await _start(LEAVER, task_dir, end_session=True)
         assert (await proc.wait(10)).exit_code == 0
-        await asyncio.sleep(0.5)  # the session is swept a moment after its leader ends, while the loop runs
+        if pidfd:  # its ended leader keeps the session id until the session is swept, then is reaped
+            assert await reaped_after_holding(proc.pid), "the session leader was not held, or never reaped"
         return int((task_dir / "wd" / "pids").read_text()), int((task_dir / "wd" / "moved").read_text())
 
     in_group, in_session = run(go())
@@ -222,6 +225,18 @@ def test_what_a_task_leaves_in_its_group_and_session_is_killed_when_it_ends(
         assert _gone(in_session), "the task's session outlived it"
     else:  # without pidfds a process cannot be pinned before it is signalled: left alone
         os.kill(in_session, 9)
+
+
+def test_a_session_whose_id_was_taken_by_a_new_process_is_not_swept() -> None:
+    # Once a task's session leader is reaped, the kernel may give its pid to any new process, which
+    # can lead a session of that id: that session is not the task's and must not be swept.
+    newcomer = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert kill_sessions({newcomer.pid}) == 0
+        assert newcomer.poll() is None, "a process outside the task's session was killed"
+    finally:
+        newcomer.kill()
+        newcomer.wait()
 
 
 def test_without_ending_the_session_background_processes_keep_running(task_dir: Path) -> None:

@@ -19,7 +19,7 @@ from openbatch.node.identity import UserSpec, prepare_node, resolve_user
 from openbatch.node.layout import NodeLayout
 from openbatch.node.run import CommandError, ProcessResult, RunningProcess
 from openbatch.node.spawner import kill_orphaned_helpers
-from tests.node.tasks import LEAVER, start_task
+from tests.node.tasks import LEAVER, reaped_after_holding, start_task
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the spawner serves a root server")
 
@@ -163,7 +163,8 @@ def test_the_helper_ends_what_a_task_leaves_in_its_group_and_session(node: NodeL
     async def go() -> list[int]:
         proc = await _start(node, user, LEAVER, end_session=True)
         assert (await proc.wait(10)).exit_code == 0
-        await asyncio.sleep(0.5)  # the session is swept a moment after its leader ends, while the loop runs
+        # Its ended leader keeps the session id until the session is swept, then the helper reaps it.
+        assert await reaped_after_holding(proc.pid), "the session leader was not held, or never reaped"
         wd = node.task_dir("job", "t") / "wd"
         return [int((wd / "pids").read_text()), int((wd / "moved").read_text())]
 
