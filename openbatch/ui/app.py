@@ -151,13 +151,15 @@ class Ui:
     async def job(self, request: Request) -> Response:
         account = self.account(request)
         job_id = str(request.path_params["job"])
-        job, counts = views.job_view(self.ctx, account, job_id)
+        job = views.job_view(self.ctx, account, job_id)
         flt = views.TaskFilter.parse(request.query_params.get("state", ""), request.query_params.get("exit", ""))
         after = _int(request.query_params.get("after", ""))
         part = request.query_params.get("part")
-        values: dict[str, Any] = {"account": account, "job": job, "counts": counts, "flt": flt,
-                                  "progress": views.progress(counts), "rate": self.rates.current(account, job_id),
-                                  "chart": views.chart(self.rates.series(account, job_id))}
+        values: dict[str, Any] = {"account": account, "job": job, "flt": flt}
+        if part != "tasks":  # the counts read every task of the job: the task table alone does not need them
+            counts = views.job_counts(self.ctx, account, job_id)
+            values.update(counts=counts, progress=views.progress(counts), rate=self.rates.current(account, job_id),
+                          chart=views.chart(self.rates.series(account, job_id)))
         if part == "counts":
             return self.render("job_counts.html", **values)
         values["page"] = views.task_page(self.ctx, account, job_id, flt, after)

@@ -154,10 +154,15 @@ def task_page(ctx: BatchContext, account: str, job_id: str, flt: TaskFilter, aft
     return TaskPage(tasks=redact(docs), next_after=token, after=after)
 
 
-def job_view(ctx: BatchContext, account: str, job_id: str) -> tuple[Doc, Doc]:
-    job = tasks.job_of(ctx, account, job_id)
-    counts = jobs.task_counts(ctx, account, job_id)["taskCounts"]
-    return redact(job), counts
+def job_view(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    doc: Doc = redact(tasks.job_of(ctx, account, job_id))
+    return doc
+
+
+def job_counts(ctx: BatchContext, account: str, job_id: str) -> Doc:
+    """The job's task counts, as Get Task Counts answers them (one aggregate over its tasks)."""
+    counts: Doc = jobs.task_counts(ctx, account, job_id)["taskCounts"]
+    return counts
 
 
 def task_view(ctx: BatchContext, account: str, job_id: str, task_id: str) -> Doc:
