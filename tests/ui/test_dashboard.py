@@ -183,6 +183,14 @@ def test_failed_filter_and_exit_codes(page: Page, server: LiveServer) -> None:
     expect(page.locator("#environment")).to_contain_text("task-2")
 
 
+def test_reactivate_a_failed_task(page: Page, server: LiveServer, client: BatchClient) -> None:
+    before = client.get_task("mixed", "m5").execution_info.start_time
+    page.goto(f"{server.batch_url}/ui/{server.account}/jobs/mixed/tasks/m5")
+    page.get_by_role("button", name="Reactivate task").click()
+    wait_for(lambda: (client.get_task("mixed", "m5").execution_info or m.BatchTaskExecutionInfo(
+        retry_count=0, requeue_count=0)).start_time not in (None, before), "the task to run again")
+
+
 def test_paging_through_many_tasks(page: Page, server: LiveServer) -> None:
     page.goto(f"{server.batch_url}/ui/{server.account}/jobs/many")
     seen: list[str] = []
@@ -213,6 +221,11 @@ def test_pool_heat_map_and_resize(page: Page, server: LiveServer, client: BatchC
     page.get_by_role("button", name="Resize").click()
     expect(page.locator("#heat .cell")).to_have_count(1, timeout=20_000)  # the page updates itself
     assert client.get_pool("empty").target_dedicated_nodes == 1
+    node = wait_for(lambda: next((n for n in client.list_nodes("empty") if n.state == m.BatchNodeState.IDLE), None),
+                    "the new node to be idle")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reboot").click()
+    wait_for(lambda: client.get_node("empty", node.id).last_boot_time != node.last_boot_time, "the node to reboot")
 
 
 def test_blob_browser(page: Page, server: LiveServer) -> None:
