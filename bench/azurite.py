@@ -52,8 +52,8 @@ def ensure_installed() -> Path:
 
 
 @contextmanager
-def azurite_blob() -> Iterator[tuple[str, str]]:
-    """Run azurite-blob on a free port with a temp location; yields (connection string, blob url)."""
+def azurite_blob() -> Iterator[tuple[str, str, int]]:
+    """Run azurite-blob on a free port with a temp location; yields (connection string, blob url, pid)."""
     launcher = ensure_installed()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-bench-") as location:
@@ -67,7 +67,7 @@ def azurite_blob() -> Iterator[tuple[str, str]]:
             url = f"http://127.0.0.1:{port}/{DEV_ACCOUNT}"
             conn = (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
                     f"BlobEndpoint={url};")
-            yield conn, url
+            yield conn, url, proc.pid
         finally:
             proc.terminate()
             try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from bench import azurite
-from bench.common import Report, median, openbatch_server
+from bench.common import Report, median, openbatch_server, process_cpu, server_pid
 
 MIB = 1024 * 1024
 FIGURES = ("upload_mb_s", "download_mb_s", "put_4k_s", "get_4k_s", "range_1k_s")
@@ -74,13 +74,18 @@ def small_operations(container: ContainerClient, payload: bytes, sizes: Sizes,
     return {"range_1k_s": range_read, "put_4k_s": put, "get_4k_s": get}
 
 
-def measure_small(targets: dict[str, dict[str, Callable[[int], None]]], sizes: Sizes) -> dict[str, dict[str, float]]:
-    """Ops/s of each small operation for each target, the targets taking turns in blocks of
-    ``BLOCK`` requests so that a burst of machine noise hits them alike."""
+def measure_small(targets: dict[str, dict[str, Callable[[int], None]]], pids: dict[str, int],
+                  sizes: Sizes) -> dict[str, dict[str, float]]:
+    """Ops/s of each small operation for each target, and the server's CPU time per operation
+    (``cpu_`` + the figure's name, seconds; from /proc of the process ``pids`` names), the
+    targets taking turns in blocks of ``BLOCK`` requests so that a burst of machine noise hits
+    them alike. On a loaded machine ops/s of one sequential client tend to 1:1 (every request
+    waits for both processes to be scheduled); CPU per operation stays what each server costs."""
     counts = {"range_1k_s": sizes.range_count, "put_4k_s": sizes.small_count, "get_4k_s": sizes.small_count}
-    rates: dict[str, dict[str, float]] = {name: {} for name in targets}
+    figures: dict[str, dict[str, float]] = {name: {} for name in targets}
     for figure, count in counts.items():
         spent = dict.fromkeys(targets, 0.0)
+        cpu = {name: process_cpu(pid) for name, pid in pids.items()}  # idle while the other one works
         for first in range(0, count, BLOCK):
             for name, ops in targets.items():
                 op = ops[figure]
@@ -89,21 +94,22 @@ def measure_small(targets: dict[str, dict[str, Callable[[int], None]]], sizes: S
                     op(n)
                 spent[name] += time.perf_counter() - t
         for name in targets:
-            rates[name][figure] = count / spent[name]
-    return rates
+            figures[name][figure] = count / spent[name]
+            figures[name]["cpu_" + figure] = (process_cpu(pids[name]) - cpu[name]) / count
+    return figures
 
 
 BLOCK = 50
 
 
 @contextlib.contextmanager
-def _targets(with_azurite: bool) -> Iterator[dict[str, str]]:
+def _targets(with_azurite: bool) -> Iterator[dict[str, tuple[str, int]]]:
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(openbatch_server())
-        targets = {"openbatch": server.connection_string}
+        targets = {"openbatch": (server.connection_string, server_pid(server))}
         if with_azurite and azurite.available():
-            conn, _url = stack.enter_context(azurite.azurite_blob())
-            targets["azurite"] = conn
+            conn, _url, pid = stack.enter_context(azurite.azurite_blob())
+            targets["azurite"] = (conn, pid)
         yield targets
 
 
@@ -111,13 +117,14 @@ def run(sizes: Sizes, with_azurite: bool = True) -> Report:
     payload = os.urandom(sizes.big_mib * MIB)
     samples: dict[str, dict[str, list[float]]] = {}
     with _targets(with_azurite) as targets:
-        containers = {name: _container(conn) for name, conn in targets.items()}
+        containers = {name: _container(conn) for name, (conn, _) in targets.items()}
+        pids = {name: pid for name, (_, pid) in targets.items()}
         for i in range(sizes.repeats):
             results: dict[str, dict[str, float]] = {}
             for name, container in containers.items():
                 results[name] = measure_big(container, payload, str(i))
             small = measure_small({name: small_operations(c, payload, sizes, str(i))
-                                   for name, c in containers.items()}, sizes)
+                                   for name, c in containers.items()}, pids, sizes)
             for name in containers:
                 for key, value in {**results[name], **small[name]}.items():
                     samples.setdefault(name, {}).setdefault(key, []).append(value)
@@ -131,6 +138,11 @@ def run(sizes: Sizes, with_azurite: bool = True) -> Report:
     for key, label in labels.items():
         other = theirs.get(key)
         report.add(label, ours[key], other if other else "-", ours[key] / other if other else "-")
+    for key in ("put_4k_s", "get_4k_s", "range_1k_s"):  # server CPU per request: Azurite's over ours
+        label = f"server CPU per request, {labels[key].split(' (')[0].removesuffix('/s')} (us)"
+        cpu_ours, cpu_theirs = ours["cpu_" + key] * 1e6, theirs.get("cpu_" + key, 0.0) * 1e6
+        report.add(label, cpu_ours, cpu_theirs if cpu_theirs else "-",
+                   cpu_theirs / cpu_ours if cpu_theirs and cpu_ours else "-")
     report.details = {"samples": samples, "medians": medians, "azurite_version": azurite.AZURITE_VERSION,
                       "sizes": sizes.__dict__}
     return report
