@@ -268,6 +268,7 @@ class Network:
     tag: str
     hosts: list[Host]
     hub: str
+    logs: Path
 
     @classmethod
     def create(cls, count: int, logs: Path) -> Network:
@@ -276,20 +277,20 @@ class Network:
             raise NamespacesUnavailable(reason)
         remove_stale()
         tag = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
-        net = cls(tag=tag, hosts=[], hub=f"{tag}-hub")
+        net = cls(tag=tag, hosts=[], hub=f"{tag}-hub", logs=logs)
         try:
             _ip("netns", "add", net.hub)
             _ip("-n", net.hub, "link", "add", "br0", "type", "bridge")
             _ip("-n", net.hub, "link", "set", "br0", "up")
             for i in range(1, count + 1):
-                net.hosts.append(net._add_host(i, logs))
+                net.hosts.append(net._add_host(i))
         except BaseException:
             net.close()
             raise
         return net
 
-    def _add_host(self, i: int, logs: Path) -> Host:
-        host = Host(name=f"host{i}", netns=f"{self.tag}-h{i}", address=f"{SUBNET}.{i}", logs=logs)
+    def _add_host(self, i: int) -> Host:
+        host = Host(name=f"host{i}", netns=f"{self.tag}-h{i}", address=f"{SUBNET}.{i}", logs=self.logs)
         _ip("netns", "add", host.netns)
         _ip("-n", self.hub, "link", "add", f"h{i}", "type", "veth", "peer", "name", "eth0", "netns", host.netns)
         _ip("-n", self.hub, "link", "set", f"h{i}", "master", "br0", "up")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.multihost.hosts import PREFIX, SUBNET, Network, remove_stale, unavailable_reason
-from tests.multihost.servers import start_scheduler, start_worker
+from tests.multihost.servers import start_scheduler, start_worker, wait_for
 
 WHO_AM_I = textwrap.dedent("""
     import json, socket, sys
@@ -58,8 +58,9 @@ def test_stale_namespaces_of_a_dead_run_are_removed(network: Network) -> None:
     subprocess.run(["ip", "netns", "add", stale], check=True)
     left = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "300"], start_new_session=True)
     try:
-        removed = remove_stale()
-        assert removed == [stale]
+        wait_for(lambda: str(left.pid) in subprocess.run(["ip", "netns", "pids", stale], capture_output=True,
+                                                         text=True).stdout.split(), "the process to enter")
+        assert stale in remove_stale()
         assert left.wait(10) == -9  # what an aborted run left running inside is gone with it
         assert not Path(f"/run/netns/{stale}").exists()
         assert all(Path(f"/run/netns/{n}").exists() for n in network.namespaces())  # a live run's stay
