@@ -209,7 +209,8 @@ class EngineNodes(EngineCore):
         prt = self.pools.get(node.pool)
         refs, certificates = node_certificates(self.store, node.account, prt.doc if prt else {})
         try:
-            info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates)
+            slots = int((prt.doc.get("taskSlotsPerNode") if prt else None) or 1)
+            info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates, slots=slots)
         except OSError as exc:
             node.busy = ""
             self.node_unusable(node, f"The node could not be created: {exc}")

@@ -138,9 +138,11 @@ class ComputeProvider(Protocol):
 
     # Nodes.
     async def create_node(self, account: str, pool_id: str, node_id: str,
-                          certificates: Sequence[NodeCertificate] | None = None) -> NodeInfo:
+                          certificates: Sequence[NodeCertificate] | None = None, slots: int = 1) -> NodeInfo:
         """Make the node exist (idempotent: an existing node directory is kept, as after a restart) and,
-        when ``certificates`` is given, install them in place of what the node had (node/certs.py)."""
+        when ``certificates`` is given, install them in place of what the node had (node/certs.py).
+        ``slots``: the pool's taskSlotsPerNode (a provider whose machines declare slots only picks one
+        that has that many)."""
         ...
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:

@@ -5,7 +5,8 @@ starts a ``distributed.LocalCluster`` of N worker processes on this machine (sca
 worker whenever a pool wants more nodes than there are free workers). The server registers
 ``NodeAgent`` (compute/dask_agent.py) as a worker plugin: every worker, present and future, runs
 a ``NodeHost`` — the local provider's node code — under its node root, and answers the provider's
-calls over Dask's own comms, directly (no task graph: one message out and one back per run).
+calls over Dask's own comms, directly (no task graph): one long-lived stream per worker, messages
+batched both ways (compute/dask_stream.py), so many runs start and end per network round trip.
 
 A node claims one free worker (a worker that held this node id for a previous server is preferred)
 and takes its IP address from the worker's address. Membership is event-driven: the scheduler's
@@ -40,6 +41,7 @@ from openbatch.compute.base import (
     RunSpec,
 )
 from openbatch.compute.dask_agent import PLUGIN_NAME, READ_MAX, NodeAgent, held_node
+from openbatch.compute.dask_stream import AgentStream
 from openbatch.compute.local import auto_storage_url
 from openbatch.compute.nodehost import kill_processes_under, relative_task_dir
 from openbatch.config import ConfigError, Settings
@@ -73,6 +75,25 @@ def parse_target(text: str) -> Target:
     raise ConfigError(f"--compute must be local, dask://HOST:PORT or dask-local:N, got {text!r}")
 
 
+def worker_slots(info: dict[str, Any]) -> float:
+    """A worker's `slots` resource from the scheduler's identity of it (1, Azure's default, if none)."""
+    resources = info.get("resources") or {}
+    return float(resources.get("slots", 1))
+
+
+def pick_worker(free: Sequence[str], slots: dict[str, float], held: dict[str, str], claimed: set[str],
+                node_id: str, need: int) -> str | None:
+    """A free worker for a node of ``need`` slots: one that held this node before, else one that holds no
+    other node still claimed, else any; never one with fewer slots than needed."""
+    fits = [name for name in free if slots.get(name, 1) >= need]
+    for name in fits:
+        if held.get(name) == node_id:
+            return name
+    unheld = [name for name in fits if held.get(name) not in claimed]
+    choice = unheld or fits
+    return choice[0] if choice else None
+
+
 @dataclass(eq=False)
 class _Claim:
     """A node and the worker it is: ``address`` None while that worker is gone."""
@@ -80,6 +101,7 @@ class _Claim:
     node_id: str
     pool_id: str
     worker: str | None = None  # the worker's name (stable across a nanny's restarts)
+    slots: int = 1  # the pool's taskSlotsPerNode: the worker's `slots` resource must be at least this
     address: str | None = None
     lost: asyncio.Future[None] | None = None
     keys: set[str] = field(default_factory=set)
@@ -98,8 +120,10 @@ class DaskProvider:
         self._client: Client | None = None
         self._events: NodeEvents | None = None
         self._workers: dict[str, str] = {}  # address -> name
+        self._slots: dict[str, float] = {}  # worker name -> its `slots` resource (1 when it declares none)
         self._held: dict[str, str] = {}  # worker name -> node id it held for an earlier server
         self._claims: dict[str, _Claim] = {}
+        self._streams: dict[str, asyncio.Future[AgentStream]] = {}  # worker address -> its stream (opening or open)
         self._changed = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -137,6 +161,8 @@ class DaskProvider:
         await asyncio.gather(*self._background, return_exceptions=True)
         for claim in self._claims.values():
             self._lose(claim)
+        for address in list(self._streams):
+            await self._drop_stream(address)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.unsubscribe_topic("all")  # else the scheduler writes its last event to a closed client
@@ -170,7 +196,9 @@ class DaskProvider:
         """Read the cluster's workers; claims whose worker went are lost, those whose worker is back
         (a worker of the same name at a new address) come back."""
         info = await self.client.scheduler.identity()
-        self._workers = {addr: str(w.get("name", addr)) for addr, w in info.get("workers", {}).items()}
+        workers = info.get("workers", {})
+        self._workers = {addr: str(w.get("name", addr)) for addr, w in workers.items()}
+        self._slots = {str(w.get("name", addr)): worker_slots(w) for addr, w in workers.items()}
         by_name = {name: addr for addr, name in self._workers.items()}
         for claim in self._claims.values():
             if claim.address is not None and claim.address not in self._workers:
@@ -182,6 +210,7 @@ class DaskProvider:
         self._changed.set()
 
     def _worker_left(self, address: str) -> None:
+        self._spawn(self._drop_stream(address))
         for claim in self._claims.values():
             if claim.address == address:
                 self._lose(claim)
@@ -202,20 +231,18 @@ class DaskProvider:
                     self._held[self._workers[address]] = str(node_id)
 
     def _pick(self, claim: _Claim) -> str | None:
-        """A free worker for the claim's node: one that held it before, else any."""
         taken = {c.worker for c in self._claims.values() if c is not claim and c.worker is not None}
         free = [name for name in self._workers.values() if name not in taken]
-        for name in free:
-            if self._held.get(name) == claim.node_id:
-                return name
-        unheld = [name for name in free if self._held.get(name) not in self._claims]
-        choice = unheld or free
-        return choice[0] if choice else None
+        if self.cluster is not None:  # not one being retired
+            planned = {str(name) for name in self.cluster.worker_spec}
+            free = [name for name in free if name in planned]
+        return pick_worker(free, self._slots, self._held, set(self._claims), claim.node_id, claim.slots)
 
     async def _wait_for_workers(self, deadline: float) -> None:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
-            raise OSError("no free Dask worker joined the cluster in time for the node")
+            raise OSError("no free Dask worker with enough slots (its `slots` resource at least the pool's "
+                          "taskSlotsPerNode) joined the cluster in time for the node")
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), left)
@@ -223,10 +250,11 @@ class DaskProvider:
     # --- nodes ---------------------------------------------------------------------------------
 
     async def create_node(self, account: str, pool_id: str, node_id: str,
-                          certificates: Sequence[NodeCertificate] | None = None) -> NodeInfo:
+                          certificates: Sequence[NodeCertificate] | None = None, slots: int = 1) -> NodeInfo:
         claim = self._claims.get(node_id)
         if claim is None:
             claim = self._claims[node_id] = _Claim(node_id, pool_id)
+        claim.slots = slots
         certs = None if certificates is None else [asdict(c) for c in certificates]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NODE_WAIT
@@ -236,7 +264,7 @@ class DaskProvider:
                 claim.worker = self._pick(claim)
             if claim.worker is None:
                 if self.cluster is not None:  # a worker for every node (never fewer: see docs/compute.md)
-                    self.cluster.scale(max(len(self._workers), len(self._claims)))
+                    self.cluster.scale(max(len(self.cluster.worker_spec), len(self._claims)))  # never down
                 await self._wait_for_workers(deadline)
                 continue
             address = by_name[claim.worker]
@@ -256,11 +284,42 @@ class DaskProvider:
         raise OSError("the node was removed while it was being created")
 
     async def _call(self, address: str, op: str, **kw: Any) -> Any:
+        """``claim`` as one RPC (a worker without the agent yet answers None); the rest over the
+        worker's stream (compute/dask_stream.py). A broken connection: the worker is taken as gone."""
         try:
-            return await getattr(self.client.rpc(address), f"openbatch_{op}")(**kw)
+            if op == "claim":
+                return await getattr(self.client.rpc(address), f"openbatch_{op}")(**kw)
+            stream = await self._stream(address)
+            return await stream.call(op, **kw)
         except OSError:
             self._worker_left(address)
             raise
+
+    async def _stream(self, address: str) -> AgentStream:
+        opening = self._streams.get(address)
+        if opening is None:
+            opening = self._streams[address] = asyncio.ensure_future(
+                AgentStream.open(address, self.client.connection_args, on_close=self._stream_closed))
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._streams.get(address) is opening:
+                del self._streams[address]  # the next call tries afresh
+            raise
+
+    def _stream_closed(self, stream: AgentStream) -> None:
+        for address, opening in list(self._streams.items()):
+            if opening.done() and not opening.cancelled() and opening.exception() is None \
+                    and opening.result() is stream:
+                del self._streams[address]
+
+    async def _drop_stream(self, address: str) -> None:
+        opening = self._streams.pop(address, None)
+        if opening is None:
+            return
+        with contextlib.suppress(Exception):  # it never opened: nothing to close
+            stream = await opening
+            await stream.close()
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:
         claim = self._claims.get(node_id)
@@ -280,6 +339,25 @@ class DaskProvider:
             with contextlib.suppress(OSError):
                 await self._call(address, "release", node_id=node_id, session=self.session)
         self._changed.set()
+        await self._shrink()
+
+    async def _shrink(self) -> None:
+        """With a cluster manager (dask-local), free workers beyond the cluster's own size (N) or the
+        nodes claimed, whichever is more, are retired (``scale_down``: the manager does not start them
+        again); without one (dask://), a released worker stays in the cluster, free for the next node."""
+        if self.cluster is None:
+            return
+        names = {str(name): name for name in self.cluster.worker_spec}
+        spare = len(names) - max(self.target.workers, len(self._claims))
+        if spare <= 0:
+            return
+        taken = {c.worker for c in self._claims.values()} | {n for n, node in self._held.items() if node in self._claims}
+        free = [name for name in names if name not in taken]
+        retire = free[len(free) - min(spare, len(free)):]  # the newest first
+        if retire:
+            log.info("dask compute: retiring %d free worker(s) of the LocalCluster", len(retire))
+            with contextlib.suppress(Exception):
+                await self.cluster.scale_down([names[name] for name in retire])
 
     def node_ok(self, node_id: str) -> bool:
         claim = self._claims.get(node_id)

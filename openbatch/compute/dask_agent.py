@@ -3,8 +3,9 @@
 ``NodeAgent`` is a Dask ``WorkerPlugin`` (the server registers it with the cluster; Dask installs
 it on every worker, present and future). On setup it makes a ``NodeHost`` (compute/nodehost.py:
 the same node code as the local provider) under the node root on the worker's host and adds
-handlers to the worker's own RPC server, which the provider calls directly over Dask's comms:
-one message out and one back per run, no task graph, no scheduler in the way, and nothing that
+handlers to the worker's own RPC server, which the provider calls directly over Dask's comms —
+``claim`` as one RPC, everything else over one long-lived stream per worker with messages batched
+both ways (compute/dask_stream.py) — no task graph, no scheduler in the way, and nothing that
 Dask could retry behind the engine's back (exactly once is the engine's job).
 
 A worker is one node at a time. ``claim`` makes it the node ``node_id`` for the server session
@@ -26,6 +27,7 @@ from distributed import WorkerPlugin
 from distributed.comm import get_address_host
 
 from openbatch.compute.base import FileAccessError, NodeGone, RunSpec
+from openbatch.compute.dask_stream import STREAM_OP, serve_stream
 from openbatch.compute.nodefiles import OpenNodeFile
 from openbatch.compute.nodehost import NodeHost, kill_processes_under
 from openbatch.node.certs import NodeCertificate
@@ -89,6 +91,11 @@ class NodeAgent(WorkerPlugin):
         kill_orphaned_helpers()
         for name in HANDLERS:
             worker.handlers[f"openbatch_{name}"] = getattr(self, f"_{name}")
+        worker.handlers[STREAM_OP] = self._stream
+
+    async def _stream(self, comm: Any) -> None:
+        """The provider's long-lived stream (compute/dask_stream.py): the same operations, batched."""
+        await serve_stream(comm, {name: getattr(self, f"_{name}") for name in HANDLERS})
 
     async def teardown(self, worker: Any) -> None:
         self.closing = True  # the worker leaves (closed, or gave up on its scheduler): its runs are lost, not ended

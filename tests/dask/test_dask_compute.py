@@ -106,3 +106,19 @@ def test_quickstart_against_dask_local(server: LiveServer, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name, words in EXPECTED.items():
         assert name in proc.stdout and words in proc.stdout
+
+
+def test_a_shrinking_pool_retires_the_workers_the_cluster_grew_by(client: BatchClient, server: LiveServer) -> None:
+    make_pool(client, "shrink", nodes=3)
+    wait_for(lambda: len(worker_pids(server)) == 3, "the LocalCluster grown to 3 workers")
+    client.begin_resize_pool("shrink", m.BatchPoolResizeOptions(target_dedicated_nodes=1))
+    wait_for(lambda: len(list(client.list_nodes("shrink"))) == 1, "the pool shrunk to one node")
+    wait_for(lambda: len(worker_pids(server)) == 2, "the LocalCluster back to its own 2 workers")
+    (kept,) = list(client.list_nodes("shrink"))
+    client.create_job(m.BatchJobCreateOptions(id="shrink", pool_info=m.BatchPoolInfo(pool_id="shrink")))
+    client.create_tasks("shrink", [m.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(4)])
+    done = completed(client, "shrink", *(f"t{i}" for i in range(4)))
+    assert all(ex(t).exit_code == 0 and node_of(t) == kept.id for t in done)
+    client.begin_resize_pool("shrink", m.BatchPoolResizeOptions(target_dedicated_nodes=2))
+    wait_for(lambda: [n for n in client.list_nodes("shrink") if n.state == "idle"][1:], "the second node idle again")
+    assert len(worker_pids(server)) == 2  # the free worker taken, no new one started
