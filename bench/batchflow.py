@@ -54,7 +54,10 @@ def wait_completed(client: BatchClient, job_id: str, count: int, timeout: float)
         counts = client.get_job_task_counts(job_id).task_counts
         if counts.completed >= count:
             if counts.failed:
-                raise AssertionError(f"{counts.failed} tasks failed")
+                failed = [f"{t.id}: {t.execution_info.as_dict() if t.execution_info else None}"
+                          for t in client.list_tasks(job_id, select=["id", "executionInfo"])
+                          if t.execution_info and t.execution_info.result == "failure"]
+                raise AssertionError(f"{counts.failed} tasks failed: " + "; ".join(failed[:5]))
             return
         time.sleep(0.05)
     raise TimeoutError(f"job {job_id} did not complete {count} tasks in {timeout}s")

@@ -47,6 +47,8 @@ def run(sizes: Sizes, computes: list[str] | None = None) -> Report:
             report.add("ratio server CPU per task : CPU per raw spawn", figures["cpu_per_task"] / per_spawn)
         else:
             report.add(f"ratio tasks/s{label} : tasks/s (local)", throughput / measured["local"]["throughput"])
+            report.add(f"server CPU per task (us; the server process alone, its workers not counted){label}",
+                       figures["cpu_per_task"] * 1e6)
         report.add(f"task adds/s (create_tasks, 100 per call, 4 threads){label}", sizes.tasks / figures["add_seconds"])
         report.add(f"idle pool: add -> running p50 (ms, {sizes.idle_tasks} tasks one at a time){label}",
                    percentile(figures["idle"], 50))
@@ -60,7 +62,7 @@ def run(sizes: Sizes, computes: list[str] | None = None) -> Report:
                       "throughput": local["throughput"], "add_seconds": local["add_seconds"],
                       "cpu_per_task": local["cpu_per_task"], "spawn_cpus": spawn_cpus,
                       "idle_latencies_ms": local["idle"],
-                      "computes": {n: {k: f[k] for k in ("throughput", "add_seconds", "idle")} for n, f in measured.items()}}
+                      "computes": {n: {k: f[k] for k in ("throughput", "add_seconds", "idle", "cpu_per_task")} for n, f in measured.items()}}
     return report
 
 
