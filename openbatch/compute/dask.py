@@ -2,14 +2,15 @@
 
 ``--compute dask://HOST:PORT`` attaches to a running Dask scheduler; ``--compute dask-local:N``
 starts a ``distributed.LocalCluster`` of N worker processes on this machine (scaled up by one
-worker whenever a pool wants more nodes than there are free workers). The server registers
+worker whenever a pool wants more nodes than there are free workers, and the free workers beyond
+N retired again when pools shrink). The server registers
 ``NodeAgent`` (compute/dask_agent.py) as a worker plugin: every worker, present and future, runs
 a ``NodeHost`` — the local provider's node code — under its node root, and answers the provider's
 calls over Dask's own comms, directly (no task graph): one long-lived stream per worker, messages
 batched both ways (compute/dask_stream.py), so many runs start and end per network round trip.
 
-A node claims one free worker (a worker that held this node id for a previous server is preferred)
-and takes its IP address from the worker's address. Membership is event-driven: the scheduler's
+A node claims one free worker whose ``slots`` resource covers the pool's taskSlotsPerNode (a
+worker that held this node id for a previous server is preferred) and takes its IP address from the worker's address. Membership is event-driven: the scheduler's
 ``add-worker`` / ``remove-worker`` events (topic ``all``) reach the provider at once; a worker
 that leaves makes its node ``lost`` (every call waiting on it fails with ``NodeGone``, the engine
 requeues its tasks and marks the node unusable), and when a worker of the same name comes back
