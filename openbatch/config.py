@@ -121,6 +121,17 @@ class Settings:
         return cls(data_dir=data_dir, **kw)  # type: ignore[arg-type]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, bracketed or not) names this machine's loopback only."""
+    bare = host.strip().strip("[]").lower()
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
 def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"

@@ -8,6 +8,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
@@ -26,6 +27,7 @@ from openbatch.config import (
     ConfigError,
     Settings,
     accounts_from,
+    is_loopback,
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted Azure Batch and Blob Storage.",
@@ -138,7 +140,7 @@ def serve(
                 from openbatch.compute.dask import parse_target  # lazy: Dask loads only when asked for
             except ImportError as exc:
                 raise ConfigError(f"--compute {compute} needs Dask distributed: pip install 'openbatch[dask]'") from exc
-            parse_target(compute)
+            _warn_unreachable_urls(settings, parse_target(compute).address)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -158,6 +160,16 @@ def serve(
     except (OSError, DataDirInUse) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _warn_unreachable_urls(settings: Settings, scheduler: str) -> None:
+    """Workers on other machines cannot reach URLs on 127.0.0.1: say so when a remote scheduler is named."""
+    url_host = urlsplit(settings.blob_url).hostname or ""
+    scheduler_host = urlsplit(scheduler).hostname or ""
+    if scheduler_host and not is_loopback(scheduler_host) and is_loopback(url_host):
+        typer.echo(f"warning: nodes are told to reach this server at {url_host}, which workers on other "
+                   f"machines than this one cannot reach; serve with --host ADDRESS, or --host 0.0.0.0 "
+                   f"--advertise-host ADDRESS (docs/compute.md, Running on a cluster)", err=True)
 
 
 register(app)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from openbatch.config import ConfigError, Settings
+from openbatch.cli.main import _warn_unreachable_urls
+from openbatch.config import ConfigError, Settings, is_loopback
 
 
 def test_urls_follow_listen_host_by_default(tmp_path: Path) -> None:
@@ -41,3 +42,26 @@ def test_explicit_urls_win(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path, advertise_host="10.0.0.5", blob_url="https://blob.example")
     assert s.blob_url == "https://blob.example"
     assert s.batch_url.startswith("http://10.0.0.5:")
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("LOCALHOST", True), ("a.localhost", True), ("10.231.0.1", False), ("fd00::1", False), ("head.example", False),
+])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(("scheduler", "flags", "warned"), [
+    ("tcp://10.0.0.1:8786", {}, True),
+    ("tls://head.example:8786", {"host": "0.0.0.0"}, True),
+    ("tcp://10.0.0.1:8786", {"host": "0.0.0.0", "advertise_host": "10.0.0.2"}, False),
+    ("tcp://10.0.0.1:8786", {"host": "10.0.0.2"}, False),
+    ("tcp://127.0.0.1:8786", {}, False),  # a scheduler on this machine: its workers may well be here too
+    ("", {}, False),  # dask-local
+])
+def test_serve_warns_when_remote_workers_get_loopback_urls(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], scheduler: str, flags: dict[str, str], warned: bool) -> None:
+    _warn_unreachable_urls(Settings(data_dir=tmp_path, **flags), scheduler)  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert ("warning: nodes are told to reach this server at 127.0.0.1" in err) is warned, err
