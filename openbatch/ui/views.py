@@ -18,7 +18,7 @@ from openbatch.batch.domain import jobs, nodes, pools, tasks
 from openbatch.batch.domain.common import BatchContext, Doc
 
 PAGE = 50  # tasks per page
-EXIT_SCAN = 5_000  # tasks an exit-code filter examines per page (a short page then links on)
+EXIT_SCAN = 2_000  # tasks an exit-code filter examines per page (a short page then links on)
 NODE_STATES = ("idle", "running", "starting", "waitingforstarttask", "starttaskfailed", "creating", "rebooting",
                "reimaging", "leavingpool", "unusable", "offline", "preempted", "unknown")
 JOB_STATES = ("active", "disabling", "disabled", "enabling", "terminating", "completed", "deleting")
@@ -145,6 +145,8 @@ def task_page(ctx: BatchContext, account: str, job_id: str, flt: TaskFilter, aft
         code = flt.exit_code
         state = state or "completed"
         budget = EXIT_SCAN
+        if code != 0 and state == "completed":  # a non-zero exit code always makes a failure
+            result = "failure"  # (domain/execution.py): only failed tasks need reading
 
         def match(doc: Doc) -> bool:
             return (doc.get("executionInfo") or {}).get("exitCode") == code
