@@ -51,6 +51,7 @@ from openbatch.node.certs import NodeCertificate
 log = logging.getLogger("openbatch.compute.dask")
 
 NODE_WAIT = 120.0  # seconds a new node waits for a free worker before it is unusable
+WATCH = 1.0  # seconds between looks at the client's connection to an attached scheduler
 AGENT_WAIT = 0.05  # a worker that just joined installs the agent a moment after the scheduler says so
 LOCAL_SLOTS = 256  # the `slots` resource of dask-local workers (Azure's most taskSlotsPerNode)
 
@@ -132,7 +133,8 @@ class DaskProvider:
 
     @property
     def client(self) -> Client:
-        assert self._client is not None, "the provider is not started"
+        if self._client is None:  # not started, or attaching again to a scheduler that went away
+            raise ConnectionError("not attached to the Dask scheduler")
         return self._client
 
     async def start(self) -> None:
@@ -145,6 +147,14 @@ class DaskProvider:
                 n_workers=self.target.workers, threads_per_worker=1, processes=True, asynchronous=True,
                 dashboard_address=None, host="127.0.0.1", resources={"slots": LOCAL_SLOTS})
             address = self.cluster.scheduler_address
+        await self._attach(address)
+        if self.cluster is None:
+            self._spawn(self._watch(address))
+        log.info("dask compute: scheduler %s, %d workers, node root %s", address, len(self._workers),
+                 self.node_root or "{worker local directory}/openbatch-nodes")
+
+    async def _attach(self, address: str) -> None:
+        """A client of the scheduler: its worker events heard, the agent plugin registered."""
         self._client = await Client(address, asynchronous=True)
         self.client.subscribe_topic("all", self._event)
         await self._refresh()
@@ -153,8 +163,29 @@ class DaskProvider:
         if registered is not None:
             await registered
         await self._refresh()
-        log.info("dask compute: scheduler %s, %d workers, node root %s", address, len(self._workers),
-                 self.node_root or "{worker local directory}/openbatch-nodes")
+
+    async def _watch(self, address: str) -> None:
+        """dask://: when the connection to the scheduler is lost, attach again (a new client, its
+        events, the agent plugin) as soon as a scheduler answers at that address; nodes whose workers
+        did not survive are lost, and come back as workers of the same names join."""
+        while True:
+            await asyncio.sleep(WATCH)
+            old = self._client
+            if old is not None and old.status == "running" and old.scheduler_comm is not None \
+                    and not old.scheduler_comm.closed():
+                continue
+            log.warning("dask compute: the connection to the scheduler %s is lost; attaching again", address)
+            self._client = None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.close(timeout=5)
+            while self._client is None:
+                try:
+                    await self._attach(address)
+                except (OSError, TimeoutError):
+                    self._client = None
+                    await asyncio.sleep(WATCH)
+            log.info("dask compute: attached to the scheduler %s again, %d workers", address, len(self._workers))
 
     async def stop(self) -> None:
         for task in list(self._background):

@@ -187,3 +187,37 @@ def test_the_scheduler_killed_mid_task_loses_nothing(top: Path) -> None:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def test_a_restarted_scheduler_is_attached_again_by_the_running_server(top: Path) -> None:
+    port = free_port()
+    log = top / "dask.log"
+    procs = _cluster(port, log)
+    server = LiveServer(top / "data", extra_args=["--compute", f"dask://127.0.0.1:{port}",
+                                                  "--dask-node-root", str(top / "nodes")])
+    client: BatchClient | None = None
+    try:
+        server.start(timeout=60)
+        client = connect(server)
+        make_pool(client, "p", nodes=2, slots=2)
+        for proc in procs:  # the whole cluster goes: scheduler and workers
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        procs += _cluster(port, log)  # and comes back at the same address; openbatch is not restarted
+        client.create_job(m.BatchJobCreateOptions(id="j", pool_info=m.BatchPoolInfo(pool_id="p")))
+        ids = [f"t{i}" for i in range(8)]
+        client.create_tasks("j", [m.BatchTaskCreateOptions(id=t, command_line="/bin/true") for t in ids])
+        wait_for(lambda: all(t.state == m.BatchTaskState.COMPLETED for t in tasks_of(client, "j").values()),
+                 "every task completed on the new cluster's workers", timeout=120)
+        after = tasks_of(client, "j")
+        assert all(t.execution_info is not None and t.execution_info.exit_code == 0 for t in after.values())
+        wait_for(lambda: [n for n in client.list_nodes("p") if n.state == "idle"][1:], "both nodes idle again")
+        assert server.proc is not None and server.proc.poll() is None
+    finally:
+        if client is not None:
+            client.close()
+        server.stop()
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
