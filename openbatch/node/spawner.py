@@ -237,17 +237,21 @@ def kill_orphaned_helpers() -> int:
     could reach them, or on a system without one); how many.
 
     A helper is started with its server's pid as its last argument: one whose parent is no longer
-    that process has lost its server. The helpers of other live servers are left alone.
+    that process has lost its server. The helpers of other live servers are left alone, and so are
+    a live helper's children between fork and exec (they still show the helper's command line: taken
+    for orphans, they were tasks killed before they ran, exit code 137, whenever any server or Dask
+    worker on the machine started at that instant).
     """
     killed = 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         pid = int(name)
-        argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
-        if len(argv) < 7 or argv[1:3] != [b"-m", HELPER_MODULE.encode()] or not argv[6].isdigit():
+        server = _helper_server(pid)
+        if server is None:
             continue
-        if _parent(pid) != int(argv[6]):
+        parent = _parent(pid)
+        if parent != server and _helper_server(parent) is None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
@@ -260,6 +264,14 @@ def _read(path: str) -> bytes:
             return handle.read()
     except OSError:
         return b""
+
+
+def _helper_server(pid: int) -> int | None:
+    """The server pid a helper process was started for (None: the process is not a helper)."""
+    argv = _read(f"/proc/{pid}/cmdline").split(b"\0")
+    if len(argv) < 7 or argv[1:3] != [b"-m", HELPER_MODULE.encode()] or not argv[6].isdigit():
+        return None
+    return int(argv[6])
 
 
 def _parent(pid: int) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from openbatch.node.identity import UserSpec, prepare_node, resolve_user
 from openbatch.node.layout import NodeLayout
 from openbatch.node.run import CommandError, ProcessResult, RunningProcess
 from openbatch.node.spawner import kill_orphaned_helpers
+from tests.helpers.waiting import wait_for
 from tests.node.tasks import LEAVER, reaped_after_holding, start_task
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the spawner serves a root server")
@@ -250,3 +253,35 @@ def test_helpers_whose_server_died_are_killed_at_start(node: NodeLayout, user: U
     finally:
         helper.kill()
         helper.wait()
+
+
+FAKE_HELPER = "import os, sys, time\nif sys.argv[1] == 'fork':\n    os.fork()\ntime.sleep(60)\n"
+
+
+def test_a_live_helpers_child_between_fork_and_exec_is_not_an_orphan(tmp_path: Path) -> None:
+    """A task the helper has forked but not exec'd yet shows the helper's command line with the helper
+    as its parent: killing it as an orphan failed /bin/true tasks with exit code 137."""
+    fake = tmp_path / "openbatch" / "node"  # `python -m openbatch.node.spawner` from here runs this stand-in
+    fake.mkdir(parents=True)
+    (tmp_path / "openbatch" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "spawner.py").write_text(FAKE_HELPER)
+
+    def helper(mode: str, server: int) -> psutil.Process:
+        return psutil.Popen([sys.executable, "-m", "openbatch.node.spawner", mode, "0", "0", str(server)],
+                            cwd=tmp_path)
+
+    live = helper("fork", os.getpid())  # a helper of this (live) process, with a child just forked
+    orphan = helper("stay", 1)  # a helper whose server (pid 1 here) is not its parent
+    try:
+        child = wait_for(lambda: live.children(), "the helper's forked child")[0]
+        kill_orphaned_helpers()
+        assert orphan.wait(10) == -signal.SIGKILL
+        assert live.is_running() and child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    finally:
+        for proc in (live, orphan):
+            with contextlib.suppress(psutil.Error):
+                for sub in proc.children():
+                    sub.kill()
+                proc.kill()
+            proc.wait()
