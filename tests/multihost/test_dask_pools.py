@@ -177,6 +177,10 @@ def test_thousand_tasks_across_two_hosts(network: Network, cluster: Cluster) -> 
     assert all(len(hosts) == 1 for hosts in seen.values()), {k: v for k, v in seen.items() if len(v) != 1}
     per_host = Counter(hosts[0] for hosts in seen.values())
     assert set(per_host) == {host2.name, host3.name}, per_host
+    starts = [t.execution_info.start_time for t in done if t.execution_info and t.execution_info.start_time]
+    ends = [t.execution_info.end_time for t in done if t.execution_info and t.execution_info.end_time]
+    span = (max(ends) - min(starts)).total_seconds()
+    print(f"{count} tasks in {span:.1f} s ({count / span:.0f}/s) on {dict(per_host)}")  # a figure (-s), not a check
 
 
 def test_losing_a_host_mid_job_requeues_its_tasks(network: Network, cluster: Cluster) -> None:
