@@ -13,14 +13,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import ResourceNotFoundError
 
-from tests.multihost.hosts import Network, Proc
+from tests.multihost.hosts import Host, Network, Proc
 from tests.multihost.servers import (
     Openbatch,
     add_pool,
@@ -47,6 +47,11 @@ class Cluster:
     marks_root: Path
     scratch: Path
 
+    def serve(self, host: Host) -> None:
+        """(Re)start openbatch on ``host`` with the module's data dir, attached to the scheduler."""
+        self.server = start_openbatch(host, self.scratch / "data", "--host", host.address,
+                                      "--compute", self.scheduler.replace("tcp://", "dask://"))
+
     def marks(self, name: str) -> Path:
         """A directory every task account may write, for one test's records of completed runs."""
         path = self.marks_root / name
@@ -64,9 +69,9 @@ def cluster(network: Network, module_scratch: Path) -> Iterator[Cluster]:
     try:
         scheduler = start_scheduler(host1)
         workers = {h.name: start_worker(h, scheduler, module_scratch, slots=SLOTS) for h in (host2, host3)}
-        server = start_openbatch(host1, module_scratch / "data", "--host", host1.address,
-                                 "--compute", scheduler.replace("tcp://", "dask://"))
-        yield Cluster(server, scheduler, workers, marks, module_scratch)
+        cluster = Cluster(cast(Openbatch, None), scheduler, workers, marks, module_scratch)
+        cluster.serve(host1)
+        yield cluster
     finally:
         for host in reversed(network.hosts):
             host.stop_all()
@@ -181,6 +186,45 @@ def test_thousand_tasks_across_two_hosts(network: Network, cluster: Cluster) -> 
     ends = [t.execution_info.end_time for t in done if t.execution_info and t.execution_info.end_time]
     span = (max(ends) - min(starts)).total_seconds()
     print(f"{count} tasks in {span:.1f} s ({count / span:.0f}/s) on {dict(per_host)}")  # a figure (-s), not a check
+
+
+def test_server_killed_mid_job_requeues_its_running_tasks_once(network: Network, cluster: Cluster) -> None:
+    host1, host2, _ = network.hosts
+    marks, starts = cluster.marks("restart"), cluster.marks("restart-starts")
+    gate = cluster.marks_root / "restart-gate"
+    count = 8
+    task = (f"echo $$ >> {starts}/$AZ_BATCH_TASK_ID; while [ ! -e {gate} ]; do sleep 0.05; done; "
+            "cat /proc/sys/kernel/hostname >> $MARKS/$AZ_BATCH_TASK_ID")
+
+    def start(client: BatchClient) -> None:
+        add_pool(client, "restart", nodes=2, slots=2)
+        client.create_job(m.BatchJobCreateOptions(
+            id="restart", pool_info=m.BatchPoolInfo(pool_id="restart"),
+            common_environment_settings=[m.EnvironmentSetting(name="MARKS", value=str(marks))]))
+        client.create_tasks("restart", [m.BatchTaskCreateOptions(id=f"t{i}", command_line=f"/bin/sh -c '{task}'")
+                                        for i in range(count)])
+
+    def started() -> dict[str, list[int]]:
+        return {p.name: [int(pid) for pid in p.read_text().split()] for p in starts.iterdir()}
+
+    with cluster.server.batch() as client:
+        host2.call(start, client)
+    first = wait_for(lambda: (found := started()) and sum(map(len, found.values())) == 4 and found,
+                     "four tasks waiting at the gate on the worker hosts")
+    cluster.server.proc.kill()  # kill -9 of the openbatch server, its workers and their runs untouched
+    cluster.serve(host1)
+    wait_for(lambda: sum(map(len, started().values())) == 8, "four tasks started again after the restart")
+    left = [pid for pids in first.values() for pid in pids if os.path.exists(f"/proc/{pid}")]
+    assert not left, left  # what ran for the dead server was killed before anything ran again
+    gate.touch()
+    with cluster.server.batch() as client:
+        done = host2.call(completed_tasks, client, "restart", count, 120.0)
+    failed = {t.id: t.execution_info for t in done if not (t.execution_info and t.execution_info.exit_code == 0)}
+    assert not failed, failed
+    assert all(len(hosts) == 1 for hosts in runs(marks).values()) and len(runs(marks)) == count, runs(marks)
+    requeues = {str(t.id): t.execution_info.requeue_count if t.execution_info else None for t in done}
+    assert requeues == {f"t{i}": 1 if f"t{i}" in first else 0 for i in range(count)}
+    assert {k: len(v) for k, v in started().items()} == {f"t{i}": 2 if f"t{i}" in first else 1 for i in range(count)}
 
 
 def test_losing_a_host_mid_job_requeues_its_tasks(network: Network, cluster: Cluster) -> None:
