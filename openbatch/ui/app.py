@@ -29,11 +29,11 @@ from starlette.routing import Route
 
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import files
-from openbatch.batch.domain.common import BatchContext
+from openbatch.batch.domain.common import BatchContext, parse_iso
 from openbatch.batch.wire.errors import status_of
 from openbatch.blob.errors import BlobError
 from openbatch.config import Settings
-from openbatch.ui import views
+from openbatch.ui import actions, blobs, views
 from openbatch.ui.rates import Rates
 
 STATIC = Path(__file__).parent / "static"
@@ -56,8 +56,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 def duration(start: str | None, end: str | None) -> str:
     if not start or not end:
         return ""
-    from openbatch.batch.domain.common import parse_iso
-
     seconds = (parse_iso(end) - parse_iso(start)).total_seconds()
     return f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -234,8 +232,6 @@ def _int(text: str, default: int = 0) -> int:
 
 
 def build_app(settings: Settings, ctx: BatchContext, blob: Any, rates: Rates) -> Starlette:
-    from openbatch.ui import actions, blobs
-
     ui = Ui(settings, ctx, blob, rates)
     g = ui.guarded
     base = "/ui/{account}"
