@@ -16,6 +16,7 @@ from azure.storage.blob import BlobServiceClient, ContainerSasPermissions
 
 from tests.cli.test_quickstart import EXPECTED, run_quickstart
 from tests.dask.helpers import worker_pids
+from tests.helpers.pools import make_pool
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 from tests.sdk.test_batch_compute import (
@@ -24,7 +25,6 @@ from tests.sdk.test_batch_compute import (
     completed,
     container_sas_url,
     ex,
-    make_pool,
     node_of,
     output,
     sh,

@@ -25,9 +25,9 @@ from azure.core.credentials import AzureNamedKeyCredential
 from openbatch.testing import free_port
 from tests.dask.conftest import DASK_LOCAL
 from tests.dask.helpers import worker_pids
+from tests.helpers.pools import make_pool
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import alive, wait_for
-from tests.sdk.test_batch_compute import make_pool
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.05) -> Any:
     """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -15,8 +15,8 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
 
 
 def alive(pid: int) -> bool:

@@ -4,11 +4,8 @@ and workers, plus the SDK helpers their tests share."""
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from azure.batch import BatchClient
 from azure.batch import models as m
@@ -16,13 +13,10 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 
 from openbatch.config import DEFAULT_BATCH_PORT, DEFAULT_BLOB_PORT, DEV_ACCOUNT, DEV_KEY
+from tests.helpers.waiting import wait_for
 from tests.multihost.hosts import Host, Proc
 
 SCHEDULER_PORT = 8786
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 
 
 @dataclass
@@ -75,31 +69,6 @@ def start_worker(host: Host, scheduler: str, scratch: Path, slots: int = 2, thre
     return host.popen([sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--nworkers", "1",
                        "--nthreads", str(threads), "--resources", f"slots={slots}", "--no-dashboard",
                        "--local-directory", str(scratch / f"{host.name}-{label}")], label)
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0, every: float = 0.2) -> Any:
-    """Poll ``check`` until it returns something truthy (returned), or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def add_pool(client: BatchClient, pool_id: str, nodes: int, slots: int = 1, **kwargs: Any) -> list[m.BatchNode]:
-    """A pool of ``nodes`` nodes, returned once every node is idle (or its start task failed)."""
-    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE,
-                                                target_dedicated_nodes=nodes, task_slots_per_node=slots, **kwargs))
-
-    def ready() -> list[m.BatchNode] | None:
-        found = list(client.list_nodes(pool_id))
-        done = len(found) == nodes and all(n.state in ("idle", "starttaskfailed") for n in found)
-        return found if done else None
-
-    return list(wait_for(ready, f"pool {pool_id} to be ready"))
 
 
 def completed_tasks(client: BatchClient, job_id: str, count: int, timeout: float = 120.0) -> list[m.BatchTask]:

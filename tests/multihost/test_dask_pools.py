@@ -20,16 +20,16 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import ResourceNotFoundError
 
+from tests.helpers.pools import make_pool
+from tests.helpers.waiting import wait_for
 from tests.multihost.hosts import Host, Network, Proc
 from tests.multihost.servers import (
     Openbatch,
-    add_pool,
     completed_tasks,
     start_openbatch,
     start_scheduler,
     start_worker,
     stdout_of,
-    wait_for,
 )
 
 SLOTS = 4
@@ -111,7 +111,7 @@ def delete_pool(client: BatchClient, pool_id: str) -> None:
             return True
         return False
 
-    wait_for(gone, f"pool {pool_id} to be deleted")
+    wait_for(gone, f"pool {pool_id} to be deleted", 120)
 
 
 def runs(marks: Path) -> dict[str, list[str]]:
@@ -162,7 +162,7 @@ def test_thousand_tasks_across_two_hosts(network: Network, cluster: Cluster) -> 
     count = 1000
 
     def job(client: BatchClient) -> list[m.BatchTask]:
-        add_pool(client, "big", nodes=2, slots=SLOTS)
+        make_pool(client, "big", nodes=2, slots=SLOTS, timeout=120)
         client.create_job(m.BatchJobCreateOptions(
             id="big", pool_info=m.BatchPoolInfo(pool_id="big"),
             common_environment_settings=[m.EnvironmentSetting(name="MARKS", value=str(marks))]))
@@ -197,7 +197,7 @@ def test_server_killed_mid_job_requeues_its_running_tasks_once(network: Network,
             "cat /proc/sys/kernel/hostname >> $MARKS/$AZ_BATCH_TASK_ID")
 
     def start(client: BatchClient) -> None:
-        add_pool(client, "restart", nodes=2, slots=2)
+        make_pool(client, "restart", nodes=2, slots=2, timeout=120)
         client.create_job(m.BatchJobCreateOptions(
             id="restart", pool_info=m.BatchPoolInfo(pool_id="restart"),
             common_environment_settings=[m.EnvironmentSetting(name="MARKS", value=str(marks))]))
@@ -210,10 +210,10 @@ def test_server_killed_mid_job_requeues_its_running_tasks_once(network: Network,
     with cluster.server.batch() as client:
         host2.call(start, client)
     first = wait_for(lambda: (found := started()) and sum(map(len, found.values())) == 4 and found,
-                     "four tasks waiting at the gate on the worker hosts")
+                     "four tasks waiting at the gate on the worker hosts", 120)
     cluster.server.proc.kill()  # kill -9 of the openbatch server, its workers and their runs untouched
     cluster.serve(host1)
-    wait_for(lambda: sum(map(len, started().values())) == 8, "four tasks started again after the restart")
+    wait_for(lambda: sum(map(len, started().values())) == 8, "four tasks started again after the restart", 120)
     left = [pid for pids in first.values() for pid in pids if os.path.exists(f"/proc/{pid}")]
     assert not left, left  # what ran for the dead server was killed before anything ran again
     gate.touch()
@@ -233,7 +233,7 @@ def test_losing_a_host_mid_job_requeues_its_tasks(network: Network, cluster: Clu
     count = 16
 
     def start(client: BatchClient) -> dict[str, str]:
-        nodes = add_pool(client, "loss", nodes=2, slots=2)
+        nodes = make_pool(client, "loss", nodes=2, slots=2, timeout=120)
         client.create_job(m.BatchJobCreateOptions(
             id="loss", pool_info=m.BatchPoolInfo(pool_id="loss"),
             common_environment_settings=[m.EnvironmentSetting(name="MARKS", value=str(marks))]))
@@ -249,7 +249,7 @@ def test_losing_a_host_mid_job_requeues_its_tasks(network: Network, cluster: Clu
     with cluster.server.batch() as client:
         ips = host2.call(start, client)
         lost = next(node for node, ip in ips.items() if ip == host3.address)
-        doomed = wait_for(lambda: host2.call(running_on, client, lost), "tasks running on host3's node")
+        doomed = wait_for(lambda: host2.call(running_on, client, lost), "tasks running on host3's node", 120)
         host3.crash()  # the machine is gone: worker, nanny and the tasks it ran
         done = host2.call(completed_tasks, client, "loss", count, 180.0)
     failed = {t.id: t.execution_info for t in done if not (t.execution_info and t.execution_info.exit_code == 0)}

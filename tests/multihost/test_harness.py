@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.waiting import wait_for
 from tests.multihost.hosts import PREFIX, SUBNET, Network, remove_stale, unavailable_reason
-from tests.multihost.servers import start_scheduler, start_worker, wait_for
+from tests.multihost.servers import start_scheduler, start_worker
 
 WHO_AM_I = textwrap.dedent("""
     import json, socket, sys
@@ -59,7 +60,7 @@ def test_stale_namespaces_of_a_dead_run_are_removed(network: Network) -> None:
     left = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "300"], start_new_session=True)
     try:
         wait_for(lambda: str(left.pid) in subprocess.run(["ip", "netns", "pids", stale], capture_output=True,
-                                                         text=True).stdout.split(), "the process to enter")
+                                                         text=True).stdout.split(), "the process to enter", 120)
         assert stale in remove_stale()
         assert left.wait(10) == -9  # what an aborted run left running inside is gone with it
         assert not Path(f"/run/netns/{stale}").exists()

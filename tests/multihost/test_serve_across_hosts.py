@@ -15,8 +15,9 @@ import pytest
 from azure.batch import models as m
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
+from tests.helpers.pools import make_pool
 from tests.multihost.hosts import Network
-from tests.multihost.servers import Openbatch, add_pool, completed_tasks, start_openbatch, stdout_of
+from tests.multihost.servers import Openbatch, completed_tasks, start_openbatch, stdout_of
 
 BLOB_CLIENT = textwrap.dedent("""
     import datetime as dt, json, sys
@@ -54,7 +55,7 @@ def test_blob_endpoint_from_another_host(network: Network, server: Openbatch) ->
 
 def _run_job(server: Openbatch, out_url: str) -> tuple[m.BatchPool, list[m.BatchTask], str]:
     with server.batch() as client:
-        nodes = add_pool(client, "across", nodes=1)
+        nodes = make_pool(client, "across", nodes=1, timeout=120)
         assert nodes[0].state == "idle"
         client.create_job(m.BatchJobCreateOptions(id="across", pool_info=m.BatchPoolInfo(pool_id="across")))
         client.create_task("across", m.BatchTaskCreateOptions(

@@ -16,9 +16,10 @@ from azure.batch import models as m
 from azure.storage.blob import BlobServiceClient
 
 from tests.conftest import _server_dir
+from tests.helpers.pools import make_pool
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
-from tests.sdk.test_batch_compute import make_pool, sh
+from tests.sdk.test_batch_compute import sh
 
 ADVERTISED = "openbatch-head.invalid"
 

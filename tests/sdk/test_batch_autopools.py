@@ -14,13 +14,10 @@ from azure.batch import models as m
 from azure.batch.models._models import BatchJobTerminateOptions  # not exported by 15.1
 from azure.core.exceptions import ResourceNotFoundError
 
+from tests.helpers.pools import IMAGE
 from tests.helpers.waiting import wait_for
 from tests.sdk.test_batch_jobs import error_code, fails
 
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 POLL: Any = 0.2  # seconds; the pollers sleep any number though typed int
 GUID = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 

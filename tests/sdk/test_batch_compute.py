@@ -28,14 +28,11 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from tests.helpers.pools import make_pool
 from tests.helpers.server import LiveServer
 from tests.helpers.venvs import run_script
 from tests.helpers.waiting import wait_for
 
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 ADMIN = m.UserIdentity(auto_user=m.AutoUserSpecification(scope=m.AutoUserScope.POOL,
                                                          elevation_level=m.ElevationLevel.ADMIN))
 POLL: Any = 0.2  # seconds; the pollers sleep any number though typed int
@@ -44,18 +41,6 @@ POLL: Any = 0.2  # seconds; the pollers sleep any number though typed int
 @pytest.fixture(scope="module")
 def blobs(server: LiveServer) -> BlobServiceClient:
     return BlobServiceClient.from_connection_string(server.connection_string)
-
-
-def make_pool(client: BatchClient, pool_id: str, nodes: int = 1, slots: int = 1, **kwargs: Any) -> list[m.BatchNode]:
-    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE,
-                                                target_dedicated_nodes=nodes, task_slots_per_node=slots, **kwargs))
-
-    def ready() -> list[m.BatchNode] | None:
-        found = list(client.list_nodes(pool_id))
-        done = len(found) == nodes and all(n.state in ("idle", "starttaskfailed") for n in found)
-        return found if done else None
-
-    return list(wait_for(ready, f"pool {pool_id} to be ready"))
 
 
 def ex(task: m.BatchTask) -> m.BatchTaskExecutionInfo:

@@ -15,13 +15,9 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.credentials import AzureNamedKeyCredential
 
+from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import alive, wait_for
-
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 
 
 @pytest.fixture

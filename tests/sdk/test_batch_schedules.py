@@ -16,6 +16,7 @@ from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 from tests.sdk.test_batch_jobs import error_code, fails
@@ -310,11 +311,6 @@ def test_invalid_job_specifications_and_clashing_ids(client: BatchClient) -> Non
 
 
 # --- auto pools of job schedules --------------------------------------------------------------
-
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 
 
 def auto_spec(lifetime: m.BatchPoolLifetimeOption, **kwargs: Any) -> m.BatchJobSpecification:

@@ -20,6 +20,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 
@@ -27,10 +28,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-IMAGE = m.VirtualMachineConfiguration(
-    image_reference=m.BatchVmImageReference(publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                                            sku="22_04-lts"),
-    node_agent_sku_id="batch.node.ubuntu 22.04")
 MANY = 230  # tasks of the paged job: five pages of 50
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run does)")
