@@ -31,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -369,9 +370,29 @@ class _Helper:
         self.reply(id=req, exit=code)
 
     def kill_all(self) -> None:
-        for pid, _, _ in list(self.running.values()):
+        """Kill what it started and reap it, and what it holds unreaped, before the helper exits:
+        an orphaned zombie is left to whatever runs as pid 1, which in containers and light VMs
+        often never reaps (its pid would stay taken)."""
+        pids = [pid for pid, _, _ in self.running.values()]
+        for pid in pids:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
+        for pid in self.held.values():  # zombies already
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.held.clear()
+        deadline = time.monotonic() + 1.0  # a setuid child may not be ours to kill: never wait on it for long
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if not _reaped(pid)]
+            if pids:
+                time.sleep(0.01)
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
 
 
 def held_exit_code(pid: int) -> int:
