@@ -7,6 +7,7 @@ counted twice in ``runs`` ran twice, which only a requeued task may do."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -145,19 +147,46 @@ def _cluster(port: int, log: Path) -> list[subprocess.Popen[bytes]]:
                           "--no-dashboard", "--resources", "slots=2", log=log) for i in range(2)]
 
 
-def test_the_scheduler_killed_mid_task_loses_nothing(top: Path) -> None:
+@dataclass
+class _Attached:
+    """A Dask cluster of its own (``_cluster``) and a server attached to it with ``dask://``."""
+
+    port: int
+    log: Path
+    procs: list[subprocess.Popen[bytes]]
+    server: LiveServer
+    client: BatchClient | None = None
+
+
+@contextlib.contextmanager
+def _attached(top: Path) -> Iterator[_Attached]:
+    """The cluster and the server, with a client once the server is up; all of it gone afterwards."""
     port = free_port()
     log = top / "dask.log"
     procs = _cluster(port, log)
     server = LiveServer(top / "data", extra_args=["--compute", f"dask://127.0.0.1:{port}",
                                                   "--dask-node-root", str(top / "nodes")])
-    client: BatchClient | None = None
+    attached = _Attached(port, log, procs, server)
     try:
         server.start(timeout=60)
-        client = connect(server)
-        job = Slow(client, top / "scratch")
-        procs[0].kill()
-        procs[0].wait()
+        attached.client = connect(server)
+        yield attached
+    finally:
+        if attached.client is not None:
+            attached.client.close()
+        server.stop()
+        for proc in attached.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_the_scheduler_killed_mid_task_loses_nothing(top: Path) -> None:
+    with _attached(top) as cluster:
+        assert cluster.client is not None
+        job = Slow(cluster.client, top / "scratch")
+        cluster.procs[0].kill()
+        cluster.procs[0].wait()
         job.gate.touch()
         # Runs go straight to the workers: what was running ends and is reported, or (a worker that
         # gave up on its scheduler) is requeued; nothing stays running and nothing is lost.
@@ -174,19 +203,11 @@ def test_the_scheduler_killed_mid_task_loses_nothing(top: Path) -> None:
         assert all(requeues(after[t]) >= 1 or after[t].state == m.BatchTaskState.COMPLETED for t in job.running)
         # The cluster comes back (a new scheduler at the same address, new workers) and so does
         # openbatch: what was requeued runs again, once.
-        procs += _cluster(port, log)[:3]
-        client.close()
-        server.restart()
-        client = job.client = connect(server)
+        cluster.procs += _cluster(cluster.port, cluster.log)
+        cluster.client.close()
+        cluster.server.restart()
+        cluster.client = job.client = connect(cluster.server)
         job.finish(None)
-    finally:
-        if client is not None:
-            client.close()
-        server.stop()
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 # Opt-in for now: it failed once in 3 full runs on the loaded 2-core machine (the tasks never
@@ -194,20 +215,14 @@ def test_the_scheduler_killed_mid_task_loses_nothing(top: Path) -> None:
 # known yet (issue 11 stays open for it).
 @pytest.mark.slow
 def test_a_restarted_scheduler_is_attached_again_by_the_running_server(top: Path) -> None:
-    port = free_port()
-    log = top / "dask.log"
-    procs = _cluster(port, log)
-    server = LiveServer(top / "data", extra_args=["--compute", f"dask://127.0.0.1:{port}",
-                                                  "--dask-node-root", str(top / "nodes")])
-    client: BatchClient | None = None
-    try:
-        server.start(timeout=60)
-        client = connect(server)
+    with _attached(top) as cluster:
+        client = cluster.client
+        assert client is not None
         make_pool(client, "p", nodes=2, slots=2)
-        for proc in procs:  # the whole cluster goes: scheduler and workers
+        for proc in cluster.procs:  # the whole cluster goes: scheduler and workers
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        procs += _cluster(port, log)  # and comes back at the same address; openbatch is not restarted
+        cluster.procs += _cluster(cluster.port, cluster.log)  # back at the same address, openbatch running on
         client.create_job(m.BatchJobCreateOptions(id="j", pool_info=m.BatchPoolInfo(pool_id="p")))
         ids = [f"t{i}" for i in range(8)]
         client.create_tasks("j", [m.BatchTaskCreateOptions(id=t, command_line="/bin/true") for t in ids])
@@ -216,12 +231,4 @@ def test_a_restarted_scheduler_is_attached_again_by_the_running_server(top: Path
         after = tasks_of(client, "j")
         assert all(t.execution_info is not None and t.execution_info.exit_code == 0 for t in after.values())
         wait_for(lambda: [n for n in client.list_nodes("p") if n.state == "idle"][1:], "both nodes idle again")
-        assert server.proc is not None and server.proc.poll() is None
-    finally:
-        if client is not None:
-            client.close()
-        server.stop()
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        assert cluster.server.proc is not None and cluster.server.proc.poll() is None
