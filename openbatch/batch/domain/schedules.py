@@ -205,22 +205,22 @@ async def add_schedule(ctx: BatchContext, account: str, body: Doc, base_url: str
 async def patch_schedule(ctx: BatchContext, account: str, schedule_id: str, body: Doc, base_url: str,
                          guard: Guard = _no_guard) -> Doc:
     """Replace schedule, jobSpecification and metadata where given; the rest keeps its value."""
-    doc = _changeable(ctx, account, schedule_id, guard)
-    _running(doc)
-    now = now_iso()
-    changes: Doc = {}
-    _check_common(body, changes, now, base_url, required=False)
-    return await _apply(ctx, account, doc, changes, now)
+    return await _replace(ctx, account, schedule_id, body, base_url, guard, required=False)
 
 
 async def update_schedule(ctx: BatchContext, account: str, schedule_id: str, body: Doc, base_url: str,
                           guard: Guard = _no_guard) -> Doc:
     """Replace schedule (absent: one job, now), jobSpecification (required) and metadata (absent: none)."""
+    return await _replace(ctx, account, schedule_id, body, base_url, guard, required=True)
+
+
+async def _replace(ctx: BatchContext, account: str, schedule_id: str, body: Doc, base_url: str, guard: Guard, *,
+                   required: bool) -> Doc:
     doc = _changeable(ctx, account, schedule_id, guard)
     _running(doc)
     now = now_iso()
     changes: Doc = {}
-    _check_common(body, changes, now, base_url, required=True)
+    _check_common(body, changes, now, base_url, required=required)
     return await _apply(ctx, account, doc, changes, now)
 
 
