@@ -18,6 +18,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest, HttpResponse
 
+from tests.helpers import batchraw
 from tests.helpers.waiting import wait_for
 
 API = "2025-06-01"
@@ -53,16 +54,8 @@ def failure(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str
 def raw(client: BatchClient, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     """A request the SDK would not send (malformed bodies, old shapes): (status, JSON body)."""
-    sep = "&" if "?" in path else "?"
-    request = HttpRequest(method, f"{path}{sep}api-version={API}", content=body,
-                          headers={"Content-Type": "application/json; odata=minimalmetadata", **(headers or {})})
-    try:
-        response = client.send_request(request)
-    except HttpResponseError as exc:
-        assert isinstance(exc.response, HttpResponse)
-        response = exc.response
-    text = response.text()
-    return response.status_code, (response.json() if text else {})
+    status, doc, _ = batchraw.raw(client, method, path, body, headers, API)
+    return status, doc
 
 
 # --- pool CRUD -------------------------------------------------------------------------------
