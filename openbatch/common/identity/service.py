@@ -1,0 +1,19 @@
+"""One data dir's identity machinery: key, issuer, directory and verifier, built once per server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openbatch.common.identity.directory import Directory
+from openbatch.common.identity.tokens import SigningKey, TokenIssuer, TokenVerifier
+
+
+class IdentityService:
+    """The issuer, verifier and directory of one server (``accept_any``: ``--oauth accept-any``)."""
+
+    def __init__(self, data_dir: Path, accept_any: bool = False) -> None:
+        self.directory = Directory.load_or_create(data_dir)
+        self.key = SigningKey.load_or_create(data_dir)
+        self.issuer = TokenIssuer(self.key, self.directory.tenant)
+        self.verifier = TokenVerifier(self.key, self.issuer.issuer, self.directory.roles_of, accept_any)
+        self.accept_any = accept_any
