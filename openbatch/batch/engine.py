@@ -43,6 +43,7 @@ from openbatch.batch.engine_core import Doc, JobRt, NodeRt
 from openbatch.batch.engine_jobs import EngineJobs
 from openbatch.batch.engine_nodes import EngineNodes
 from openbatch.batch.engine_schedules import EngineSchedules
+from openbatch.batch.engine_spot import EngineSpot
 from openbatch.batch.engine_tasks import EngineTasks
 from openbatch.batch.store import BatchStore
 from openbatch.common.eventlog import EVENTS
@@ -54,7 +55,7 @@ _J = states.JobState
 _RECOVERY_BATCH = 1000
 
 
-class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertificates):
+class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertificates, EngineSpot):
     """See the module docstring."""
 
     def __init__(self, settings: Settings, store: BatchStore, compute: object):
@@ -72,6 +73,7 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
         self._recover()
         self.autoscale.start()
         self.spawn(self.watch_nodes(), "watch nodes")
+        self.spawn(self.chaos(), "spot preemption chaos")
 
     async def stop(self) -> None:
         self.stopping = True
@@ -148,6 +150,8 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
                        f"restart {node.node_id}")
         elif isinstance(instruction, ins.StopNodeTasks):
             self.stop_node_tasks(node, instruction.option)
+        elif isinstance(instruction, ins.PreemptNode):
+            self.preempt(node)
 
     def _node_of(self, account: str, pool_id: str, node_id: str) -> NodeRt | None:
         node = self.nodes.get(node_id)

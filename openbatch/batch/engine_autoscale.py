@@ -6,8 +6,8 @@ counts of the jobs bound to it (``$ActiveTasks`` = queued tasks whose dependenci
 active jobs, ``$RunningTasks`` = tasks assigned to a node, ``$PendingTasks`` = both,
 ``$SucceededTasks`` / ``$FailedTasks`` = completed tasks of its unfinished jobs by result), its
 nodes (``$SampleNodeCount``, ``$UsableNodeCount`` idle or running with scheduling enabled,
-``$CurrentDedicatedNodes``, ``$CurrentLowPriorityNodes``, ``$PreemptedNodeCount`` always 0:
-nothing preempts a local node), ``$TaskSlotsPerNode``, ``$WallClockSeconds`` (node-seconds of the
+``$CurrentDedicatedNodes``, ``$CurrentLowPriorityNodes``, ``$PreemptedNodeCount`` the Spot nodes
+in state preempted, engine_spot.py), ``$TaskSlotsPerNode``, ``$WallClockSeconds`` (node-seconds of the
 period) and this machine's resource metrics (``domain/autoscale/machine.py``).
 
 Each autoscale pool has a timer for its next evaluation: ``_autoScaleStart`` + k x interval (the
@@ -171,5 +171,5 @@ class Autoscaler:
             "$CurrentDedicatedNodes": float(pool.get("currentDedicatedNodes") or 0),
             "$CurrentLowPriorityNodes": float(pool.get("currentLowPriorityNodes") or 0),
             "$UsableNodeCount": float(sum(1 for n in nodes if self.engine.usable(n))),
-            "$PreemptedNodeCount": 0.0,
+            "$PreemptedNodeCount": float(self.engine.preempted_count(prt)),
         }

@@ -194,3 +194,21 @@ def node_delete(conn: Connection, pool_id: PoolId, node_ids: Annotated[list[str]
     if wait:
         inputs.wait_for(poller, "the nodes to be removed", timeout)
     done(f"removing {len(node_ids)} node(s) from pool {pool_id}")
+
+
+@node_app.command("preempt")
+@command
+def node_preempt(conn: Connection, pool_id: PoolId, node_id: NodeId) -> None:
+    """Preempt a Spot/low-priority node as Azure would: it goes preempted, its running tasks are
+    requeued and run elsewhere, and it is restored later (openbatch's own request, not Azure's)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    request = HttpRequest("POST", f"/openbatch/pools/{pool_id}/nodes/{node_id}/preempt?api-version=2024-07-01.20.0",
+                          headers={"Content-Type": "application/json; odata=minimalmetadata"})
+    try:
+        response = conn.batch().send_request(request)
+        response.raise_for_status()
+    except HttpResponseError as exc:
+        raise CliError(f"preempting node {node_id} failed: {exc.message}") from None
+    done(f"preempted node {node_id}")

@@ -5,7 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from openbatch.batch.api import account, certificates, clock, files, jobs, nodes, pools, schedules, tasks
+from openbatch.batch.api import (
+    account,
+    certificates,
+    clock,
+    files,
+    jobs,
+    nodes,
+    pools,
+    schedules,
+    spot,
+    tasks,
+)
 from openbatch.batch.api.routing import (
     BatchRequest,
     BatchResponse,
@@ -38,7 +49,7 @@ class BatchService:
         self.engine.ctx = self.ctx
         test_routes = clock.ROUTES if settings.test_clock else []
         self.router = Router([*account.ROUTES, *pools.ROUTES, *nodes.ROUTES, *jobs.ROUTES, *tasks.ROUTES,
-                              *files.ROUTES, *schedules.ROUTES, *certificates.ROUTES, *test_routes])
+                              *files.ROUTES, *schedules.ROUTES, *certificates.ROUTES, *spot.ROUTES, *test_routes])
 
     async def start(self) -> None:
         await self.ctx.compute.start()

@@ -64,6 +64,15 @@ class RestartNode(Instruction):
 
 
 @dataclass(frozen=True)
+class PreemptNode(Instruction):
+    """A Spot/low-priority node was preempted: its runs stop (tasks requeued), it stays preempted
+    until it is restored (it boots again) or the pool lets it go."""
+
+    pool_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
 class StopNodeTasks(Instruction):
     """Scheduling was disabled on a running node: requeue or terminate the tasks running there."""
 

@@ -226,6 +226,10 @@ def _node_offline(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
     return []
 
 
+def _node_preempted(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
+    return [ins.PreemptNode(pool_id=doc["poolId"], node_id=doc["id"])]
+
+
 def _node_leaving(doc: dict[str, Any], ctx: Context) -> list[ins.Instruction]:
     return [ins.RemoveNode(pool_id=doc["poolId"], node_id=doc["id"], requeue=ctx.reason)]
 
@@ -253,12 +257,15 @@ NODE = StateMachine(
             (_N.REBOOTING, _N.STARTING),
             (_N.REIMAGING, _N.STARTING),
             *[(s, _N.UNUSABLE) for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING] if s != _N.UNUSABLE],
+            (_N.PREEMPTED, _N.STARTING),  # a preempted Spot node restored
         ],
         {
             (_N.RUNNING, _N.OFFLINE): _node_offline,
             **{(s, _N.REBOOTING): _node_restart("reboot") for s in _NODE_UP},
             **{(s, _N.REIMAGING): _node_restart("reimage") for s in _NODE_UP},
-            **{(s, _N.LEAVING_POOL): _node_leaving for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING]},
+            **{(s, _N.LEAVING_POOL): _node_leaving for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING,
+                                                               _N.PREEMPTED]},
+            **{(s, _N.PREEMPTED): _node_preempted for s in [*_NODE_UP, _N.CREATING, _N.REBOOTING, _N.REIMAGING]},
         },
     ),
     previous_field=None,
