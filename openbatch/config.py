@@ -80,6 +80,9 @@ class Settings:
     # dask: where node directories live on each worker's host ("": dask-local under the data dir,
     # an attached cluster under each worker's local directory).
     dask_node_root: str = ""
+    # dask: a JSON file naming more clusters (schedulers or cluster managers) that pools choose by
+    # their metadata ``openbatch.cluster`` (compute/dask_cluster.py load_clusters).
+    dask_clusters: str = ""
     # The address nodes and clients reach this server at (a name or IP, no port): what the URLs the
     # server hands out carry (auto-storage SAS URLs, AZ_BATCH_ACCOUNT_URL). Empty: ``host``, or
     # 127.0.0.1 when ``host`` is a wildcard (0.0.0.0, ::).

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
+from openbatch.batch.domain.pools import cluster_of
 from openbatch.batch.engine_certificates import node_certificates
 from openbatch.batch.engine_core import Doc, EngineCore, Key, NodeRt, PoolRt, Run, key_of
 from openbatch.common.eventlog import EVENTS
@@ -210,7 +211,8 @@ class EngineNodes(EngineCore):
         refs, certificates = node_certificates(self.store, node.account, prt.doc if prt else {})
         try:
             slots = int((prt.doc.get("taskSlotsPerNode") if prt else None) or 1)
-            info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates, slots=slots)
+            info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates, slots=slots,
+                                                  cluster=cluster_of(prt.doc) if prt else "")
         except OSError as exc:
             node.busy = ""
             self.node_unusable(node, f"The node could not be created: {exc}")

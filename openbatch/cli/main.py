@@ -105,6 +105,10 @@ def serve(
         "--dask-node-root", envvar="OPENBATCH_DASK_NODE_ROOT", metavar="DIR",
         help="dask: where node directories live on each worker's host (default: dask-local under the data "
              "dir, otherwise under each worker's local directory).")] = "",
+    dask_clusters: Annotated[str, typer.Option(
+        "--dask-clusters", envvar="OPENBATCH_DASK_CLUSTERS", metavar="FILE",
+        help="dask: a JSON file naming more clusters (schedulers, or cluster managers such as SSHCluster) "
+             "that pools choose with the metadata openbatch.cluster. See docs/compute.md.")] = "",
     verbose: Annotated[int, typer.Option(
         "--verbose", "-v", count=True, help="-v: every request (method, path, status, duration) and every "
         "engine event on its own line; -vv: debug output too. Default: engine events, bursts added up.")] = 0,
@@ -134,13 +138,17 @@ def serve(
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock,
-                            compute=compute, dask_node_root=dask_node_root, ui=ui, ui_actions=ui_actions)
+                            compute=compute, dask_node_root=dask_node_root, dask_clusters=dask_clusters,
+                            ui=ui, ui_actions=ui_actions)
         if compute != "local":
-            try:
-                from openbatch.compute.dask import parse_target  # lazy: Dask loads only when asked for
+            try:  # lazy: Dask loads only when asked for
+                from openbatch.compute.dask_cluster import load_clusters, parse_target
             except ImportError as exc:
                 raise ConfigError(f"--compute {compute} needs Dask distributed: pip install 'openbatch[dask]'") from exc
-            _warn_unreachable_urls(settings, parse_target(compute).address)
+            for spec in (parse_target(compute), *load_clusters(dask_clusters).values()):
+                _warn_unreachable_urls(settings, spec.address)
+        elif dask_clusters:
+            raise ConfigError("--dask-clusters needs a dask compute provider (--compute dask://HOST:PORT or dask-local:N)")
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -54,7 +54,11 @@ class LocalProvider:
     # --- nodes ---------------------------------------------------------------------------------
 
     async def create_node(self, account: str, pool_id: str, node_id: str,
-                          certificates: Sequence[NodeCertificate] | None = None, slots: int = 1) -> NodeInfo:
+                          certificates: Sequence[NodeCertificate] | None = None, slots: int = 1,
+                          cluster: str = "") -> NodeInfo:
+        if cluster:
+            raise OSError(f"the pool names the cluster {cluster!r} (metadata openbatch.cluster), but this server "
+                          "runs nodes on its own machine (--compute local)")
         root = await self.host.create_node(pool_id, node_id, certificates)
         return NodeInfo(ip_address="127.0.0.1", root=str(root))
 

@@ -3,7 +3,7 @@ taskSlotsPerNode; the worker that held the node before, else one holding no othe
 
 from __future__ import annotations
 
-from openbatch.compute.dask import pick_worker, worker_slots
+from openbatch.compute.dask_cluster import pick_worker, worker_slots
 
 
 def test_a_worker_with_too_few_slots_is_never_picked() -> None:

@@ -229,6 +229,10 @@ class Host:
                                    + (f":\n{proc.log()}" if proc else ""))
             time.sleep(0.1)
 
+    def pids(self) -> list[int]:
+        """The processes running on this host (in its network namespace)."""
+        return [int(pid) for pid in _ip("netns", "pids", self.netns, check=False).stdout.split()]
+
     def crash(self) -> None:
         """The machine dies: every process on this host stops at once, none telling anyone about
         another's end (all are frozen with SIGSTOP before any is killed), then all are SIGKILLed."""

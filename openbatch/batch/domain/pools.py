@@ -579,3 +579,14 @@ def lifetime_statistics(url: str, start: str, now: str) -> Doc:
         "resourceStats": {"startTime": start, "lastUpdateTime": now, "diskReadIOps": 0, "diskWriteIOps": 0,
                           **zero_resources},
     }
+
+
+CLUSTER_METADATA = "openbatch.cluster"  # a pool's metadata naming the cluster its nodes go to (docs/compute.md)
+
+
+def cluster_of(pool: Doc) -> str:
+    """The cluster a pool's metadata names ("" none: the server's default place for nodes)."""
+    for item in pool.get("metadata") or ():
+        if item.get("name") == CLUSTER_METADATA:
+            return str(item.get("value") or "")
+    return ""
