@@ -101,6 +101,13 @@ class Settings:
     # The web dashboard at / of the batch endpoint (openbatch/ui), and whether it may change anything.
     ui: bool = True
     ui_actions: bool = False
+    # HTTPS on both endpoints: ``https`` with a certificate made in the data dir (openbatch/common/tls.py),
+    # or the PEM files ``cert_file``/``key_file`` (either turns HTTPS on).
+    https: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    # Bearer tokens: "" (verified against openbatch's own issuer) or "accept-any" (docs/identity.md).
+    oauth: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -112,10 +119,16 @@ class Settings:
             raise ConfigError("max connections per client must be 0 (no limit) or more")
         self.advertise_host = self.advertise_host.strip()
         url_host = _advertised(self.advertise_host) if self.advertise_host else _url_host(self.host)
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("--cert and --key go together: give both PEM files")
+        if self.oauth not in ("", "accept-any"):
+            raise ConfigError(f"--oauth must be accept-any (or not given), got {self.oauth!r}")
+        self.https = self.https or bool(self.cert_file)
+        scheme = "https" if self.https else "http"
         if not self.blob_url:
-            self.blob_url = f"http://{url_host}:{self.blob_port}"
+            self.blob_url = f"{scheme}://{url_host}:{self.blob_port}"
         if not self.batch_url:
-            self.batch_url = f"http://{url_host}:{self.batch_port}"
+            self.batch_url = f"{scheme}://{url_host}:{self.batch_port}"
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **kw: object) -> Settings:

@@ -9,16 +9,21 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
 
 from openbatch.common import clock
 from openbatch.common.eventlog import EVENTS, requests_log, with_request_log
+from openbatch.common.identity import identity_service
+from openbatch.common.identity.endpoints import IdentityEndpoints
 from openbatch.common.instance import DataDirLock, Endpoints, write_endpoints
-from openbatch.config import Settings
+from openbatch.common.tls import TlsFiles, check_pair, ensure_certificate
+from openbatch.config import ConfigError, Settings
 from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
 
 log = logging.getLogger("openbatch")
@@ -53,12 +58,51 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.test_clock:
         clock.SERVICE.keep_in(settings.data_dir / "test-clock")
     blob = build_blob_service(settings)
-    batch: Service = build_batch_service(settings, blob)
+    batch_service = build_batch_service(settings, blob)
+    batch: Service = batch_service
     if settings.ui:  # the dashboard answers / and /ui/ of the batch port, the REST API the rest
         from openbatch.ui import Dashboard
 
         batch = Dashboard(settings, batch, blob)
-    return Runtime(settings=settings, services={"blob": blob, "batch": batch})
+    # the token endpoints (issuer, managed identity) answer their paths of the batch port
+    identity = identity_service(settings.data_dir, settings.oauth == "accept-any")
+    store = batch_service.ctx.store
+    batch = _WithIdentity(batch, IdentityEndpoints(identity, batch.app, lambda a, p: _pool_identities(store, a, p)))
+    services: dict[str, Service] = {"blob": blob, "batch": batch}
+    if settings.arm_port:  # the management plane over the same pools and accounts (openbatch/arm)
+        from openbatch.arm.app import build_arm_service
+
+        services["arm"] = build_arm_service(settings, batch_service)
+    return Runtime(settings=settings, services=services)
+
+
+def _pool_identities(store: Any, account: str, pool_id: str) -> list[str] | None:
+    """The resource ids of a pool's user-assigned identities (None: no such pool)."""
+    doc = store.get("pool", account, pool_id)
+    if doc is None:
+        return None
+    identity = doc.get("identity") or {}
+    return [str(u.get("resourceId")) for u in identity.get("userAssignedIdentities") or []]
+
+
+class _WithIdentity:
+    """A service whose app answers the identity endpoints first (see openbatch/common/identity/endpoints.py)."""
+
+    def __init__(self, inner: Service, endpoints: IdentityEndpoints) -> None:
+        self.inner = inner
+        self.endpoints = endpoints
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.endpoints(scope, receive, send)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    def __getattr__(self, name: str) -> Any:  # the services' own attributes (engine, ctx ...) for callers
+        return getattr(self.inner, name)
 
 
 class _Server(uvicorn.Server):
@@ -102,12 +146,16 @@ async def serve(settings: Settings, on_ready: Callable[[Runtime], None] | None =
 
 async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] | None,
                         stop_event: asyncio.Event | None) -> None:
+    tls = _tls_files(settings)
     runtime = build_runtime(settings)
     sockets = {"blob": _bind(settings.host, settings.blob_port, "blob")}
     try:
         sockets["batch"] = _bind(settings.host, settings.batch_port, "batch")
+        if settings.arm_port:
+            sockets["arm"] = _bind(settings.host, settings.arm_port, "arm")
     except OSError:
-        sockets["blob"].close()
+        for sock in sockets.values():
+            sock.close()
         raise
     # The ports are ours and listening (connections wait in the backlog until the services start).
     write_endpoints(settings.data_dir, Endpoints(settings.batch_url, settings.blob_url,
@@ -117,7 +165,7 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
     servers = []
     limits = Limits(settings.header_timeout, settings.body_timeout, settings.max_connections_per_client)
     clients = ClientTable(settings.max_connections_per_client)  # one table: a client's connections to both count
-    busy_apps = {"blob": blob_busy_app, "batch": batch_busy_app}
+    busy_apps = {"blob": blob_busy_app, "batch": batch_busy_app, "arm": batch_busy_app}
     for name, service in runtime.services.items():
         app = with_request_log(service.app, name) if requests_log.isEnabledFor(logging.INFO) else service.app
         config = GuardedConfig(
@@ -132,6 +180,8 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
             date_header=False,
             timeout_keep_alive=settings.keep_alive_timeout,
             h11_max_incomplete_event_size=1 << 20,
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
         )
         servers.append((_Server(config), sockets[name]))
     stop = stop_event or asyncio.Event()
@@ -157,6 +207,19 @@ async def _serve_locked(settings: Settings, on_ready: Callable[[Runtime], None] 
     EVENTS.shutdown()
     for sock in sockets.values():
         sock.close()
+
+
+def _tls_files(settings: Settings) -> TlsFiles | None:
+    """The certificate both endpoints serve HTTPS with (None: plain HTTP, the default)."""
+    if not settings.https:
+        return None
+    if settings.cert_file:
+        try:
+            check_pair(Path(settings.cert_file), Path(settings.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--cert/--key cannot serve HTTPS: {exc}") from None
+        return TlsFiles(Path(settings.cert_file), Path(settings.key_file), None, None)
+    return ensure_certificate(settings.data_dir, (settings.host, settings.advertise_host))
 
 
 def run(settings: Settings, on_ready: Callable[[Runtime], None] | None = None) -> None:

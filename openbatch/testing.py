@@ -43,17 +43,21 @@ class LiveServer:
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
     @property
+    def scheme(self) -> str:
+        return "https" if "--https" in self.extra_args or "--cert" in self.extra_args else "http"
+
+    @property
     def blob_url(self) -> str:
-        return f"http://127.0.0.1:{self.blob_port}/{self.account}"
+        return f"{self.scheme}://127.0.0.1:{self.blob_port}/{self.account}"
 
     @property
     def batch_url(self) -> str:
-        return f"http://127.0.0.1:{self.batch_port}"
+        return f"{self.scheme}://127.0.0.1:{self.batch_port}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={self.key};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account};AccountKey={self.key};"
             f"BlobEndpoint={self.blob_url};"
         )
 

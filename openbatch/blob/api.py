@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from openbatch.blob import batch, cors, leases, wire
+from openbatch.blob import batch, cors, leases, userkeys, wire
 from openbatch.blob.api_pages import PageHandlers, changes_pages
 from openbatch.blob.append import AppendBlobs
 from openbatch.blob.auth import OPERATIONS, Authorizer, Grant, Rule
@@ -35,7 +35,8 @@ from openbatch.blob.params import stamp
 from openbatch.blob.params import tags as _tags
 from openbatch.blob.service import MAX_BLOCK_SIZE, MAX_LIST_RESULTS, MAX_PUT_BLOB_SIZE, Blobs
 from openbatch.blob.tags import BlobTagging, parse_search
-from openbatch.common.clock import now_us
+from openbatch.common.clock import from_us, now_us
+from openbatch.common.identity import identity_service
 from openbatch.common.sas import StoredPolicy
 from openbatch.config import Settings
 
@@ -50,6 +51,7 @@ ROUTES: dict[tuple[str, str, str, str], str] = {
     ("service", "PUT", "service", "properties"): "set_service_properties",
     ("service", "GET", "service", "stats"): "get_service_stats",
     ("service", "POST", "", "batch"): "submit_batch",
+    ("service", "POST", "service", "userdelegationkey"): "get_user_delegation_key",
     ("container", "PUT", "container", ""): "create_container",
     ("container", "GET", "container", ""): "container_properties",
     ("container", "HEAD", "container", ""): "container_properties",
@@ -97,7 +99,6 @@ _STAMPED = {"get_blob", "blob_properties", "blob_metadata", "get_block_list", "g
 # 400 UnsupportedQueryParameter naming their comp, rather than InvalidQueryParameterValue (Azure's
 # answer for a comp value that names no operation at all).
 NOT_SERVED: dict[tuple[str, str, str], str] = {
-    ("service", "POST", "userdelegationkey"): "Get User Delegation Key (Microsoft Entra ID sign-in)",
     ("container", "PUT", "rename"): "Rename Container",
     ("blob", "POST", "query"): "Query Blob Contents",
     ("blob", "PUT", "expiry"): "Set Blob Expiry",
@@ -213,6 +214,16 @@ class BlobApi(PageHandlers):
         ``/{account}-secondary``) and no hierarchical namespace."""
         return Response(200, [("x-ms-sku-name", "Standard_RAGRS"), ("x-ms-account-kind", "StorageV2"),
                               ("x-ms-is-hns-enabled", "false")])
+
+    async def get_user_delegation_key(self, req: Request, grant: Grant) -> Response:
+        if grant.principal is None:
+            raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="Only a bearer token (Microsoft Entra "
+                            "ID) may get a user delegation key.")
+        _declared_length(req, userkeys.KEY_INFO_XML.max_body)
+        body = await wire.read_xml(req.body(), userkeys.KEY_INFO_XML)
+        start, expiry = userkeys.parse_key_info(body, from_us(now_us()))
+        xml = userkeys.key_xml(self.settings.accounts[req.account], grant.principal, start, expiry, req.version)
+        return Response(200, [("content-type", wire.XML_TYPE)], xml)
 
     async def get_service_stats(self, req: Request, grant: Grant) -> Response:
         """Get Blob Service Stats: the secondary is this very store, so it is live and in sync now."""
@@ -504,7 +515,9 @@ class BlobService:
         if removed:
             log.info("blob recovery: removed %d unreferenced data files", removed)
         self._blobs = blobs
-        auth = Authorizer(self.settings.accounts, self._public_access, self._stored_policy)
+        settings = self.settings
+        auth = Authorizer(settings.accounts, self._public_access, self._stored_policy,
+                          lambda: identity_service(settings.data_dir, settings.oauth == "accept-any"))
         self._api = BlobApi(blobs, auth, self.settings)
         failed = self._api.copies.recover()
         if failed:

@@ -1,4 +1,4 @@
-"""Who may do what on the Blob endpoint: SharedKey, SAS, anonymous public reads.
+"""Who may do what on the Blob endpoint: SharedKey, bearer tokens, SAS, anonymous public reads.
 
 :data:`OPERATIONS` is the one table of who may call each operation: the SAS permission letters it
 needs and the container public-access level that lets anonymous clients call it. Signatures are
@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openbatch.blob.errors import BlobError
-from openbatch.common import sas, sharedkey
+from openbatch.common import delegation, sas, sharedkey
+from openbatch.common.identity import (
+    BLOB_READ_ROLES,
+    BLOB_WRITE_ROLES,
+    STORAGE_RESOURCE,
+    IdentityService,
+    Principal,
+    TokenError,
+    bearer_challenge,
+    storage_audiences,
+)
 from openbatch.config import Account
 
 
@@ -88,16 +98,22 @@ OPERATIONS: dict[str, Rule] = {
     "get_page_ranges": _READ_BLOB,
     # the source of Copy Blob, authorized by its own SAS (or public access, or the key of its account)
     "copy_source": _READ_BLOB,
+    # bearer tokens only (Microsoft Entra ID sign-in): no SAS, no key
+    "get_user_delegation_key": Rule(None, None),
 }
+# Operations a bearer token with a read role may call although they are not GET/HEAD: a Blob Batch
+# (each sub-request is authorized on its own) and Get User Delegation Key (every data role may).
+_BEARER_READS = {"batch", "userdelegationkey"}
 
 
 @dataclass(frozen=True)
 class Grant:
     """How a request was authorized."""
 
-    kind: str  # "key" | "sas" | "anonymous"
+    kind: str  # "key" | "bearer" | "sas" | "anonymous"
     overrides: dict[str, str] = field(default_factory=dict)  # SAS response header overrides
     may_replace: bool = True  # False: the SAS may create the target blob but not overwrite it
+    principal: Principal | None = None  # bearer: who the token speaks for
 
     @property
     def replace_guard(self) -> Callable[[], None] | None:
@@ -145,10 +161,12 @@ class Authorizer:
     """Authorizes Blob requests for the configured accounts."""
 
     def __init__(self, accounts: Mapping[str, Account], public_access: PublicAccessLookup,
-                 stored_policy: StoredPolicyLookup | None = None) -> None:
+                 stored_policy: StoredPolicyLookup | None = None,
+                 identity: Callable[[], IdentityService] | None = None) -> None:
         self.accounts = accounts
         self.public_access = public_access
         self.stored_policy = stored_policy
+        self.identity = identity  # made on the first bearer token or user delegation SAS
 
     def _policies(self, account: str, container: str) -> sas.PolicyLookup | None:
         """The stored access policies a service SAS on ``container`` may name (si)."""
@@ -160,11 +178,37 @@ class Authorizer:
     def authorize(self, req: AuthRequest, rule: Rule) -> Grant:
         authorization = req.headers.get("authorization")
         if authorization is not None:
+            if authorization[:7].lower() == "bearer ":
+                return self._bearer(req, authorization[7:].strip())
             self._shared_key(req, authorization)
             return Grant("key")
         if sas.is_sas(req.query):
             return self._sas(req, rule)
         return self._anonymous(req, rule)
+
+    def _identity(self) -> IdentityService:
+        if self.identity is None:
+            raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="Bearer tokens are not accepted here.")
+        return self.identity()
+
+    def _bearer(self, req: AuthRequest, token: str) -> Grant:
+        """A Microsoft Entra ID token (openbatch's own issuer): signature, issuer, lifetime, audience, then
+        the principal's data role on the account. Over HTTPS only, as Azure Storage accepts them."""
+        self._account(req.account)
+        service = self._identity()
+        if req.scheme != "https":
+            raise BlobError("AuthenticationFailed", AuthenticationErrorDetail="Authentication with bearer tokens "
+                            "requires HTTPS (serve with --https).")
+        try:
+            principal = service.verifier.verify(token, storage_audiences(req.account))
+        except TokenError as exc:
+            err = BlobError("InvalidAuthenticationInfo", status=401, AuthenticationErrorDetail=exc.detail)
+            err.headers.append(("www-authenticate", bearer_challenge(service.directory.tenant, STORAGE_RESOURCE)))
+            raise err from None
+        write = req.method not in ("GET", "HEAD") and req.query.get("comp") not in _BEARER_READS
+        if not principal.has_role(BLOB_WRITE_ROLES if write else BLOB_READ_ROLES, req.account):
+            raise BlobError("AuthorizationPermissionMismatch")
+        return Grant("bearer", principal=principal)
 
     def _account(self, name: str) -> Account:
         account = self.accounts.get(name)
@@ -203,6 +247,12 @@ class Authorizer:
             raise BlobError("AuthorizationFailure")
         if not access.permissions.intersection(needed):
             raise BlobError("AuthorizationPermissionMismatch")
+        if delegation.is_user_delegation(req.query):  # no more than its signer's roles allow now
+            write = req.method not in ("GET", "HEAD")
+            roles = self._identity().directory.roles_of(req.query.get("skoid", ""))
+            if not any(role in roles and roles[role] & {"*", req.account}
+                       for role in (BLOB_WRITE_ROLES if write else BLOB_READ_ROLES)):
+                raise BlobError("AuthorizationPermissionMismatch")
         may_replace = rule.replace is None or bool(access.permissions.intersection(rule.replace))
         return Grant("sas", dict(access.overrides), may_replace)
 
@@ -230,7 +280,7 @@ class Authorizer:
             if not needed or not access.permissions.intersection(needed):
                 raise BlobError("CannotVerifyCopySource", "The copy source SAS does not grant read.", status=403)
             return
-        if grant.kind == "key" and src_account == account:
+        if grant.kind in ("key", "bearer") and src_account == account:
             return
         if src_account in self.accounts and _public_allows(rule, self.public_access(src_account, src_container)):
             return

@@ -32,6 +32,9 @@ MESSAGES: dict[str, str] = {
     "ContainerAlreadyExists": "The specified container already exists.",
     "ContainerNotFound": "The specified container does not exist.",
     "CopyIdMismatch": "The specified copy ID did not match the copy ID for the pending copy operation.",
+    "InvalidAuthenticationInfo": (
+        "Server failed to authenticate the request. Please refer to the information in the www-authenticate header."
+    ),
     "InvalidBlobOrBlock": "The specified blob or block content is invalid.",
     "InvalidBlobType": "The blob type is invalid for this operation.",
     "InvalidBlockId": "The specified block ID is invalid. The block ID must be Base64-encoded.",
@@ -82,6 +85,7 @@ class BlobError(Exception):
         self.message = message or MESSAGES.get(code, code)
         self.status = status
         self.details = details
+        self.headers: list[tuple[str, str]] = []  # extra response headers (a bearer challenge)
         super().__init__(f"{code}: {self.message}")
 
 

@@ -102,6 +102,7 @@ def error_headers(err: BlobError) -> list[tuple[str, str]]:
     headers = [("x-ms-error-code", err.code)]
     if err.code in ("AuthenticationFailed", "NoAuthenticationInformation"):
         headers.append(("www-authenticate", "SharedKey"))
+    headers += err.headers
     if err.code == "InvalidRange" and "ContentLength" in err.details:  # as HTTP and Azure say a size on 416
         headers.append(("content-range", f"bytes */{err.details['ContentLength']}"))
     return headers

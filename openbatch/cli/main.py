@@ -124,6 +124,17 @@ def serve(
     ui_actions: Annotated[bool, typer.Option(
         "--ui-actions", help="Let the dashboard terminate/delete jobs, reactivate tasks, resize pools and "
                              "reboot nodes (read-only without it).")] = False,
+    https: Annotated[bool, typer.Option(
+        "--https", envvar="OPENBATCH_HTTPS", help="Serve both endpoints over HTTPS with a certificate made in the "
+        "data dir (tls/) for 127.0.0.1, localhost and --host/--advertise-host; `openbatch env` prints how to "
+        "trust it. See docs/identity.md.")] = False,
+    cert: Annotated[Path | None, typer.Option(
+        "--cert", metavar="PEM", help="Serve HTTPS with this certificate (chain) instead; needs --key.")] = None,
+    key_file: Annotated[Path | None, typer.Option("--key", metavar="PEM", help="The private key of --cert.")] = None,
+    oauth: Annotated[str, typer.Option(
+        "--oauth", envvar="OPENBATCH_OAUTH", metavar="MODE", help="accept-any: accept bearer tokens openbatch did "
+        "not sign (expiry, audience and issuer form still checked; roles not). Default: only openbatch's own "
+        "tokens. See docs/identity.md.")] = "",
 ) -> None:
     """Run the Blob and Batch endpoints in the foreground until SIGINT/SIGTERM."""
     from openbatch.server import Runtime, run
@@ -138,6 +149,7 @@ def serve(
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock,
+                            https=https, cert_file=str(cert or ""), key_file=str(key_file or ""), oauth=oauth,
                             compute=compute, dask_node_root=dask_node_root, dask_clusters=dask_clusters,
                             ui=ui, ui_actions=ui_actions)
         if compute != "local":
@@ -165,7 +177,7 @@ def serve(
 
     try:
         run(settings, ready)
-    except (OSError, DataDirInUse) as exc:
+    except (OSError, DataDirInUse, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote
 
 import orjson
 
+from openbatch.batch.api.bearer import authenticate_bearer
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain.common import BatchContext, Doc, now_iso, public
 from openbatch.batch.wire import numbers
@@ -177,8 +178,10 @@ def _path_params(raw: dict[str, str]) -> dict[str, str]:
 
 def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_path: str,
                  query_pairs: list[tuple[str, str]]) -> str:
-    """The account a SharedKey request is signed by, or AuthenticationFailed."""
+    """The account a SharedKey request is signed by (or a bearer token acts on), or AuthenticationFailed."""
     value = headers.get("authorization")
+    if value and value[:7].lower() == "bearer ":
+        return authenticate_bearer(ctx, headers, value[7:].strip())
     if not value:
         raise e.AuthenticationFailed(
             "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
@@ -301,7 +304,7 @@ def error_response(req_id: str, base_url: str, exc: e.BatchError) -> BatchRespon
     from openbatch.batch.wire.errors import error_body, status_of
 
     body = error_body(exc, base_url, req_id, now_iso())
-    return BatchResponse(status_of(exc), dumps(body))
+    return BatchResponse(status_of(exc), dumps(body), list(getattr(exc, "headers", [])))
 
 
 # --- conditional requests ----------------------------------------------------------------------

@@ -28,7 +28,11 @@ _STATUS: dict[str, int] = {
 
 
 def status_of(error: e.BatchError) -> int:
-    """HTTP status Azure Batch uses for this error code (400 for the validation family)."""
+    """HTTP status Azure Batch uses for this error code (400 for the validation family); an error
+    class may name its own (a bearer token refused with 401)."""
+    own = getattr(error, "status", None)
+    if isinstance(own, int):
+        return own
     return _STATUS.get(error.code, 500 if type(error) is e.BatchError else 400)
 
 

@@ -11,7 +11,7 @@ Stable interface (other layers import only these names):
 - :class:`Principal` ``.has_role(roles, account)``;
 - :class:`Directory` ``.load_or_create(data_dir)``, :class:`Identity`; role names and sets;
 - :class:`IdentityService`: all of the above for one data dir (``issuer``, ``verifier``,
-  ``directory``).
+  ``directory``); :func:`identity_service` ``(data_dir, accept_any)``: the one of this process.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from openbatch.common.identity.directory import (
     Identity,
     add_identity,
 )
-from openbatch.common.identity.service import IdentityService
+from openbatch.common.identity.service import IdentityService, identity_service
 from openbatch.common.identity.tokens import (
     ARM_RESOURCE,
     BATCH_RESOURCE,
@@ -47,6 +47,7 @@ from openbatch.common.identity.tokens import (
     TokenVerifier,
     arm_audiences,
     batch_audiences,
+    bearer_challenge,
     resource_of_scope,
     storage_audiences,
 )
@@ -56,5 +57,5 @@ __all__ = [
     "CLOCK_SKEW", "CONTRIBUTOR", "DEFAULT_IDENTITY", "DEFAULT_TENANT", "OWNER", "REASONS", "STORAGE_CONTRIBUTOR",
     "STORAGE_OWNER", "STORAGE_READER", "STORAGE_RESOURCE", "Directory", "DirectoryError", "Identity",
     "IdentityService", "Principal", "SigningKey", "TokenError", "TokenIssuer", "TokenVerifier", "add_identity",
-    "arm_audiences", "batch_audiences", "resource_of_scope", "storage_audiences",
+    "arm_audiences", "batch_audiences", "bearer_challenge", "identity_service", "resource_of_scope", "storage_audiences",
 ]

@@ -48,6 +48,10 @@ DEFAULT_IDENTITY = "openbatch-default"
 _FILE = Path("identity") / "identities.json"
 
 
+def identities_file(data_dir: Path) -> Path:
+    return Path(data_dir) / _FILE
+
+
 class DirectoryError(ValueError):
     """The identities file cannot be used."""
 

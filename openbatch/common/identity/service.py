@@ -17,3 +17,16 @@ class IdentityService:
         self.issuer = TokenIssuer(self.key, self.directory.tenant)
         self.verifier = TokenVerifier(self.key, self.issuer.issuer, self.directory.roles_of, accept_any)
         self.accept_any = accept_any
+
+
+_SERVICES: dict[tuple[Path, bool], IdentityService] = {}
+
+
+def identity_service(data_dir: Path, accept_any: bool = False) -> IdentityService:
+    """The one :class:`IdentityService` of a data dir in this process, made on first need (a server
+    that never sees a bearer token never loads the key)."""
+    key = (Path(data_dir).resolve(), accept_any)
+    service = _SERVICES.get(key)
+    if service is None:
+        service = _SERVICES[key] = IdentityService(key[0], accept_any)
+    return service

@@ -104,7 +104,8 @@ def storage_audiences(account: str) -> frozenset[str]:
 
 
 def batch_audiences() -> frozenset[str]:
-    return _with_and_without_slash(BATCH_RESOURCE) | {BATCH_APP_ID}
+    """Azure Batch wants the resource exactly, with its trailing slash (or the Batch app id)."""
+    return frozenset({BATCH_RESOURCE, BATCH_APP_ID})
 
 
 def arm_audiences() -> frozenset[str]:
@@ -115,9 +116,17 @@ def _with_and_without_slash(*urls: str) -> frozenset[str]:
     return frozenset(u.rstrip("/") for u in urls) | frozenset(u.rstrip("/") + "/" for u in urls)
 
 
+def bearer_challenge(tenant: str, resource: str) -> str:
+    """The ``WWW-Authenticate`` value Azure sends with a 401 for a bearer token: where to get one
+    (azure-storage-blob reads the tenant from ``authorization_uri``'s path) and for which resource."""
+    return (f"Bearer authorization_uri=https://login.microsoftonline.com/{tenant}/oauth2/authorize "
+            f"resource_id={resource.rstrip('/')}")
+
+
 def resource_of_scope(scope: str) -> str:
-    """``https://storage.azure.com/.default`` -> ``https://storage.azure.com/`` (the v1 resource)."""
-    return scope[: -len(".default")] if scope.endswith("/.default") else scope
+    """The v1 resource of a v2 scope, as Entra ID sets ``aud``: ``https://storage.azure.com/.default`` ->
+    ``https://storage.azure.com``, ``https://batch.core.windows.net//.default`` -> ``https://batch.core.windows.net/``."""
+    return scope[: -len("/.default")] if scope.endswith("/.default") else scope
 
 
 def _b64(data: bytes) -> str:
