@@ -75,6 +75,8 @@ class Settings:
     host: str = "127.0.0.1"
     blob_port: int = DEFAULT_BLOB_PORT
     batch_port: int = DEFAULT_BATCH_PORT
+    # The management plane (ARM, openbatch/arm) on its own port; 0: not served.
+    arm_port: int = 0
     accounts: dict[str, Account] = field(default_factory=lambda: accounts_from(None, None))
     compute: str = "local"  # local | dask://HOST:PORT | dask-local:N (compute/dask.py)
     # dask: where node directories live on each worker's host ("": dask-local under the data dir,

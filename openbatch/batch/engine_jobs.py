@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain import states
@@ -312,6 +313,7 @@ class EngineJobs(EngineCore):
         default_id = "jobpreparation" if kind == JOB_PREPARATION else "jobrelease"
         wall = ex.seconds((task.get("constraints") or {}).get("maxWallClockTime"))
         if kind == JOB_RELEASE:
+        packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None)
             wall = ex.seconds(task.get("maxWallClockTime")) or RELEASE_WALL_CLOCK
         return RunSpec(
             kind=kind, key=f"{kind}:{job.key[1]}", account=node.account, pool_id=node.pool_id, node_id=node.node_id,
@@ -322,7 +324,7 @@ class EngineJobs(EngineCore):
             is_dedicated=bool(node.doc.get("isDedicated", True)),
             job_prep_id=str((job.doc.get("jobPreparationTask") or {}).get("id") or "jobpreparation")
             if kind == JOB_RELEASE else "",
-            refusal=ex.container_refusal(task, pool.doc if pool else {}),
+            refusal=ex.container_refusal(task, pool.doc if pool else {}) or bad_package, app_packages=packages,
         )
 
     def _dir_info(self, node: NodeRt, job: JobRt, task: Doc, default_id: str) -> Doc:

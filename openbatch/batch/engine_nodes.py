@@ -15,6 +15,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
@@ -257,12 +258,14 @@ class EngineNodes(EngineCore):
     def _start_spec(self, node: NodeRt, start: Doc) -> RunSpec:
         prt = self.pools.get(node.pool)
         level, identity = ex.elevation_of(start.get("userIdentity"), (prt.doc if prt else {}).get("userAccounts"))
+        packages, bad_package = applications.run_packages(self.ctx, node.account, prt.doc if prt else None)
         return RunSpec(
             kind=START_TASK, key=START_TASK, account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(start.get("commandLine", "")), resource_files=start.get("resourceFiles") or [],
             environment=ex.environment(start.get("environmentSettings")), elevation=level, user_identity=identity,
             max_wall_clock=None, is_dedicated=bool(node.doc.get("isDedicated", True)),
         )
+            app_packages=packages, refusal=bad_package,
 
     async def run_start_task(self, node: NodeRt, start: Doc) -> bool | None:
         """Run the start task with its retries; True/False as it ended, None if the node stopped it."""

@@ -90,6 +90,10 @@ def serve(
              "--host, or 127.0.0.1 when --host is 0.0.0.0.")] = "",
     blob_port: Annotated[int, typer.Option("--blob-port", help="Blob endpoint port.")] = DEFAULT_BLOB_PORT,
     batch_port: Annotated[int, typer.Option("--batch-port", help="Batch endpoint port.")] = DEFAULT_BATCH_PORT,
+    arm_port: Annotated[int, typer.Option(
+        "--arm-port", help="Serve the management plane (Azure Resource Manager for Microsoft.Batch: accounts, "
+                           "applications, pools; bearer tokens) on this port. Default: not served. See "
+                           "docs/management.md.")] = 0,
     account: Annotated[
         list[str] | None, typer.Option("--account", help="NAME:KEY (base64), repeatable; also OPENBATCH_ACCOUNTS.")
     ] = None,
@@ -145,7 +149,7 @@ def serve(
         if data_dir is None:
             data_dir = default_data_dir()
         settings = Settings(data_dir=data_dir, host=host, advertise_host=advertise_host, blob_port=blob_port,
-                            batch_port=batch_port, accounts=accounts,
+                            batch_port=batch_port, arm_port=arm_port, accounts=accounts,
                             header_timeout=header_timeout, body_timeout=body_timeout,
                             keep_alive_timeout=keep_alive_timeout,
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock,

@@ -201,7 +201,7 @@ def test_new_pool_settings_are_kept_and_checked() -> None:
         ({"metadata": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]}, e.InvalidPropertyValue,
          "metadata.name"),
         ({"userAccounts": [{"name": "u"}]}, e.MissingRequiredProperty, "userAccounts.password"),
-        ({"applicationPackageReferences": [{"applicationId": "app"}]}, e.InvalidPropertyValue,
+        ({"applicationPackageReferences": [{"version": "1"}]}, e.MissingRequiredProperty,
          "applicationPackageReferences.applicationId"),
         ({"mountConfiguration": [{"nfsMountConfiguration": {}}]}, e.InvalidPropertyValue, "mountConfiguration"),
         ({"targetNodeCommunicationMode": "carrier-pigeon"}, e.InvalidPropertyValue, "targetNodeCommunicationMode"),
@@ -214,6 +214,14 @@ def test_new_pool_refuses(extra: Doc, error: type[e.BatchError], prop: str) -> N
 
 
 # --- pool operations -------------------------------------------------------------------------
+
+
+def test_add_refuses_packages_the_account_does_not_have(ctx: BatchContext) -> None:
+    with pytest.raises(e.InvalidApplicationPackageReferences) as exc:
+        add(ctx, "p", applicationPackageReferences=[{"applicationId": "app"}, {"applicationId": "b", "version": "2"}])
+    assert exc.value.values == {"app": "The specified application does not exist.",
+                                "b:2": "The specified application does not exist."}
+    assert ctx.store.get("pool", ACCOUNT, "p") is None
 
 
 def test_add_and_duplicates(ctx: BatchContext) -> None:

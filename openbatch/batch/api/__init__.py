@@ -26,6 +26,7 @@ from openbatch.batch.api.routing import (
     new_request_id,
     parse_query,
 )
+from openbatch.batch.appstorage import BlobPackageStorage
 from openbatch.batch.domain import errors as e
 from openbatch.batch.domain.common import BatchContext
 from openbatch.batch.store import BatchStore
@@ -45,7 +46,8 @@ class BatchService:
         compute = _compute_provider(settings)
         self.engine = Engine(settings, store, compute)
         self.ctx = BatchContext(settings=settings, store=store, hooks=self.engine, compute=compute,
-                                samples=self.engine.autoscale)
+                                samples=self.engine.autoscale,
+                                packages=BlobPackageStorage(settings, blob) if blob is not None else None)
         self.engine.ctx = self.ctx
         test_routes = clock.ROUTES if settings.test_clock else []
         self.router = Router([*account.ROUTES, *pools.ROUTES, *nodes.ROUTES, *jobs.ROUTES, *tasks.ROUTES,

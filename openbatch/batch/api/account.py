@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 from openbatch.batch.api.pools import page_args, page_response, plain_page_response, query_filter
 from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, int_skiptoken, metadata_url
-from openbatch.batch.domain import errors as e
-from openbatch.batch.domain import images, jobs, nodes, pools
+from openbatch.batch.domain import applications, images, jobs, nodes, pools
 from openbatch.batch.domain.common import Doc, now_iso
 from openbatch.batch.wire import odata, versions
 
@@ -44,13 +43,16 @@ async def list_pool_node_counts(req: BatchRequest) -> BatchResponse:
 
 
 async def list_applications(req: BatchRequest) -> BatchResponse:
-    page_args(req)
-    return plain_page_response(req, "applications", [], None)
+    after, limit = page_args(req)
+    docs = [applications.summary(req.ctx, req.account, a) for a in applications.list_applications(req.ctx, req.account)]
+    page, next_key = _page_of(docs, after, limit)
+    return plain_page_response(req, "applications", page, next_key)
 
 
 async def get_application(req: BatchRequest) -> BatchResponse:
-    raise e.ApplicationNotFound("The specified application does not exist.",
-                                {"ApplicationId": req.params["applicationId"]})
+    app = applications.get_application(req.ctx, req.account, req.params["applicationId"])
+    body = {"odata.metadata": metadata_url(req, "applications", True), **applications.summary(req.ctx, req.account, app)}
+    return BatchResponse(200, dumps(body))
 
 
 async def list_pool_usage_metrics(req: BatchRequest) -> BatchResponse:

@@ -75,7 +75,7 @@ def scheduling_error(exc: e.BatchError) -> Doc:
     prop = exc.values.get("PropertyName", "")
     if exc.code in _AUTOSCALE_CODES or "autoScale" in prop:
         code = "InvalidAutoScaleFormulaInAutoPool"
-    elif "applicationPackageReferences" in prop:
+    elif "applicationPackageReferences" in prop or exc.code == e.InvalidApplicationPackageReferences.code:
         code = "InvalidApplicationPackageReferencesInAutoPool"
     elif "certificateReferences" in prop:
         code = "InvalidCertificatesInAutoPool"

@@ -13,6 +13,7 @@ from openbatch.batch.domain.autoscale.samples import NoSamples, SampleSource
 from openbatch.common import clock
 
 if TYPE_CHECKING:
+    from openbatch.batch.domain.applications import PackageStorage
     from openbatch.batch.domain.events import EngineHooks
     from openbatch.batch.store import BatchStore
     from openbatch.compute.base import ComputeProvider
@@ -33,6 +34,7 @@ class BatchContext:
     hooks: EngineHooks
     compute: ComputeProvider
     samples: SampleSource = field(default_factory=NoSamples)  # pools' metric histories (autoscale)
+    packages: PackageStorage | None = None  # where application package zips are (None: no Blob endpoint)
 
 
 def iso(when: datetime) -> str:

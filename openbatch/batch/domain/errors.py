@@ -55,6 +55,7 @@ TaskNotFound = _error("TaskNotFound", "")
 JobScheduleNotFound = _error("JobScheduleNotFound", "")
 FileNotFound = _error("FileNotFound", "")
 ApplicationNotFound = _error("ApplicationNotFound", "")
+ApplicationPackageNotFound = _error("ApplicationPackageNotFound", "No such version of an application.")
 CertificateNotFound = _error("CertificateNotFound", "")
 # 405
 MethodNotAllowed = _error("UnsupportedHttpVerb", "Verb not supported on this resource.")
@@ -84,6 +85,11 @@ AutoScaleEnabled = _error("AutoScaleEnabled", "")
 OperationInvalidForCurrentState = _error("OperationInvalidForCurrentState", "")
 FileBeingUsed = _error("FileBeingUsed", "")
 CertificateExists = _error("CertificateExists", "")
+InvalidApplicationPackageReferences = _error("InvalidApplicationPackageReferences", "A pool names a package that "
+                                             "does not exist or is not active (409, as the spec says).")
+ApplicationPackageAlreadyExists = _error("ApplicationPackageAlreadyExists", "An active version of an application "
+                                         "that does not allow updates.")
+ApplicationPackageBlobNotFound = _error("ApplicationPackageBlobNotFound", "Activation before the zip was uploaded.")
 CertificateBeingDeleted = _error("CertificateBeingDeleted", "")
 CertificateStateActive = _error("CertificateStateActive", "Cancel deletion of a certificate that is not being deleted.")
 # 412

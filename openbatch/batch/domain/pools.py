@@ -21,10 +21,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from openbatch.batch.domain import applications, images
 from openbatch.batch.domain import autoscale as a
 from openbatch.batch.domain import certificates as certs
 from openbatch.batch.domain import errors as e
-from openbatch.batch.domain import images
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.autoscale import errors as ae
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, now_iso, touch
@@ -86,11 +86,12 @@ def check_start_task(body: Doc, key: str = "startTask") -> Doc | None:
 
 
 def _check_packages(body: Doc, key: str = "applicationPackageReferences") -> list[Doc] | None:
+    """The references' shape; whether they name active packages of the account is
+    ``applications.check_pool_references`` (409 InvalidApplicationPackageReferences)."""
     refs = m.objects(body, key, max_items=10)
     for ref in refs or []:
-        app = m.string(ref, "applicationId", required=True, prop=f"{key}.applicationId")
-        raise m.invalid(f"{key}.applicationId", app,
-                        "The application does not exist in the account (application packages are not supported).")
+        m.string(ref, "applicationId", required=True, prop=f"{key}.applicationId")
+        m.string(ref, "version", prop=f"{key}.version")
     return refs
 
 
@@ -266,6 +267,7 @@ def complete_new_pool(ctx: BatchContext, account: str, body: Doc, doc: Doc, now:
     refs = certs.check_references(ctx.store, account, body)
     if refs is not None:
         doc["certificateReferences"] = refs
+    applications.check_pool_references(ctx, account, doc.get("applicationPackageReferences"))
     if doc["enableAutoScale"]:
         doc["_autoScaleStart"] = clock.SERVICE.time()
         _autoscale(ctx, account, doc, _compile(doc["autoScaleFormula"]), now)
@@ -347,6 +349,7 @@ async def patch_pool(ctx: BatchContext, account: str, pool_id: str, body: Doc) -
     refs = certs.check_references(ctx.store, account, body)
     if refs is not None:
         common["certificateReferences"] = refs
+    applications.check_pool_references(ctx, account, body.get("applicationPackageReferences"))
     shaping = [k for k in _PATCH_WHEN_EMPTY if body.get(k) is not None]
     if shaping and (node_count(ctx, account, pool_id) or doc["currentDedicatedNodes"] + doc["currentLowPriorityNodes"]):
         raise e.OperationInvalidForCurrentState(
@@ -368,6 +371,7 @@ async def update_pool_properties(ctx: BatchContext, account: str, pool_id: str, 
         m.array(body, key, required=True)
     common = _check_common(body)
     body = {**body, "certificateReferences": certs.check_references(ctx.store, account, body)}
+    applications.check_pool_references(ctx, account, body.get("applicationPackageReferences"))
     for key in ("startTask", "metadata"):
         if common.get(key):
             doc[key] = common[key]

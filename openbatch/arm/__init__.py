@@ -1,0 +1,1 @@
+"""The management plane (Azure Resource Manager) of Microsoft.Batch: see app.py."""
