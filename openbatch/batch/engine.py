@@ -41,6 +41,7 @@ from openbatch.batch.engine_autoscale import Autoscaler
 from openbatch.batch.engine_certificates import EngineCertificates
 from openbatch.batch.engine_core import Doc, JobRt, NodeRt
 from openbatch.batch.engine_jobs import EngineJobs
+from openbatch.batch.engine_multi import EngineMulti
 from openbatch.batch.engine_nodes import EngineNodes
 from openbatch.batch.engine_schedules import EngineSchedules
 from openbatch.batch.engine_spot import EngineSpot
@@ -55,7 +56,7 @@ _J = states.JobState
 _RECOVERY_BATCH = 1000
 
 
-class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertificates, EngineSpot):
+class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertificates, EngineSpot, EngineMulti):
     """See the module docstring."""
 
     def __init__(self, settings: Settings, store: BatchStore, compute: object):

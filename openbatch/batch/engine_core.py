@@ -115,6 +115,7 @@ class Run:
     active: bool = False  # the provider is running it right now
     handle: asyncio.Task[None] | None = None
     finished: asyncio.Future[None] | None = None
+    multi: Any = None  # a multi-instance task's other nodes and subtasks (engine_multi.MultiRun)
 
     def done(self) -> None:
         if self.finished is not None and not self.finished.done():
@@ -348,4 +349,21 @@ class EngineCore:
         raise NotImplementedError
 
     def end_schedule_jobs(self, account: str, instruction: Any) -> None:
+        raise NotImplementedError
+
+    # --- multi-instance tasks (engine_multi) ---------------------------------------------------
+
+    def queue_multi(self, job: JobRt, qt: QueuedTask, doc: Doc) -> None:
+        raise NotImplementedError
+
+    def assign_multi(self, run: Run, qt: QueuedTask) -> None:
+        raise NotImplementedError
+
+    async def execute_multi(self, run: Run) -> RunOutcome | None:
+        raise NotImplementedError
+
+    def release_multi(self, run: Run) -> None:
+        raise NotImplementedError
+
+    def kill_multi(self, run: Run) -> None:
         raise NotImplementedError

@@ -15,6 +15,7 @@ import time
 from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import dependencies as deps
 from openbatch.batch.domain import execution as ex
+from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, touch
 from openbatch.batch.engine_core import MAX_HELD_DOCS, Doc, EngineCore, JobRt, Key, NodeRt, Run
 from openbatch.batch.scheduler import QUEUED, QueuedTask
@@ -62,6 +63,8 @@ class EngineTasks(EngineCore):
             qt = QueuedTask(int(doc.get("_seq", 0)), job.key, key,
                             slots if isinstance(slots, int) and slots > 0 else 1)
             job.tasks[key] = qt
+            if "multiInstanceSettings" in doc:
+                self.queue_multi(job, qt, doc)
         self.hold(qt, doc if hold else None)
         if doc.get("dependsOn") and job.doc.get("usesTaskDependencies"):
             pending = self._pending_dependencies(job, key, doc)
@@ -153,6 +156,8 @@ class EngineTasks(EngineCore):
         self.save_task(job.account, job.key[1], doc)
         self.runs[(job.key, qt.key)] = run
         node.runs[run.key] = run
+        if qt.instances:
+            self.assign_multi(run, qt)
         node.tasks += 1
         node.slots_used += qt.slots
         node.doc["totalTasksRun"] = int(node.doc.get("totalTasksRun", 0)) + 1
@@ -194,9 +199,9 @@ class EngineTasks(EngineCore):
         job = self.jobs.get(run.job) if run.job else None
         job_doc = job.doc if job else {}
         pool = self.pools.get(node.pool)
-        level, identity = ex.elevation_of(doc.get("userIdentity"), (pool.doc if pool else {}).get("userAccounts"))
         packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None,
                                                           doc.get("applicationPackageReferences"))
+        level, identity = ex.elevation_of(doc.get("userIdentity"), (pool.doc if pool else {}).get("userAccounts"))
         return RunSpec(
             kind=TASK, key=run.key, account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(doc.get("commandLine", "")), job_id=str(job_doc.get("id", "")),
@@ -212,7 +217,8 @@ class EngineTasks(EngineCore):
     async def _execute(self, run: Run) -> None:
         assert run.spec is not None
         try:
-            outcome: RunOutcome | None = await self.compute.run(run.spec)
+            outcome: RunOutcome | None = await (self.execute_multi(run) if run.multi is not None
+                                                else self.compute.run(run.spec))
         except NodeGone:
             outcome = None
         except Exception as exc:
@@ -310,7 +316,7 @@ class EngineTasks(EngineCore):
         if job is None:
             return
         self.scheduler.release(run.qt)
-        qt = QueuedTask(run.qt.seq, job.key, run.qt.key, run.qt.slots)
+        qt = QueuedTask(run.qt.seq, job.key, run.qt.key, run.qt.slots, instances=run.qt.instances)
         job.tasks[qt.key] = qt
         self.hold(qt, doc)
         self.scheduler.push(qt)
@@ -327,6 +333,8 @@ class EngineTasks(EngineCore):
         node.tasks = max(0, node.tasks - 1)
         node.slots_used = max(0, node.slots_used - run.qt.slots)
         self.scheduler.release(run.qt)
+        if run.multi is not None:
+            self.release_multi(run)
         if run.doc is not None:
             for entry in node.recent:
                 if entry["taskId"] == run.doc["id"]:
@@ -345,7 +353,10 @@ class EngineTasks(EngineCore):
             return
         run.stop = reason
         if run.active:
-            self.compute.kill(run.node.node_id, run.key)
+            if run.multi is not None:
+                self.kill_multi(run)
+            else:
+                self.compute.kill(run.node.node_id, run.key)
             return
         if run in self._starts:
             return  # start_run sees the stop and finishes it

@@ -12,6 +12,11 @@ only nodes that are idle/running with scheduling enabled take tasks (``usable``)
 ``spread`` picks the node with the most free slots, ``pack`` fills the first node (in node order)
 before the next. A task that does not fit anywhere right now is passed over so that smaller ones
 behind it can use the free slots (backfill); it keeps its place in the queue.
+
+A multi-instance task (``instances`` > 0) needs that many distinct usable nodes at once, each with
+all of its slots free, and only in a pool that allows it (``multi_ok``: inter-node communication
+enabled, one slot per node); until then it waits in the queue, as on Azure (a task asking for more
+nodes than the pool has waits until the pool grows). Its extra nodes are ``QueuedTask.extra``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class QueuedTask:
     state: int = QUEUED
     node_id: str = ""
     payload: Any = None  # the engine's own data (e.g. the task document while it is cheap to keep)
+    instances: int = 0  # a multi-instance task's numberOfInstances (0: an ordinary task)
+    extra: tuple[str, ...] = ()  # a multi-instance task's other nodes (node_id is its primary's)
 
 
 @dataclass(slots=True, eq=False)
@@ -82,6 +89,7 @@ class SchedJob:
 class SchedPool:
     key: Key
     fill: str = "spread"
+    multi_ok: bool = False  # multi-instance tasks may run (enableInterNodeCommunication, 1 slot per node)
     nodes: dict[str, SchedNode] = field(default_factory=dict)
     jobs: dict[Key, SchedJob] = field(default_factory=dict)
 
@@ -173,7 +181,7 @@ class Scheduler:
         sj = self.jobs.get(task.job)
         if sj is None:
             sj = self.set_job(task.job, None)
-        task.state, task.node_id = QUEUED, ""
+        task.state, task.node_id, task.extra = QUEUED, "", ()
         heapq.heappush(sj.queue, (task.seq, task))
 
     def drop(self, task: QueuedTask) -> None:
@@ -190,9 +198,10 @@ class Scheduler:
         if sj is not None:
             sj.assigned = max(0, sj.assigned - 1)
             sp = self.pools.get(sj.pool) if sj.pool else None
-            node = sp.nodes.get(task.node_id) if sp else None
-            if node is not None:
-                node.free = min(node.total, node.free + task.slots)
+            for node_id in (task.node_id, *task.extra):
+                node = sp.nodes.get(node_id) if sp else None
+                if node is not None:
+                    node.free = min(node.total, node.free + task.slots)
 
     def take(self, task: QueuedTask, pool: Key, node_id: str) -> None:
         """Record an assignment made outside assign() (recovery of a running task)."""
@@ -223,12 +232,12 @@ class Scheduler:
             return out
         jobs = [j for j in sp.jobs.values() if j.runnable()]
         for priority in sorted({j.priority for j in jobs}, reverse=True):
-            free = self._assign_group([j for j in jobs if j.priority == priority], nodes, sp.fill, free, out)
+            free = self._assign_group([j for j in jobs if j.priority == priority], nodes, sp, free, out)
             if free <= 0:
                 break
         return out
 
-    def _assign_group(self, jobs: list[SchedJob], nodes: list[SchedNode], fill: str, free: int,
+    def _assign_group(self, jobs: list[SchedJob], nodes: list[SchedNode], sp: SchedPool, free: int,
                       out: list[Assignment]) -> int:
         heap: list[tuple[int, int, SchedJob]] = []
         for job in jobs:
@@ -243,16 +252,19 @@ class Scheduler:
             if task is None:
                 continue
             entry = heapq.heappop(job.queue)
-            node = _pick(nodes, task.slots, fill, job.excluded)
-            if node is None:
+            picked = _place(task, nodes, sp, job.excluded)
+            if not picked:
                 held = skipped.setdefault(job.key, [])
                 held.append(entry)
             else:
-                node.free -= task.slots
-                free -= task.slots
-                task.state, task.node_id = ASSIGNED, node.node_id
+                for taken in picked:
+                    taken.free -= task.slots
+                    free -= task.slots
+                task.state, task.node_id = ASSIGNED, picked[0].node_id
+                if task.instances:
+                    task.extra = tuple(n.node_id for n in picked[1:])
                 job.assigned += 1
-                out.append(Assignment(task, node.node_id))
+                out.append(Assignment(task, task.node_id))
             nxt = job.head()
             if nxt is not None and job.runnable() and len(skipped.get(job.key, ())) < _MAX_SKIPS:
                 heapq.heappush(heap, (nxt.seq, job.order, job))
@@ -261,6 +273,23 @@ class Scheduler:
             for entry in entries:
                 heapq.heappush(queue, entry)
         return free
+
+
+def _place(task: QueuedTask, nodes: list[SchedNode], sp: SchedPool, excluded: set[str]) -> list[SchedNode] | None:
+    """Where a task goes now: one node, or a multi-instance task's nodes (primary first); None if nowhere."""
+    if task.instances:
+        return _pick_many(nodes, task.instances, excluded, sp.multi_ok)
+    node = _pick(nodes, task.slots, sp.fill, excluded)
+    return [node] if node is not None else None
+
+
+def _pick_many(nodes: list[SchedNode], count: int, excluded: set[str], allowed: bool) -> list[SchedNode] | None:
+    """``count`` distinct nodes with every slot free (a multi-instance task), in node order; None if
+    the pool does not have them now (or does not allow multi-instance tasks at all)."""
+    if not allowed:
+        return None
+    found = [n for n in nodes if n.free == n.total and not (excluded and n.node_id in excluded)]
+    return found[:count] if len(found) >= count else None
 
 
 def _pick(nodes: list[SchedNode], slots: int, fill: str, excluded: set[str]) -> SchedNode | None:

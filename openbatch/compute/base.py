@@ -87,6 +87,11 @@ class RunSpec:
     max_wall_clock: float | None = None  # seconds
     is_dedicated: bool = True
     refusal: Doc | None = None  # a failureInfo: the run fails before anything of it starts (never retried)
+    # A multi-instance task: every node's entry of AZ_BATCH_HOST_LIST (primary first), this run's
+    # index in it, and commonResourceFiles (downloaded into the task directory, not wd/).
+    instance_hosts: list[str] = field(default_factory=list)
+    instance_index: int = 0
+    common_resource_files: list[Doc] = field(default_factory=list)
     # application packages (the pool's, then the task's): applicationId, version, askedVersion (None:
     # the default), directory (under the node's applications/), url (with a read SAS); node/apppkg.py
     app_packages: list[Doc] = field(default_factory=list)

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from openbatch.compute.base import (
+    Doc,
     FileAccessError,
     NodeEvents,
     NodeFile,
@@ -118,12 +119,12 @@ class DaskProvider:
 
     def workers_changed(self, cluster: Cluster) -> None:
         """Claims whose worker went are lost; those whose worker is back (a worker of the same name
-        at a new address) come back."""
+        at a new address, maybe in the same look) come back."""
         by_name = cluster.by_name()
         for claim in self._of(cluster):
             if claim.address is not None and claim.address not in cluster.workers:
                 cluster.left(claim.address)
-            elif claim.address is None and claim.worker in by_name and claim.lost is not None:
+            if claim.address is None and claim.worker in by_name and claim.lost is not None:
                 claim.lost = None  # the engine reboots the node, whose boot claims the worker again
                 if self._events is not None:
                     self._events.node_back(claim.node_id)
@@ -148,7 +149,7 @@ class DaskProvider:
 
     async def create_node(self, account: str, pool_id: str, node_id: str,
                           certificates: Sequence[NodeCertificate] | None = None, slots: int = 1,
-                          cluster: str = "") -> NodeInfo:
+                          cluster: str = "", users: Sequence[Doc] | None = None) -> NodeInfo:
         claim = self._claims.get(node_id)
         if claim is None:
             chosen = self.clusters.get(cluster or DEFAULT)

@@ -154,6 +154,7 @@ class Cluster:
         self.changed = asyncio.Event()
         self._members = members
         self._client: Client | None = None
+        self._comm: Any = None  # the client's connection to the scheduler when it attached
         self._streams: dict[str, asyncio.Future[AgentStream]] = {}  # worker address -> its stream
         self._retired: dict[Any, Any] = {}  # manager's worker name -> its spec, started again first
         self._background: set[asyncio.Task[Any]] = set()
@@ -191,6 +192,7 @@ class Cluster:
     async def _attach(self, address: str) -> None:
         """A client of the scheduler: its worker events heard, the agent plugin registered."""
         self._client = await Client(address, asynchronous=True)
+        self._comm = self._client.scheduler_comm  # a Client reconnecting by itself gets another
         self.client.subscribe_topic("all", self._event)
         await self.refresh()
         await self._ask_held()
@@ -202,12 +204,14 @@ class Cluster:
     async def _watch(self, address: str) -> None:
         """An attached scheduler: when the connection to it is lost, attach again (a new client, its
         events, the agent plugin) as soon as a scheduler answers at that address; nodes whose workers
-        did not survive are lost, and come back as workers of the same names join."""
+        did not survive are lost, and come back as workers of the same names join. A Client that
+        reconnected by itself meanwhile (to a new scheduler: no subscription, no plugin) counts as
+        lost too."""
         while True:
             await asyncio.sleep(WATCH)
             old = self._client
             if old is not None and old.status == "running" and old.scheduler_comm is not None \
-                    and not old.scheduler_comm.closed():
+                    and old.scheduler_comm is self._comm and not old.scheduler_comm.closed():
                 continue
             log.warning("dask compute: the connection to the scheduler %s is lost; attaching again", address)
             self._client = None

@@ -42,9 +42,9 @@ from openbatch.compute.base import (
 from openbatch.compute.dirs import DirMaker, TaskDirs
 from openbatch.compute.nodefiles import NodeFiles
 from openbatch.node import identity, safefs
-from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.certs import NodeCertificate, install_certificates
 from openbatch.node.env import task_environment
+from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
 from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
 from openbatch.node.run import CommandError, RunningProcess, start_process
@@ -99,10 +99,10 @@ class NodeHost:
         self._base_env = dict(os.environ)
         self._dirs = DirMaker()
         self._env_cache: dict[tuple[object, ...], tuple[dict[str, str], tuple[str, ...]]] = {}
-        self._packages = Packages()
 
     # --- life cycle ----------------------------------------------------------------------------
 
+        self._packages = Packages()
     async def start(self, kill_leftovers: bool = True) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if identity.is_root():
@@ -221,8 +221,6 @@ class NodeHost:
         except CommandError as exc:
             return RunOutcome(None, started, time.time(), preprocessing=True,
                               failure=ex.failure(ex.USER_ERROR, exc.code, exc.message))
-        except PackageError as exc:
-            return RunOutcome(None, started, time.time(), failure=exc.failure_info(), preprocessing=True)
         finally:
             if node.flights.get(spec.key) is flight:
                 del node.flights[spec.key]
@@ -236,6 +234,10 @@ class NodeHost:
         try:
             packages = await self._packages.install(self.client, layout, spec.app_packages) if spec.app_packages else []
             env = self._environment(node, spec, task_dir, user, packages)
+        except PackageError as exc:
+            return RunOutcome(None, started, time.time(), failure=exc.failure_info(), preprocessing=True)
+            if spec.common_resource_files:
+                await self._fetch(spec, task_dir, flight, owner, auto_storage, common=True)
             if spec.resource_files:
                 await self._fetch(spec, task_dir, flight, owner, auto_storage)
             if flight.killed:
@@ -267,7 +269,8 @@ class NodeHost:
         the task's own directory and id put in (building it from scratch is the costly part)."""
         settings = tuple((str(s.get("name")), str(s.get("value"))) for s in spec.environment)
         key = (spec.node_id, spec.kind, spec.job_id, spec.job_prep_id, spec.user_identity,
-               user.name if user else "", spec.account, spec.is_dedicated, settings, tuple(packages))
+               user.name if user else "", spec.account, spec.is_dedicated, tuple(spec.instance_hosts),
+               spec.instance_index, settings, tuple(packages))
         template = self._env_cache.get(key)
         if template is None:
             if len(self._env_cache) > _ENV_CACHE:
@@ -291,11 +294,11 @@ class NodeHost:
             prep_dir = layout.job_prep_dir(spec.job_id, spec.job_prep_id)
         env = task_environment(
             account_name=spec.account, account_url=self.batch_url, pool_id=spec.pool_id,
-            node_id=spec.node_id, node_ip=self.node_ip, layout=layout, task_dir=Path(_DIR_MARK),
+            node_id=spec.node_id, layout=layout, task_dir=Path(_DIR_MARK), host_ips=spec.instance_hosts or None,
+            node_ip=spec.instance_hosts[spec.instance_index] if spec.instance_hosts else self.node_ip,
             task_id=None if start else _ID_MARK, job_id=None if start else spec.job_id,
             is_dedicated=spec.is_dedicated, user_identity=None, job_prep_dir=prep_dir,
             settings=list(spec.environment), base=self._base_env, task_user=user.name if user else None,
-            app_packages=packages,
         )
         env["AZ_BATCH_TASK_USER_IDENTITY"] = spec.user_identity
         patched = tuple(k for k, v in env.items() if _DIR_MARK in v or _ID_MARK in v)
@@ -309,6 +312,7 @@ class NodeHost:
         try:
             dirs = await self._dirs.make(task_dir, node.layout, owner)
         except OSError as exc:
+            app_packages=packages,
             if not node.layout.exists():
                 raise NodeGone(spec.node_id) from None
             # What the task left in its own directory (a link, files vanishing): its failure, not the node's.
@@ -317,19 +321,22 @@ class NodeHost:
         return task_dir, dirs
 
     async def _fetch(self, spec: RunSpec, task_dir: Path, flight: _Flight, owner: Owner | None,
-                     auto_storage: Callable[[str], str] | None) -> None:
+                     auto_storage: Callable[[str], str] | None, common: bool = False) -> None:
+        """The run's resource files into wd/, or (``common``) a multi-instance task's
+        commonResourceFiles into the task directory itself."""
         if owner is not None and owner.uid == 0:
             # Admin tasks run as root; their downloads belong to the task group so that what an
             # elevated start task copies into the shared dir (cp -p keeps 0770) can be run by
             # non-admin tasks, as on Azure's nodes where the task accounts share a group.
             owner = Owner(0, identity.task_user().gid)
         try:
-            wd = _open_working_dir(task_dir)
+            wd = safefs.open_dir(task_dir) if common else _open_working_dir(task_dir)
         except OSError as exc:
             raise ResourceFileError("ResourceDirectoryCreateFailed",
                                     f"The working directory could not be opened: {exc.strerror or exc}") from None
         flight.fetch = asyncio.ensure_future(fetch_resource_files(
-            self.client, spec.resource_files, task_dir / WORKING_DIR, dir_fd=wd, owner=owner,
+            self.client, spec.common_resource_files if common else spec.resource_files,
+            task_dir if common else task_dir / WORKING_DIR, dir_fd=wd, owner=owner,
             auto_storage_url=auto_storage or (lambda name: self._auto_storage(spec.account, name))))
         try:
             await flight.fetch

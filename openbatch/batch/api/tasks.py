@@ -97,10 +97,10 @@ async def reactivate_task(req: BatchRequest) -> BatchResponse:
 
 
 async def list_subtasks(req: BatchRequest) -> BatchResponse:
-    """Only multi-instance tasks have subtasks, and this server runs every task as one instance."""
-    tasks.get_task(req.ctx, req.account, req.params["jobId"], req.params["taskId"])
+    """Only multi-instance tasks have subtasks (engine_multi.py)."""
+    value = tasks.list_subtasks(req.ctx, req.account, req.params["jobId"], req.params["taskId"])
     return BatchResponse(200, dumps({"odata.metadata": metadata_url(req, "subtaskinformations", False),
-                                     "value": []}))
+                                     "value": value}))
 
 
 ROUTES: list[Route] = [

@@ -178,6 +178,7 @@ def _check_task_extras(body: Doc, job: Doc) -> None:
     multi = m.obj(body, "multiInstanceSettings")
     if multi is not None:
         m.integer(multi, "numberOfInstances", lo=1, prop="multiInstanceSettings.numberOfInstances")
+        m.string(multi, "coordinationCommandLine", required=True, prop="multiInstanceSettings.coordinationCommandLine")
         m.resource_files(multi, "commonResourceFiles", prop="multiInstanceSettings.commonResourceFiles")
 
 
@@ -348,6 +349,13 @@ def list_tasks(ctx: BatchContext, account: str, job_id: str, *, match: Callable[
 
 def get_task(ctx: BatchContext, account: str, job_id: str, task_id: str) -> Doc:
     return task_of(ctx, account, job_id, task_id)
+
+
+def list_subtasks(ctx: BatchContext, account: str, job_id: str, task_id: str) -> list[Doc]:
+    """The subtasks of a multi-instance task as the engine last recorded them (ids 1..n-1, one per
+    node other than the primary's); none for an ordinary task or one that has not run yet."""
+    subtasks = task_of(ctx, account, job_id, task_id).get("_subtasks")
+    return [dict(s) for s in subtasks if isinstance(s, dict)] if isinstance(subtasks, list) else []
 
 
 # --- change ---------------------------------------------------------------------------------------
