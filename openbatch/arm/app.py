@@ -33,7 +33,14 @@ from openbatch.batch.domain import errors as e
 from openbatch.batch.domain import pools
 from openbatch.batch.domain.common import BatchContext, now_iso
 from openbatch.batch.wire.errors import status_of
-from openbatch.common.identity import CONTRIBUTOR, OWNER, IdentityService, TokenError, arm_audiences
+from openbatch.common.identity import (
+    CONTRIBUTOR,
+    OWNER,
+    IdentityService,
+    TokenError,
+    arm_audiences,
+    identity_service,
+)
 from openbatch.config import Settings
 
 log = logging.getLogger("openbatch.arm")
@@ -98,7 +105,8 @@ class ArmService:
     def __init__(self, settings: Settings, batch: Any, identity: IdentityService | None = None):
         self.settings = settings
         self.batch = batch
-        self.identity = identity or IdentityService(settings.data_dir)
+        # the server's one issuer and verifier (--oauth accept-any: tokens of other issuers too, roles unchecked)
+        self.identity = identity or identity_service(settings.data_dir, settings.oauth == "accept-any")
         self.registry = AccountRegistry(settings)
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
             (method, _pattern(path), handler) for method, path, handler in _ROUTES]

@@ -20,10 +20,11 @@ from azure.batch import models as bm
 from azure.core.credentials import AccessToken, AzureNamedKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.identity import ClientSecretCredential
 from azure.mgmt.batch import BatchManagementClient
 from azure.storage.blob import BlobClient
 
-from openbatch.common.identity import ARM_RESOURCE, DEFAULT_IDENTITY, IdentityService
+from openbatch.common.identity import ARM_RESOURCE, CONTRIBUTOR, DEFAULT_IDENTITY, IdentityService, add_identity
 from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer, free_port
 from tests.helpers.waiting import wait_for
@@ -204,3 +205,37 @@ def test_arm_errors(server: LiveServer) -> None:
         with pytest.raises(ClientAuthenticationError) as refused:
             mgmt(server, **credential).batch_account.get("openbatch", "devstoreaccount1")
         assert refused.value.status_code == 401 and code(refused.value) == expected, credential
+
+
+OPERATOR = {"name": "operator", "clientId": "22222222-0000-0000-0000-000000000001", "objectId": "o-operator",
+            "clientSecret": "operator-secret", "roles": [{"role": CONTRIBUTOR, "scope": "*"}]}
+OUTSIDER = {"name": "outsider", "clientId": "22222222-0000-0000-0000-000000000002", "objectId": "o-outsider",
+            "clientSecret": "outsider-secret", "roles": []}
+
+
+def test_over_https_with_client_secret_credentials(tmp_path: Path) -> None:
+    """What a user's program does: HTTPS, tokens from the server's OAuth endpoint (azure-identity),
+    no enforce_https workaround; an identity without Owner/Contributor gets 403 AuthorizationFailed."""
+    data = tmp_path / "data"
+    for entry in (OPERATOR, OUTSIDER):
+        add_identity(data, entry)
+    arm_port = free_port()
+    server = LiveServer(data, ["--https", "--arm-port", str(arm_port)]).start()
+    try:
+        ca = str(data / "tls" / "ca.pem")
+        tenant = IdentityService(data).directory.tenant
+
+        def client(who: dict[str, str]) -> Any:
+            credential = ClientSecretCredential(tenant, who["clientId"], who["clientSecret"],
+                                                authority=server.batch_url, disable_instance_discovery=True,
+                                                connection_verify=ca)
+            return BatchManagementClient(credential, SUB, base_url=f"https://127.0.0.1:{arm_port}",
+                                         connection_verify=ca, polling_interval=0, retry_total=0)
+
+        account = client(OPERATOR).batch_account.begin_create(GROUP, "httpsacct", {"location": "local"}).result()
+        assert account.properties.account_endpoint == f"127.0.0.1:{server.batch_port}"
+        with pytest.raises(HttpResponseError) as refused:
+            client(OUTSIDER).batch_account.get_keys(GROUP, "httpsacct")
+        assert refused.value.status_code == 403 and code(refused.value) == "AuthorizationFailed"
+    finally:
+        server.stop()
