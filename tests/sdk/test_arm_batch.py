@@ -24,7 +24,13 @@ from azure.identity import ClientSecretCredential
 from azure.mgmt.batch import BatchManagementClient
 from azure.storage.blob import BlobClient
 
-from openbatch.common.identity import ARM_RESOURCE, CONTRIBUTOR, DEFAULT_IDENTITY, IdentityService, add_identity
+from openbatch.common.identity import (
+    ARM_RESOURCE,
+    CONTRIBUTOR,
+    DEFAULT_IDENTITY,
+    IdentityService,
+    add_identity,
+)
 from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer, free_port
 from tests.helpers.waiting import wait_for
