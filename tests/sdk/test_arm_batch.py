@@ -213,9 +213,9 @@ def test_arm_errors(server: LiveServer) -> None:
         assert refused.value.status_code == 401 and code(refused.value) == expected, credential
 
 
-OPERATOR = {"name": "operator", "clientId": "22222222-0000-0000-0000-000000000001", "objectId": "o-operator",
+OPERATOR: dict[str, Any] = {"name": "operator", "clientId": "22222222-0000-0000-0000-000000000001", "objectId": "o-operator",
             "clientSecret": "operator-secret", "roles": [{"role": CONTRIBUTOR, "scope": "*"}]}
-OUTSIDER = {"name": "outsider", "clientId": "22222222-0000-0000-0000-000000000002", "objectId": "o-outsider",
+OUTSIDER: dict[str, Any] = {"name": "outsider", "clientId": "22222222-0000-0000-0000-000000000002", "objectId": "o-outsider",
             "clientSecret": "outsider-secret", "roles": []}
 
 
@@ -231,7 +231,7 @@ def test_over_https_with_client_secret_credentials(tmp_path: Path) -> None:
         ca = str(data / "tls" / "ca.pem")
         tenant = IdentityService(data).directory.tenant
 
-        def client(who: dict[str, str]) -> Any:
+        def client(who: dict[str, Any]) -> Any:
             credential = ClientSecretCredential(tenant, who["clientId"], who["clientSecret"],
                                                 authority=server.batch_url, disable_instance_discovery=True,
                                                 connection_verify=ca)
