@@ -390,6 +390,14 @@ def _version_view(svc: ArmService, req: ArmRequest, app: str, doc: Doc, upload: 
             "properties": props}
 
 
+def _refuse_pool_identity(req: ArmRequest) -> None:
+    """A pool's ``identity`` is taken on the data plane only (never stored and ignored here)."""
+    identity = req.json().get("identity")
+    if identity is not None and str((identity or {}).get("type", "None")).lower() != "none":
+        raise ArmError(400, "InvalidRequestBody", "openbatch takes a pool's identity on the Batch data plane "
+                                                 "(Add Pool with identity), not through the management plane.")
+
+
 def _props(req: ArmRequest) -> Doc:
     body = req.json()
     props = body.get("properties", {})
@@ -476,6 +484,7 @@ def _pool_view(svc: ArmService, req: ArmRequest, doc: Doc) -> Doc:
 
 async def create_pool(svc: ArmService, req: ArmRequest) -> Reply:
     account = svc.account(req)
+    _refuse_pool_identity(req)
     body = armpools.to_data_plane(req.params["pool"], _props(req))
     doc = await pools.add_pool(svc.ctx, account.name, body, svc.settings.batch_url)
     return _json(200, _pool_view(svc, req, doc))
@@ -495,6 +504,7 @@ async def list_pools(svc: ArmService, req: ArmRequest) -> Reply:
 async def update_pool(svc: ArmService, req: ArmRequest) -> Reply:
     """PATCH: the properties given replace the pool's; scaleSettings resize it or (re)set its formula."""
     account = svc.account(req)
+    _refuse_pool_identity(req)
     props = _props(req)
     pool_id = req.params["pool"]
     body = armpools.to_data_plane(None, {k: v for k, v in props.items() if k != "scaleSettings"})

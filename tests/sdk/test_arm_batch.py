@@ -202,6 +202,16 @@ def test_arm_errors(server: LiveServer) -> None:
     with pytest.raises(ResourceNotFoundError) as no_app:
         arm.application.get("openbatch", "devstoreaccount1", "ghost")
     assert code(no_app.value) == "ApplicationNotFound"
+    pool = {"properties": {"vmSize": "standard_d2s_v3",
+                           "deploymentConfiguration": {"virtualMachineConfiguration": IMAGE.as_dict()},
+                           "applicationPackages": [{"id": "ghost"}]}}
+    with pytest.raises(HttpResponseError) as bad_refs:
+        arm.pool.create("openbatch", "devstoreaccount1", "refs", pool)
+    assert bad_refs.value.status_code == 409 and code(bad_refs.value) == "InvalidApplicationPackageReferences"
+    with pytest.raises(HttpResponseError) as identity:
+        arm.pool.create("openbatch", "devstoreaccount1", "ident", {**pool, "identity": {
+            "type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/x/identities/y": {}}}})
+    assert identity.value.status_code == 400
     with pytest.raises(HttpResponseError) as configured:
         arm.batch_account.begin_delete("openbatch", "devstoreaccount1").result()
     assert configured.value.status_code == 409
