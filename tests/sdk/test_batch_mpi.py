@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
+from azure.batch.models._models import BatchNodeRebootOptions  # not exported by 15.1
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from tests.helpers.pools import make_pool
@@ -127,3 +128,42 @@ def test_multi_instance_task_waits_for_a_pool_that_can_run_it(client: BatchClien
         assert client.get_task(job, "wide").state == "active"
     client.begin_resize_pool("small", m.BatchPoolResizeOptions(target_dedicated_nodes=3))
     wait_for(lambda: client.get_task("jsmall", "wide").state == "completed", "the pool grown to run it", timeout=120)
+
+
+def _sleeper(task_id: str) -> m.BatchTaskCreateOptions:
+    return m.BatchTaskCreateOptions(id=task_id, command_line="/bin/sleep 60", multi_instance_settings=m.MultiInstanceSettings(
+        number_of_instances=2, coordination_command_line="/bin/true"))
+
+
+def _running_everywhere(client: BatchClient, job: str, task: str) -> list[m.BatchSubtask] | None:
+    if client.get_task(job, task).state != "running":
+        return None
+    subtasks = list(client.list_subtasks(job, task))
+    return subtasks if subtasks and all(s.state == "running" for s in subtasks) else None
+
+
+def test_terminate_and_node_reboot_end_a_multi_instance_task_on_every_node(client: BatchClient) -> None:
+    make_pool(client, "mi2", nodes=2, enable_inter_node_communication=True)
+    client.create_job(m.BatchJobCreateOptions(id="mi2job", pool_info=m.BatchPoolInfo(pool_id="mi2")))
+    client.create_task("mi2job", _sleeper("long"))
+    wait_for(partial(_running_everywhere, client, "mi2job", "long"), "the task running on both nodes")
+    assert all(n.state == "running" for n in client.list_nodes("mi2"))
+    client.terminate_task("mi2job", "long")
+    wait_for(partial(_completed, client, "mi2job", "long"), "the terminated task to complete")
+    task = client.get_task("mi2job", "long")
+    assert task.execution_info is not None and task.execution_info.failure_info is not None
+    assert task.execution_info.failure_info.code == "TaskEnded"
+    # As on Azure the primary ends at once, its subtasks in the background.
+    wait_for(lambda: all(s.state == "completed" for s in client.list_subtasks("mi2job", "long")),
+             "the subtasks to complete")
+    wait_for(lambda: all(n.state == "idle" for n in client.list_nodes("mi2")), "both nodes idle again")
+
+    # Rebooting the node of a subtask requeues the whole task, which runs again on both nodes.
+    client.create_task("mi2job", _sleeper("again"))
+    subtasks = wait_for(partial(_running_everywhere, client, "mi2job", "again"), "the second task running")
+    secondary = subtasks[0].node_info.node_id
+    client.begin_reboot_node("mi2", secondary, BatchNodeRebootOptions(node_reboot_kind="requeue"))
+    wait_for(lambda: (client.get_task("mi2job", "again").execution_info or m.BatchTaskExecutionInfo(
+        retry_count=0, requeue_count=0)).requeue_count == 1, "the task requeued")
+    wait_for(partial(_running_everywhere, client, "mi2job", "again"), "the requeued task running again", timeout=60)
+    client.terminate_task("mi2job", "again")
