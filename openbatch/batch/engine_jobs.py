@@ -22,7 +22,6 @@ import logging
 from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import instructions as ins
-from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, parse_iso, touch
 from openbatch.batch.engine_core import Doc, EngineCore, JobRt, NodeRt, Run, key_of
 from openbatch.common import clock
@@ -313,8 +312,8 @@ class EngineJobs(EngineCore):
         default_id = "jobpreparation" if kind == JOB_PREPARATION else "jobrelease"
         wall = ex.seconds((task.get("constraints") or {}).get("maxWallClockTime"))
         if kind == JOB_RELEASE:
-        packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None)
             wall = ex.seconds(task.get("maxWallClockTime")) or RELEASE_WALL_CLOCK
+        packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None)
         return RunSpec(
             kind=kind, key=f"{kind}:{job.key[1]}", account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(task.get("commandLine", "")), job_id=job.job_id,

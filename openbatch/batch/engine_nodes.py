@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import execution as ex
-from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso
 from openbatch.batch.domain.pools import cluster_of
 from openbatch.batch.engine_certificates import node_certificates
@@ -264,8 +263,8 @@ class EngineNodes(EngineCore):
             command_line=str(start.get("commandLine", "")), resource_files=start.get("resourceFiles") or [],
             environment=ex.environment(start.get("environmentSettings")), elevation=level, user_identity=identity,
             max_wall_clock=None, is_dedicated=bool(node.doc.get("isDedicated", True)),
-        )
             app_packages=packages, refusal=bad_package,
+        )
 
     async def run_start_task(self, node: NodeRt, start: Doc) -> bool | None:
         """Run the start task with its retries; True/False as it ended, None if the node stopped it."""

@@ -15,7 +15,6 @@ import time
 from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import dependencies as deps
 from openbatch.batch.domain import execution as ex
-from openbatch.batch.domain import states
 from openbatch.batch.domain.common import now_iso, touch
 from openbatch.batch.engine_core import MAX_HELD_DOCS, Doc, EngineCore, JobRt, Key, NodeRt, Run
 from openbatch.batch.scheduler import QUEUED, QueuedTask

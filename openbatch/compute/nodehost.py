@@ -42,9 +42,9 @@ from openbatch.compute.base import (
 from openbatch.compute.dirs import DirMaker, TaskDirs
 from openbatch.compute.nodefiles import NodeFiles
 from openbatch.node import identity, safefs
+from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.certs import NodeCertificate, install_certificates
 from openbatch.node.env import task_environment
-from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.fetch import ResourceFileError, fetch_resource_files
 from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
 from openbatch.node.run import CommandError, RunningProcess, start_process
@@ -221,6 +221,8 @@ class NodeHost:
         except CommandError as exc:
             return RunOutcome(None, started, time.time(), preprocessing=True,
                               failure=ex.failure(ex.USER_ERROR, exc.code, exc.message))
+        except PackageError as exc:
+            return RunOutcome(None, started, time.time(), failure=exc.failure_info(), preprocessing=True)
         finally:
             if node.flights.get(spec.key) is flight:
                 del node.flights[spec.key]
@@ -234,8 +236,6 @@ class NodeHost:
         try:
             packages = await self._packages.install(self.client, layout, spec.app_packages) if spec.app_packages else []
             env = self._environment(node, spec, task_dir, user, packages)
-        except PackageError as exc:
-            return RunOutcome(None, started, time.time(), failure=exc.failure_info(), preprocessing=True)
             if spec.common_resource_files:
                 await self._fetch(spec, task_dir, flight, owner, auto_storage, common=True)
             if spec.resource_files:
@@ -299,6 +299,7 @@ class NodeHost:
             task_id=None if start else _ID_MARK, job_id=None if start else spec.job_id,
             is_dedicated=spec.is_dedicated, user_identity=None, job_prep_dir=prep_dir,
             settings=list(spec.environment), base=self._base_env, task_user=user.name if user else None,
+            app_packages=packages,
         )
         env["AZ_BATCH_TASK_USER_IDENTITY"] = spec.user_identity
         patched = tuple(k for k, v in env.items() if _DIR_MARK in v or _ID_MARK in v)
@@ -312,7 +313,6 @@ class NodeHost:
         try:
             dirs = await self._dirs.make(task_dir, node.layout, owner)
         except OSError as exc:
-            app_packages=packages,
             if not node.layout.exists():
                 raise NodeGone(spec.node_id) from None
             # What the task left in its own directory (a link, files vanishing): its failure, not the node's.
