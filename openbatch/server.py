@@ -24,6 +24,7 @@ from openbatch.common.identity.endpoints import IdentityEndpoints
 from openbatch.common.instance import DataDirLock, Endpoints, write_endpoints
 from openbatch.common.tls import TlsFiles, check_pair, ensure_certificate
 from openbatch.config import ConfigError, Settings
+from openbatch.node.trust import ENV_NODE_TRUST
 from openbatch.transport import ClientTable, Guard, GuardedConfig, Limits, batch_busy_app, blob_busy_app
 
 log = logging.getLogger("openbatch")
@@ -219,7 +220,14 @@ def _tls_files(settings: Settings) -> TlsFiles | None:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--cert/--key cannot serve HTTPS: {exc}") from None
         return TlsFiles(Path(settings.cert_file), Path(settings.key_file), None, None)
-    return ensure_certificate(settings.data_dir, (settings.host, settings.advertise_host))
+    files = ensure_certificate(settings.data_dir, (settings.host, settings.advertise_host))
+    if files.bundle is not None:
+        # The server's own outbound requests to its endpoints (resource files, output files, copies,
+        # by httpx, which reads SSL_CERT_FILE) trust its certificate; the bundle holds what
+        # SSL_CERT_FILE named before (or certifi's CAs), so nothing else loses trust.
+        os.environ["SSL_CERT_FILE"] = str(files.bundle)
+        os.environ[ENV_NODE_TRUST] = str(files.bundle)  # copied into each node (node/trust.py)
+    return files
 
 
 def run(settings: Settings, on_ready: Callable[[Runtime], None] | None = None) -> None:

@@ -318,7 +318,8 @@ class EngineJobs(EngineCore):
             kind=kind, key=f"{kind}:{job.key[1]}", account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(task.get("commandLine", "")), job_id=job.job_id,
             task_id=str(task.get("id") or default_id), resource_files=task.get("resourceFiles") or [],
-            environment=ex.environment(job.doc.get("commonEnvironmentSettings"), task.get("environmentSettings")),
+            environment=ex.environment(ex.node_environment(self.ctx, node.account, node.pool_id),
+                                       job.doc.get("commonEnvironmentSettings"), task.get("environmentSettings")),
             elevation=level, user_identity=identity, max_wall_clock=wall,
             is_dedicated=bool(node.doc.get("isDedicated", True)),
             job_prep_id=str((job.doc.get("jobPreparationTask") or {}).get("id") or "jobpreparation")

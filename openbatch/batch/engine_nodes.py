@@ -261,7 +261,8 @@ class EngineNodes(EngineCore):
         return RunSpec(
             kind=START_TASK, key=START_TASK, account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(start.get("commandLine", "")), resource_files=start.get("resourceFiles") or [],
-            environment=ex.environment(start.get("environmentSettings")), elevation=level, user_identity=identity,
+            environment=ex.environment(ex.node_environment(self.ctx, node.account, node.pool_id),
+                                       start.get("environmentSettings")), elevation=level, user_identity=identity,
             max_wall_clock=None, is_dedicated=bool(node.doc.get("isDedicated", True)),
             app_packages=packages, refusal=bad_package,
         )

@@ -42,14 +42,15 @@ def tls_dir(data_dir: Path) -> Path:
 def ensure_certificate(data_dir: Path, names: tuple[str, ...] = ()) -> TlsFiles:
     """The local CA and a server certificate covering :data:`DEFAULT_NAMES` and ``names``."""
     root = tls_dir(data_dir)
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # tasks of any account read ca.pem and ca-bundle.pem (the keys are 0600)
     ca_cert, ca_key = _ca(root)
     wanted = sorted({*DEFAULT_NAMES, *(n.strip("[]") for n in names if n and n not in ("0.0.0.0", "::"))})
     cert_path, key_path = root / "server.pem", root / "server-key.pem"
     if not _current(cert_path, key_path, wanted):
         _server_certificate(ca_cert, ca_key, wanted, cert_path, key_path)
     bundle = root / "ca-bundle.pem"
-    _write(bundle, _system_cas() + (root / "ca.pem").read_bytes(), 0o644)
+    _write(bundle, _system_cas(bundle) + (root / "ca.pem").read_bytes(), 0o644)
     return TlsFiles(cert_path, key_path, root / "ca.pem", bundle)
 
 
@@ -75,7 +76,11 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def _system_cas() -> bytes:
+def _system_cas(ours: Path) -> bytes:
+    """The CAs this machine trusts: $SSL_CERT_FILE's when set (and not our own bundle), else certifi's."""
+    configured = os.environ.get("SSL_CERT_FILE", "")
+    if configured and os.path.isfile(configured) and Path(configured).resolve() != ours.resolve():
+        return Path(configured).read_bytes().rstrip(b"\n") + b"\n"
     try:
         import certifi  # installed with requests (azure-core's transport); else the system's bundle
 

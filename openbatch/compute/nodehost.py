@@ -41,7 +41,7 @@ from openbatch.compute.base import (
 )
 from openbatch.compute.dirs import DirMaker, TaskDirs
 from openbatch.compute.nodefiles import NodeFiles
-from openbatch.node import identity, safefs
+from openbatch.node import identity, safefs, trust
 from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.certs import NodeCertificate, install_certificates
 from openbatch.node.env import task_environment
@@ -152,6 +152,7 @@ class NodeHost:
         identity.prepare_node(layout.root, layout.shared, self.root)
         if certificates is not None:
             install_certificates(layout, certificates, identity.task_user().gid if identity.is_root() else None)
+        trust.install(layout)
         node = self._nodes.get(node_id)
         if node is None:
             self._nodes[node_id] = _Node(pool_id, layout)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from openbatch.node import trust
 from openbatch.node.layout import WORKING_DIR, NodeLayout
 
 PASS_THROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -116,6 +117,7 @@ def task_environment(
     """
     root, task = str(layout.root), str(task_dir)
     env = _process_vars(base, f"{root}/shared", f"{task}/{WORKING_DIR}", task_user)
+    env.update(trust.task_variables(layout))  # before the task's own settings, which win
     for setting in settings:
         name = setting.get("name")
         if name and not str(name).startswith("AZ_BATCH_"):

@@ -191,3 +191,11 @@ def environment(*lists: Any) -> list[Doc]:
         if isinstance(items, list):
             out.extend(i for i in items if isinstance(i, dict) and i.get("name"))
     return out
+
+
+def node_environment(ctx: Any, account: str, pool_id: str) -> list[Doc]:
+    """What every task on the pool's nodes starts with (its managed-identity endpoint: see
+    pool_identity.py); the task's own settings come after and win."""
+    from openbatch.batch.domain import pool_identity  # lazy: it loads the identity modules (cryptography)
+
+    return pool_identity.run_environment(ctx, account, pool_id) if ctx is not None else []

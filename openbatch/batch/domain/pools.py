@@ -25,6 +25,7 @@ from openbatch.batch.domain import applications, images
 from openbatch.batch.domain import autoscale as a
 from openbatch.batch.domain import certificates as certs
 from openbatch.batch.domain import errors as e
+from openbatch.batch.domain import pool_identity as pid
 from openbatch.batch.domain import tasks as t
 from openbatch.batch.domain.autoscale import errors as ae
 from openbatch.batch.domain.common import BatchContext, Doc, check_id, now_iso, touch
@@ -267,6 +268,9 @@ def complete_new_pool(ctx: BatchContext, account: str, body: Doc, doc: Doc, now:
     refs = certs.check_references(ctx.store, account, body)
     if refs is not None:
         doc["certificateReferences"] = refs
+    identity = pid.check(ctx, body)
+    if identity is not None:
+        doc["identity"] = identity
     applications.check_pool_references(ctx, account, doc.get("applicationPackageReferences"))
     if doc["enableAutoScale"]:
         doc["_autoScaleStart"] = clock.SERVICE.time()
