@@ -45,7 +45,7 @@ from openbatch.node import identity, safefs, trust
 from openbatch.node.apppkg import PackageError, Packages
 from openbatch.node.certs import NodeCertificate, install_certificates
 from openbatch.node.env import task_environment
-from openbatch.node.fetch import ResourceFileError, fetch_resource_files
+from openbatch.node.fetch import ResourceFileError, fetch_resource_files, identity_tokens
 from openbatch.node.layout import WORKING_DIR, NodeLayout, PathOutsideNode
 from openbatch.node.run import CommandError, RunningProcess, start_process
 from openbatch.node.safefs import Owner
@@ -338,7 +338,8 @@ class NodeHost:
         flight.fetch = asyncio.ensure_future(fetch_resource_files(
             self.client, spec.common_resource_files if common else spec.resource_files,
             task_dir if common else task_dir / WORKING_DIR, dir_fd=wd, owner=owner,
-            auto_storage_url=auto_storage or (lambda name: self._auto_storage(spec.account, name))))
+            auto_storage_url=auto_storage or (lambda name: self._auto_storage(spec.account, name)),
+            tokens=identity_tokens(self.client, spec.environment)))
         try:
             await flight.fetch
         except asyncio.CancelledError:

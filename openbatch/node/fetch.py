@@ -28,7 +28,7 @@ import errno
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,11 @@ class _Download:
     parts: list[str]  # the target, relative to the working directory
     mode: int
     target: Path  # where that is, for messages
+    headers: tuple[tuple[str, str], ...] = ()  # a bearer token (identityReference); never shown
+
+
+# identityReference resourceId -> a bearer token for Blob of that identity (see identity_tokens)
+TokenSource = Callable[[str], Awaitable[str]]
 
 
 def public_url(url: str) -> str:
@@ -144,7 +149,8 @@ def _with_query(url: str, extra: Mapping[str, str]) -> str:
 # -- listing a container -----------------------------------------------------------------------
 
 
-async def _list_page(client: httpx.AsyncClient, container_url: str, prefix: str, marker: str) -> tuple[list[str], str]:
+async def _list_page(client: httpx.AsyncClient, container_url: str, prefix: str, marker: str,
+                     auth: tuple[tuple[str, str], ...] = ()) -> tuple[list[str], str]:
     query = {"restype": "container", "comp": "list", "maxresults": "5000"}
     if prefix:
         query["prefix"] = prefix
@@ -152,7 +158,7 @@ async def _list_page(client: httpx.AsyncClient, container_url: str, prefix: str,
         query["marker"] = marker
     try:
         url = _with_query(container_url, query)
-        response = await client.get(url, headers={"x-ms-version": BLOB_API_VERSION})
+        response = await client.get(url, headers={"x-ms-version": BLOB_API_VERSION, **dict(auth)})
     except httpx.TimeoutException:
         raise _error("ResourceContainerListTimedOut", container_url, None) from None
     except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
@@ -180,11 +186,12 @@ def _parse_listing(body: bytes) -> tuple[list[str], str]:
     return names, marker
 
 
-async def _list_container(client: httpx.AsyncClient, container_url: str, prefix: str) -> list[str]:
+async def _list_container(client: httpx.AsyncClient, container_url: str, prefix: str,
+                          auth: tuple[tuple[str, str], ...] = ()) -> list[str]:
     names: list[str] = []
     marker = ""
     while True:
-        page, marker = await _list_page(client, container_url, prefix, marker)
+        page, marker = await _list_page(client, container_url, prefix, marker, auth)
         names.extend(page)
         if not marker:
             return names
@@ -222,7 +229,8 @@ async def _download(client: httpx.AsyncClient, item: _Download, wd: int, owner: 
 
 async def _stream_to(client: httpx.AsyncClient, item: _Download, fd: int) -> None:
     try:
-        async with client.stream("GET", item.url, headers={"x-ms-version": BLOB_API_VERSION}) as response:
+        async with client.stream("GET", item.url, headers={"x-ms-version": BLOB_API_VERSION,
+                                                           **dict(item.headers)}) as response:
             if response.status_code != 200:
                 code = _DOWNLOAD.get(response.status_code, "BlobDownloadMiscError")
                 raise _error(code, item.url, item.target, {"HttpStatusCode": str(response.status_code)})
@@ -257,15 +265,28 @@ def _file_name_of(url: str) -> str:
     return name or "download"
 
 
+async def _auth(spec: Mapping[str, Any], tokens: TokenSource | None) -> tuple[tuple[str, str], ...]:
+    """The Authorization header of a resource file with an ``identityReference`` (none without)."""
+    reference = spec.get("identityReference")
+    if not isinstance(reference, Mapping) or not reference.get("resourceId"):
+        return ()
+    if tokens is None:
+        raise ResourceFileError("BlobAccessDenied", "The node has no managed identity endpoint for the "
+                                "resource file's identityReference.", [{"name": "Reason", "value": "NoIdentity"}])
+    return (("Authorization", f"Bearer {await tokens(str(reference['resourceId']))}"),)
+
+
 async def _plan(
-    client: httpx.AsyncClient, spec: Mapping[str, Any], working_dir: Path, auto_storage_url: Callable[[str], str]
+    client: httpx.AsyncClient, spec: Mapping[str, Any], working_dir: Path, auto_storage_url: Callable[[str], str],
+    tokens: TokenSource | None = None,
 ) -> list[_Download]:
     mode = _mode(spec)
     file_path = str(spec.get("filePath") or "")
     url = _http_source(spec)
+    auth = await _auth(spec, tokens)
     if url is not None:
         parts = _target([], file_path or _file_name_of(url))
-        return [_Download(url, parts, mode, working_dir.joinpath(*parts))]
+        return [_Download(url, parts, mode, working_dir.joinpath(*parts), auth)]
     if spec.get("storageContainerUrl"):
         container_url = str(spec["storageContainerUrl"])
     elif spec.get("autoStorageContainerName"):
@@ -273,11 +294,11 @@ async def _plan(
     else:
         raise ResourceFileError("ResourceFileCreateFailed", "The resource file names no source")
     directory = _target([], file_path)
-    names = await _list_container(client, container_url, str(spec.get("blobPrefix") or ""))
+    names = await _list_container(client, container_url, str(spec.get("blobPrefix") or ""), auth)
     downloads = []
     for name in names:
         parts = _target(directory, name)
-        downloads.append(_Download(_blob_url(container_url, name), parts, mode, working_dir.joinpath(*parts)))
+        downloads.append(_Download(_blob_url(container_url, name), parts, mode, working_dir.joinpath(*parts), auth))
     return downloads
 
 
@@ -289,15 +310,17 @@ async def fetch_resource_files(
     dir_fd: int,
     owner: Owner | None,
     auto_storage_url: Callable[[str], str],
+    tokens: TokenSource | None = None,
 ) -> None:
     """Put every resource file in place under ``working_dir`` (open as ``dir_fd``), handed to
-    ``owner``; ResourceFileError on the first failure."""
+    ``owner``; ResourceFileError on the first failure. ``tokens``: bearer tokens for files with an
+    ``identityReference`` (from the node's managed-identity endpoint, :func:`identity_tokens`)."""
     if not files:
         return
     try:
         downloads: list[_Download] = []
         for spec in files:
-            downloads.extend(await _plan(client, spec, working_dir, auto_storage_url))
+            downloads.extend(await _plan(client, spec, working_dir, auto_storage_url, tokens))
         await _run_bounded(iter(downloads), lambda item: _download(client, item, dir_fd, owner))
     except ResourceFileError:
         raise
@@ -322,3 +345,29 @@ async def _run_bounded(items: Iterator[_Download], download: Callable[[_Download
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         raise
+
+
+STORAGE_RESOURCE = "https://storage.azure.com"
+
+
+def identity_tokens(client: httpx.AsyncClient, environment: Iterable[Mapping[str, Any]]) -> TokenSource | None:
+    """Tokens for Blob of a pool identity, from the managed-identity endpoint a run's environment names
+    (``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER``, as the node gives its tasks); None without one."""
+    values = {str(e.get("name")): str(e.get("value") or "") for e in environment}
+    endpoint, secret = values.get("IDENTITY_ENDPOINT"), values.get("IDENTITY_HEADER")
+    if not endpoint or not secret:
+        return None
+
+    async def token(resource_id: str) -> str:
+        params = {"api-version": "2019-08-01", "resource": STORAGE_RESOURCE, "mi_res_id": resource_id}
+        try:
+            response = await client.get(endpoint, params=params, headers={"X-IDENTITY-HEADER": secret})
+            if response.status_code == 200:
+                return str(response.json()["access_token"])
+            reason = f"HttpStatusCode {response.status_code}"
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            reason = type(exc).__name__
+        raise ResourceFileError("BlobAccessDenied", "No token could be obtained for the identityReference "
+                                "(is the identity one of the pool's?).", [{"name": "Reason", "value": reason}])
+
+    return token

@@ -72,12 +72,32 @@ def test_a_task_reads_a_blob_with_its_pools_managed_identity(https_server: LiveS
         task = batch.get_task("mijob", "reader")
         return task if task.state == "completed" else None
 
+    reference = m.BatchNodeIdentityReference(resource_id=TASK_IDENTITY)
+    batch.create_task("mijob", m.BatchTaskCreateOptions(  # resource files fetched with the identity, no SAS
+        id="fetcher", command_line="/bin/sh -c 'cat in.txt; echo; ls listed'", resource_files=[
+            m.ResourceFile(http_url=f"{https_server.blob_url}/{CONTAINER}/input.txt", file_path="in.txt",
+                           identity_reference=reference),
+            m.ResourceFile(storage_container_url=f"{https_server.blob_url}/{CONTAINER}", file_path="listed",
+                           identity_reference=reference)]))
+
+    stranger = m.BatchNodeIdentityReference(resource_id=TASK_IDENTITY.replace("task-reader", "not-the-pools"))
+    batch.create_task("mijob", m.BatchTaskCreateOptions(id="stranger", command_line="/bin/true", resource_files=[
+        m.ResourceFile(http_url=f"{https_server.blob_url}/{CONTAINER}/input.txt", file_path="in.txt",
+                       identity_reference=stranger)]))
+
     task = wait_for(done, "the task to complete", 120)
     stdout = b"".join(batch.download_task_file("mijob", "reader", "stdout.txt")).decode()
     stderr = b"".join(batch.download_task_file("mijob", "reader", "stderr.txt")).decode()
     assert task.execution_info.exit_code == 0, stdout + stderr
     assert "read: for the task's identity" in stdout
     assert "write: AuthorizationPermissionMismatch" in stdout  # the identity holds Storage Blob Data Reader only
+    fetcher = wait_for(lambda: (t := batch.get_task("mijob", "fetcher")).state == "completed" and t, "fetcher", 60)
+    fetched = b"".join(batch.download_task_file("mijob", "fetcher", "stdout.txt")).decode()
+    assert fetcher.execution_info.exit_code == 0, (fetcher.execution_info.failure_info, fetched)
+    assert fetched.split() == ["for", "the", "task's", "identity", "input.txt"]
+    refused = wait_for(lambda: (t := batch.get_task("mijob", "stranger")).state == "completed" and t, "stranger", 60)
+    failure = refused.execution_info.failure_info
+    assert failure is not None and failure.code == "BlobAccessDenied"  # not one of the pool's identities
     batch.begin_delete_job("mijob")
     batch.begin_delete_pool("mipool")
 
