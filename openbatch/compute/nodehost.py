@@ -258,7 +258,8 @@ class NodeHost:
         if spec.output_files and not outcome.killed:
             try:
                 await upload_output_files(self.client, spec.output_files, working_dir=dirs.wd, task_dir=task_dir,
-                                          node_root=layout.root, succeeded=outcome.succeeded, env=env, owner=owner)
+                                          node_root=layout.root, succeeded=outcome.succeeded, env=env, owner=owner,
+                                          tokens=identity_tokens(self.client, spec.environment))
             except OutputFileError as exc:
                 outcome.failure = exc.failure_info()
                 outcome.upload_failed = True

@@ -44,7 +44,7 @@ import httpx
 
 from openbatch.node import safefs
 from openbatch.node.failure import TaskFailure
-from openbatch.node.fetch import BLOB_API_VERSION, public_url
+from openbatch.node.fetch import BLOB_API_VERSION, TokenSource, public_url
 from openbatch.node.safefs import Owner
 
 BLOCK_SIZE = 4 << 20
@@ -85,6 +85,8 @@ class _Upload:
     container_url: str  # with its SAS; never shown
     blob_name: str
     headers: dict[str, str] = field(default_factory=dict)
+    identity: str = ""  # the identityReference's resourceId: upload with a token of that identity
+    auth: dict[str, str] = field(default_factory=dict)  # its Authorization header; never shown
 
 
 def should_upload(spec: Mapping[str, Any], succeeded: bool) -> bool:
@@ -212,9 +214,10 @@ def plan_uploads(
             continue
         _, wild = _split_base(pattern.replace("\\", "/"))
         dest_path = str(container.get("path") or "").replace("\\", "/").strip("/") or None
+        identity = str((container.get("identityReference") or {}).get("resourceId") or "")
         for source, relative in match_files(pattern, working_dir, node_root):
             uploads.append(_Upload(source, node_root / source, url, blob_name(dest_path, relative, wild),
-                                   _headers(container)))
+                                   _headers(container), identity))
     return uploads
 
 
@@ -256,7 +259,7 @@ def _check(response: httpx.Response, item: _Upload) -> None:
 
 async def _put_blob(client: httpx.AsyncClient, item: _Upload, fd: int, size: int) -> None:
     headers = {"x-ms-version": BLOB_API_VERSION, "x-ms-blob-type": "BlockBlob", "Content-Length": str(size),
-               **item.headers}
+               **item.headers, **item.auth}
     content = _file_chunks(fd, 0, size) if size else b""
     response = await client.put(_blob_url(item.container_url, item.blob_name), content=content, headers=headers)
     _check(response, item)
@@ -272,13 +275,13 @@ async def _put_blocks(client: httpx.AsyncClient, item: _Upload, fd: int, size: i
         length = min(BLOCK_SIZE, size - start)
         block_id = _block_id(index)
         url = _blob_url(item.container_url, item.blob_name, f"comp=block&blockid={quote(block_id, safe='')}")
-        headers = {"x-ms-version": BLOB_API_VERSION, "Content-Length": str(length)}
+        headers = {"x-ms-version": BLOB_API_VERSION, "Content-Length": str(length), **item.auth}
         response = await client.put(url, content=_file_chunks(fd, start, length), headers=headers)
         _check(response, item)
         ids.append(block_id)
     body = "".join(f"<Latest>{i}</Latest>" for i in ids)
     xml = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{body}</BlockList>'.encode()
-    headers = {"x-ms-version": BLOB_API_VERSION, "Content-Type": "application/xml"}
+    headers = {"x-ms-version": BLOB_API_VERSION, "Content-Type": "application/xml", **item.auth}
     for name, value in item.headers.items():
         headers[_BLOB_PROPERTY.get(name.lower(), name)] = value
     url = _blob_url(item.container_url, item.blob_name, "comp=blocklist")
@@ -374,6 +377,7 @@ async def upload_output_files(
     succeeded: bool,
     env: Mapping[str, str] | None = None,
     owner: Owner | None = None,
+    tokens: TokenSource | None = None,
 ) -> None:
     """Upload the files of every spec whose condition holds; OutputFileError for the first failure.
 
@@ -387,6 +391,7 @@ async def upload_output_files(
                                       succeeded=succeeded, env=env)
     if not uploads:
         return
+    await _authorize(uploads, tokens)
     first: OutputFileError | None = None
     log = _UploadLog(task_dir, owner)
     try:
@@ -401,6 +406,22 @@ async def upload_output_files(
         log.close()
     if first is not None:
         raise first
+
+
+async def _authorize(uploads: list[_Upload], tokens: TokenSource | None) -> None:
+    """Bearer tokens for uploads naming an identity (``tokens``: the node's managed-identity
+    endpoint). Without one the upload goes unauthorized and fails as Blob answers it."""
+    found: dict[str, str] = {}
+    for item in uploads:
+        if not item.identity or tokens is None:
+            continue
+        if item.identity not in found:
+            try:
+                found[item.identity] = await tokens(item.identity)
+            except TaskFailure:
+                found[item.identity] = ""
+        if found[item.identity]:
+            item.auth["Authorization"] = f"Bearer {found[item.identity]}"
 
 
 async def _upload_checked(client: httpx.AsyncClient, item: _Upload, root: int, node_root: Path,

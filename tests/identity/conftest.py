@@ -25,6 +25,7 @@ from tests.helpers.server import LiveServer
 
 TASK_IDENTITY = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/" \
                 "Microsoft.ManagedIdentity/userAssignedIdentities/task-reader"
+TASK_WRITER = TASK_IDENTITY.replace("task-reader", "task-writer")
 IDENTITIES: list[dict[str, Any]] = [
     {"name": "reader", "clientId": "11111111-0000-0000-0000-000000000001", "objectId": "o-reader",
      "clientSecret": "reader-secret", "roles": [{"role": STORAGE_READER, "scope": "devstoreaccount1"}]},
@@ -35,6 +36,8 @@ IDENTITIES: list[dict[str, Any]] = [
                                                 {"role": BATCH_CONTRIBUTOR, "scope": "*"}]},
     {"name": "task-reader", "clientId": "11111111-0000-0000-0000-000000000004", "objectId": "o-task-reader",
      "resourceId": TASK_IDENTITY, "roles": [{"role": STORAGE_READER, "scope": "devstoreaccount1"}]},
+    {"name": "task-writer", "clientId": "11111111-0000-0000-0000-000000000005", "objectId": "o-task-writer",
+     "resourceId": TASK_WRITER, "roles": [{"role": STORAGE_CONTRIBUTOR, "scope": "devstoreaccount1"}]},
 ]
 
 

@@ -15,7 +15,7 @@ from azure.storage.blob import BlobServiceClient
 from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
-from tests.identity.conftest import IDENTITIES, TASK_IDENTITY
+from tests.identity.conftest import IDENTITIES, TASK_IDENTITY, TASK_WRITER
 
 CONTAINER = "taskdata"
 # Run by the task's Python: the identity endpoint and the certificate trust come from the node.
@@ -109,3 +109,24 @@ def test_a_pool_naming_an_unknown_identity_is_refused(batch: BatchClient) -> Non
     assert err.value.status_code == 400
     error = getattr(err.value, "error", None)
     assert error is not None and error.code == "InvalidPropertyValue"
+
+
+def test_output_files_upload_with_the_pools_identity(https_server: LiveServer, batch: BatchClient) -> None:
+    batch.create_pool(_pool("wpool", {"type": "UserAssigned", "userAssignedIdentities": [{"resourceId": TASK_WRITER}]}))
+    batch.create_job(m.BatchJobCreateOptions(id="wjob", pool_info=m.BatchPoolInfo(pool_id="wpool")))
+    container = m.OutputFileBlobContainerDestination(  # no SAS: the identity's token
+        container_url=f"{https_server.blob_url}/{CONTAINER}", path="results/out.txt",
+        identity_reference=m.BatchNodeIdentityReference(resource_id=TASK_WRITER))
+    batch.create_task("wjob", m.BatchTaskCreateOptions(
+        id="writer", command_line="/bin/sh -c 'echo written by the pool identity > out.txt'",
+        output_files=[m.OutputFile(file_pattern="out.txt", destination=m.OutputFileDestination(container=container),
+                                   upload_options=m.OutputFileUploadConfiguration(
+                                       upload_condition=m.OutputFileUploadCondition.TASK_SUCCESS))]))
+    task = wait_for(lambda: (t := batch.get_task("wjob", "writer")).state == "completed" and t, "writer", 120)
+    assert task.execution_info.failure_info is None, task.execution_info.failure_info
+    blobs = BlobServiceClient(https_server.blob_url, credential=https_server.key,
+                              connection_verify=str(https_server.data_dir / "tls" / "ca.pem"))
+    uploaded = blobs.get_blob_client(CONTAINER, "results/out.txt").download_blob().readall()
+    assert uploaded == b"written by the pool identity\n"
+    batch.begin_delete_job("wjob")
+    batch.begin_delete_pool("wpool")
