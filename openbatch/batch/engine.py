@@ -49,6 +49,7 @@ from openbatch.batch.engine_tasks import EngineTasks
 from openbatch.batch.store import BatchStore
 from openbatch.common.eventlog import EVENTS
 from openbatch.config import Settings
+from openbatch.node import containers
 
 log = logging.getLogger("openbatch.engine")
 
@@ -75,6 +76,8 @@ class Engine(EngineNodes, EngineJobs, EngineTasks, EngineSchedules, EngineCertif
         self.autoscale.start()
         self.spawn(self.watch_nodes(), "watch nodes")
         self.spawn(self.chaos(), "spot preemption chaos")
+        # The container runtime is probed once, off the loop; adding a container pool then finds it known.
+        self.loop.run_in_executor(None, containers.runtime)
 
     async def stop(self) -> None:
         self.stopping = True

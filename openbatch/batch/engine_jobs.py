@@ -23,6 +23,7 @@ from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain.common import now_iso, parse_iso, touch
+from openbatch.batch.engine_containers import containerize
 from openbatch.batch.engine_core import Doc, EngineCore, JobRt, NodeRt, Run, key_of
 from openbatch.common import clock
 from openbatch.compute.base import JOB_PREPARATION, JOB_RELEASE, RunOutcome, RunSpec
@@ -314,7 +315,7 @@ class EngineJobs(EngineCore):
         if kind == JOB_RELEASE:
             wall = ex.seconds(task.get("maxWallClockTime")) or RELEASE_WALL_CLOCK
         packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None)
-        return RunSpec(
+        return containerize(RunSpec(
             kind=kind, key=f"{kind}:{job.key[1]}", account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(task.get("commandLine", "")), job_id=job.job_id,
             task_id=str(task.get("id") or default_id), resource_files=task.get("resourceFiles") or [],
@@ -325,7 +326,7 @@ class EngineJobs(EngineCore):
             job_prep_id=str((job.doc.get("jobPreparationTask") or {}).get("id") or "jobpreparation")
             if kind == JOB_RELEASE else "",
             refusal=ex.container_refusal(task, pool.doc if pool else {}) or bad_package, app_packages=packages,
-        )
+        ), task, pool.doc if pool else {})
 
     def _dir_info(self, node: NodeRt, job: JobRt, task: Doc, default_id: str) -> Doc:
         rel = self.compute.task_dir(job.job_id, str(task.get("id") or default_id))

@@ -16,6 +16,7 @@ from openbatch.batch.domain import applications, states
 from openbatch.batch.domain import dependencies as deps
 from openbatch.batch.domain import execution as ex
 from openbatch.batch.domain.common import now_iso, touch
+from openbatch.batch.engine_containers import containerize
 from openbatch.batch.engine_core import MAX_HELD_DOCS, Doc, EngineCore, JobRt, Key, NodeRt, Run
 from openbatch.batch.scheduler import QUEUED, QueuedTask
 from openbatch.common.eventlog import EVENTS
@@ -190,6 +191,9 @@ class EngineTasks(EngineCore):
             return
         if run.spec is None:
             run.spec = self._task_spec(run)
+            if run.doc is not None and "containerSettings" in run.doc:
+                pool = self.pools.get(run.node.pool)
+                run.spec = containerize(run.spec, run.doc, pool.doc if pool else {})
         run.active = True
         run.handle = self.loop.create_task(self._execute(run))
 

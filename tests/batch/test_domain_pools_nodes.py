@@ -15,6 +15,7 @@ from openbatch.batch.domain import instructions as ins
 from openbatch.batch.domain.common import BatchContext, Doc
 from openbatch.batch.store import BatchStore
 from openbatch.config import Settings
+from openbatch.node import containers
 
 T = TypeVar("T")
 ACCOUNT = "acct"
@@ -106,6 +107,21 @@ def test_custom_images_are_refused_like_an_unknown_marketplace_image(key: str) -
              "nodeAgentSKUId": "batch.node.debian 12"})
 
 
+def test_container_pools_need_a_container_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    container_pool = {**JAMMY, "containerConfiguration": {"type": "dockerCompatible", "containerImageNames": ["i"]}}
+    monkeypatch.setattr(containers, "runtime", lambda: None)
+    with pytest.raises(e.InvalidPropertyValue) as exc:
+        images.check_virtual_machine_configuration(container_pool)
+    assert exc.value.values["PropertyName"] == "virtualMachineConfiguration.containerConfiguration"
+    monkeypatch.setattr(containers, "runtime", lambda: containers.Runtime("podman", "/usr/bin/podman"))
+    assert images.check_virtual_machine_configuration(container_pool)["containerConfiguration"]["type"] == "dockerCompatible"
+    with pytest.raises(e.InvalidPropertyValue) as exc:
+        images.check_virtual_machine_configuration({**JAMMY, "containerConfiguration": {"type": "lxc"}})
+    assert exc.value.values["PropertyName"] == "virtualMachineConfiguration.containerConfiguration.type"
+    with pytest.raises(e.MissingRequiredProperty):
+        images.check_virtual_machine_configuration({**JAMMY, "containerConfiguration": {}})
+
+
 @pytest.mark.parametrize(
     ("vm", "error", "prop"),
     [
@@ -121,8 +137,6 @@ def test_custom_images_are_refused_like_an_unknown_marketplace_image(key: str) -
          "virtualMachineConfiguration.imageReference.sku"),
         ({**JAMMY, "windowsConfiguration": {"enableAutomaticUpdates": False}}, e.InvalidPropertyValue,
          "virtualMachineConfiguration.windowsConfiguration"),
-        ({**JAMMY, "containerConfiguration": {"type": "dockerCompatible"}}, e.InvalidPropertyValue,
-         "virtualMachineConfiguration.containerConfiguration"),
         ({**JAMMY, "imageReference": "canonical"}, e.InvalidRequestBody,
          "virtualMachineConfiguration.imageReference"),
     ],

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openbatch.batch.wire import models
+from openbatch.node import containers
 
 Doc = dict[str, Any]
 
@@ -94,9 +95,22 @@ def check_virtual_machine_configuration(vm: Mapping[str, Any], prop: str = "virt
         raise models.invalid(f"{prop}.windowsConfiguration", "windowsConfiguration",
                              "Windows settings are not valid for a Linux node agent SKU.")
     if vm.get("containerConfiguration") is not None:
-        raise models.invalid(f"{prop}.containerConfiguration", "containerConfiguration",
-                             "Container pools are not supported by openbatch: tasks run as processes on the host.")
+        _check_containers(vm, f"{prop}.containerConfiguration")
     return {**vm, "imageReference": reference, "nodeAgentSKUId": agent}
+
+
+def _check_containers(vm: Mapping[str, Any], prop: str) -> None:
+    """A container pool: only on a host with a container runtime (node/containers.py), never a pool
+    whose container tasks would silently run on the host."""
+    config = models.obj(vm, "containerConfiguration", prop=prop) or {}
+    if containers.runtime() is None:
+        raise models.invalid(prop, "containerConfiguration",
+                             "Container pools are not supported by this openbatch server: no working container "
+                             "runtime (podman or docker) was found on its host.")
+    models.enum(config, "type", ("dockerCompatible", "criCompatible"), required=True, prop=f"{prop}.type")
+    models.strings(config, "containerImageNames", prop=f"{prop}.containerImageNames")
+    for registry in models.objects(config, "containerRegistries", prop=f"{prop}.containerRegistries") or []:
+        models.string(registry, "registryServer", prop=f"{prop}.containerRegistries.registryServer")
 
 
 def _check_reference(reference: Mapping[str, Any], agent: str, prop: str) -> None:
