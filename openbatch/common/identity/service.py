@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from openbatch.common.identity.directory import Directory
@@ -12,11 +13,22 @@ class IdentityService:
     """The issuer, verifier and directory of one server (``accept_any``: ``--oauth accept-any``)."""
 
     def __init__(self, data_dir: Path, accept_any: bool = False) -> None:
+        self.data_dir = data_dir
         self.directory = Directory.load_or_create(data_dir)
-        self.key = SigningKey.load_or_create(data_dir)
-        self.issuer = TokenIssuer(self.key, self.directory.tenant)
-        self.verifier = TokenVerifier(self.key, self.issuer.issuer, self.directory.roles_of, accept_any)
         self.accept_any = accept_any
+
+    # The RSA key is made (~0.2 s) or read on first use: a server that never sees a token never pays.
+    @cached_property
+    def key(self) -> SigningKey:
+        return SigningKey.load_or_create(self.data_dir)
+
+    @cached_property
+    def issuer(self) -> TokenIssuer:
+        return TokenIssuer(self.key, self.directory.tenant)
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        return TokenVerifier(self.key, self.issuer.issuer, self.directory.roles_of, self.accept_any)
 
 
 _SERVICES: dict[tuple[Path, bool], IdentityService] = {}
