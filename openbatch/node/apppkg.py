@@ -54,12 +54,23 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def check_space(infos: Sequence[zipfile.ZipInfo], target_fd: int) -> None:
+    """A package that would not fit on the node's disk (a zip bomb, or a disk too small) is refused
+    before anything is written; what the entries claim is what is checked (reads stop there too)."""
+    size = sum(info.file_size for info in infos)
+    stats = os.statvfs(target_fd)
+    free = stats.f_bavail * stats.f_frsize
+    if size > free:
+        raise OSError(f"the package holds {size} bytes, the node's disk has {free} free")
+
+
 def extract(zip_path: Path, target_fd: int) -> None:
     """Extract ``zip_path`` into the directory ``target_fd`` (see the module docstring)."""
     with zipfile.ZipFile(zip_path) as archive:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
             raise PathOutsideNode(str(len(infos)), "too many entries")
+        check_space(infos, target_fd)
         for info in infos:
             parts = _entry_parts(info.filename)
             if not parts or _is_link(info):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from openbatch.node import safefs
-from openbatch.node.apppkg import extract
+from openbatch.node.apppkg import check_space, extract
 from openbatch.node.layout import PathOutsideNode
 
 
@@ -70,3 +70,15 @@ def test_a_link_on_the_way_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(safefs.UnsafePath):
         run_extract(z, tmp_path / "out")
     assert list(outside.iterdir()) == []
+
+
+
+def test_a_package_larger_than_the_free_disk_is_refused_before_writing(tmp_path: Path) -> None:
+    stats = os.statvfs(tmp_path)
+    free = stats.f_bavail * stats.f_frsize
+    small, huge = zipfile.ZipInfo("small.txt"), zipfile.ZipInfo("huge.bin")
+    small.file_size, huge.file_size = 1, free + (1 << 30)  # what a zip bomb's entries claim
+    with safefs.closing(safefs.open_dir(tmp_path)) as fd:
+        check_space([small], fd)
+        with pytest.raises(OSError, match="free"):
+            check_space([small, huge], fd)
