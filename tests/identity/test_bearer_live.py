@@ -234,3 +234,21 @@ def _tampered(token: str, oid: str) -> str:
     claims = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     claims["oid"] = oid
     return ".".join((header, base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode(), signature))
+
+
+def test_accept_any_takes_a_token_of_another_issuer_but_still_checks_audience_and_expiry(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "data", ["--https", "--oauth", "accept-any"]).start()
+    try:
+        foreign = IdentityService(tmp_path / "elsewhere").issuer  # another key, as a real tenant's would be
+        foreign.issuer = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+        good, _ = foreign.issue("someone", "app", "https://storage.azure.com/")
+        assert _blob(server, good, "GET", "?comp=list").status_code == 200
+        wrong_audience, _ = foreign.issue("someone", "app", "https://batch.core.windows.net/")
+        assert _blob(server, wrong_audience, "GET", "?comp=list").status_code == 401
+        expired, _ = foreign.issue("someone", "app", "https://storage.azure.com/", lifetime=1, now=1_000_000)
+        assert _blob(server, expired, "GET", "?comp=list").status_code == 401
+        foreign.issuer = "https://evil.example/"
+        odd_issuer, _ = foreign.issue("someone", "app", "https://storage.azure.com/")
+        assert "Issuer validation failed" in _detail(_blob(server, odd_issuer, "GET", "?comp=list"))
+    finally:
+        server.stop()
