@@ -483,9 +483,20 @@ def _pool_view(svc: ArmService, req: ArmRequest, doc: Doc) -> Doc:
 
 
 async def create_pool(svc: ArmService, req: ArmRequest) -> Reply:
+    """PUT: a new pool, or (as ARM's PUT is create-or-update) the given properties applied to the
+    existing one; ``If-None-Match: *`` only creates (409 PoolExists), ``If-Match`` only updates (412)."""
     account = svc.account(req)
     _refuse_pool_identity(req)
-    body = armpools.to_data_plane(req.params["pool"], _props(req))
+    pool_id = req.params["pool"]
+    existing = svc.ctx.store.get("pool", account.name, pool_id)
+    if_match, if_none_match = req.headers.get("if-match"), req.headers.get("if-none-match")
+    if existing is not None and if_none_match == "*":
+        raise e.PoolExists("The specified pool already exists.")
+    if if_match is not None and (existing is None or if_match not in ("*", existing.get("eTag"))):
+        raise ArmError(412, "PreconditionFailed", "The pool does not exist or its ETag does not match If-Match.")
+    if existing is not None:
+        return await _apply_pool_properties(svc, req, account, pool_id, _props(req))
+    body = armpools.to_data_plane(pool_id, _props(req))
     doc = await pools.add_pool(svc.ctx, account.name, body, svc.settings.batch_url)
     return _json(200, _pool_view(svc, req, doc))
 
@@ -505,18 +516,24 @@ async def update_pool(svc: ArmService, req: ArmRequest) -> Reply:
     """PATCH: the properties given replace the pool's; scaleSettings resize it or (re)set its formula."""
     account = svc.account(req)
     _refuse_pool_identity(req)
-    props = _props(req)
-    pool_id = req.params["pool"]
-    body = armpools.to_data_plane(None, {k: v for k, v in props.items() if k != "scaleSettings"})
+    return await _apply_pool_properties(svc, req, account, req.params["pool"], _props(req))
+
+
+async def _apply_pool_properties(svc: ArmService, req: ArmRequest, account: ArmAccount, pool_id: str,
+                                 props: Doc) -> Reply:
+    """Properties the pool already has as given are left alone (so a PUT of the same definition
+    over a pool with nodes succeeds); the others are patched, the scale settings applied."""
+    doc = pools.get_pool(svc.ctx, account.name, pool_id)
+    body = armpools.unchanged_dropped(doc, armpools.to_data_plane(
+        None, {k: v for k, v in props.items() if k != "scaleSettings"}))
     if body:
         await pools.patch_pool(svc.ctx, account.name, pool_id, body)
     scale: Doc = {}
     if props.get("scaleSettings") is not None:
-        scale = armpools.to_data_plane(None, {"scaleSettings": props["scaleSettings"]})
+        scale = armpools.scale_change(doc, armpools.to_data_plane(None, {"scaleSettings": props["scaleSettings"]}))
     if scale.get("enableAutoScale"):
         await pools.enable_autoscale(svc.ctx, account.name, pool_id, scale)
     elif scale:
-        doc = pools.get_pool(svc.ctx, account.name, pool_id)
         if doc.get("enableAutoScale"):
             await pools.disable_autoscale(svc.ctx, account.name, pool_id)
         await pools.resize_pool(svc.ctx, account.name, pool_id, scale)

@@ -11,9 +11,13 @@ too, through the same rules (domain/pools.py).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import orjson
+
 from openbatch.batch.domain import errors as e
+from openbatch.batch.domain import images
 
 Doc = dict[str, Any]
 
@@ -129,3 +133,36 @@ def from_data_plane(doc: Doc, resource_id: str, app_id_prefix: str) -> Doc:
              **({"version": r["version"]} if r.get("version") else {})} for r in refs]
     return {"id": resource_id, "name": doc["id"], "type": "Microsoft.Batch/batchAccounts/pools",
             "etag": doc.get("eTag"), "properties": props}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON, letters' case aside (Azure's names and enums are case-insensitive)."""
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS).lower() == orjson.dumps(b, option=orjson.OPT_SORT_KEYS).lower()
+
+
+def _normalised(key: str, value: Any) -> Any:
+    """A property as the pool document keeps it (the image configuration gets its defaults filled in)."""
+    if key == "virtualMachineConfiguration" and isinstance(value, dict):
+        try:
+            return images.check_virtual_machine_configuration(copy.deepcopy(value))
+        except e.BatchError:
+            return value  # the patch refuses it with the error
+    return value
+
+
+def unchanged_dropped(doc: Doc, body: Doc) -> Doc:
+    """``body`` without the properties the pool ``doc`` already has with those values."""
+    return {k: v for k, v in body.items() if not (k in doc and _same(doc[k], _normalised(k, v)))}
+
+
+def scale_change(doc: Doc, scale: Doc) -> Doc:
+    """The scale settings ``scale`` (from ``to_data_plane``), or {} when the pool already has them."""
+    if scale.get("enableAutoScale"):
+        same = doc.get("enableAutoScale") and doc.get("autoScaleFormula") == scale.get("autoScaleFormula") and (
+            scale.get("autoScaleEvaluationInterval") in (None, doc.get("autoScaleEvaluationInterval")))
+        return {} if same else scale
+    targets = ("targetDedicatedNodes", "targetLowPriorityNodes")
+    if not doc.get("enableAutoScale") and all(int(scale.get(k) or 0) == int(doc.get(k) or 0) for k in targets) \
+            and scale.get("resizeTimeout") in (None, doc.get("resizeTimeout")):
+        return {}
+    return scale

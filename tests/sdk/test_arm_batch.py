@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
+from azure.core import MatchConditions
 from azure.core.credentials import AccessToken, AzureNamedKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -135,11 +136,12 @@ def test_account_package_pool_task_end_to_end(server: LiveServer) -> None:
 
     app_id = f"/subscriptions/{SUB}/resourceGroups/{GROUP}/providers/Microsoft.Batch/batchAccounts/{ACCOUNT}" \
              f"/applications/blender"
-    pool = arm.pool.create(GROUP, ACCOUNT, "armpool", {"properties": {
+    definition = {"properties": {
         "vmSize": "STANDARD_D2S_V3",
         "deploymentConfiguration": {"virtualMachineConfiguration": IMAGE.as_dict()},
         "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 1}},
-        "applicationPackages": [{"id": app_id}]}})
+        "applicationPackages": [{"id": app_id}]}}
+    pool = arm.pool.create(GROUP, ACCOUNT, "armpool", definition)
     assert pool.name == "armpool" and pool.properties.application_packages[0].id == app_id
     assert [p.id for p in client.list_pools()] == ["armpool"]  # one pool, two views
 
@@ -157,6 +159,13 @@ def test_account_package_pool_task_end_to_end(server: LiveServer) -> None:
     out = b"".join(client.download_task_file("j", "uses", "stdout.txt")).decode()
     assert done.execution_info.exit_code == 0, out
     assert out == "hello from the package\nran\ninside\n"
+    # ARM's PUT is create-or-update: the same definition again over the pool (which has a node now)
+    # changes nothing; If-None-Match: * only creates
+    again = arm.pool.create(GROUP, ACCOUNT, "armpool", definition)
+    assert again.properties.scale_settings.fixed_scale.target_dedicated_nodes == 1
+    with pytest.raises(HttpResponseError) as exists:
+        arm.pool.create(GROUP, ACCOUNT, "armpool", definition, match_condition=MatchConditions.IfMissing)
+    assert exists.value.status_code == 409 and code(exists.value) == "PoolExists"
     failed = finished(client, "j", "missing")
     assert failed.execution_info.failure_info.code == "InvalidApplicationPackageReferences"
     assert failed.execution_info.result == "failure"
