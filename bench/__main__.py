@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON results")
     parser.add_argument("--no-azurite", action="store_true", help="blob: measure openbatch only")
     parser.add_argument("--compute", action="append", default=[], metavar="PROVIDER",
-                        help="tasks: also measure this --compute (e.g. dask-local:2) beside the local provider")
+                        help="tasks: also measure this --compute (e.g. dask-local:2) beside the local provider, "
+                             "or the local provider with other serve options (--compute='--node-isolation off')")
     args = parser.parse_args(argv)
     names = ["spawn", "tasks", "blob", "scale", "quickstart", "load"] if args.name == "all" else [args.name]
     for name in names:

@@ -67,7 +67,8 @@ def run(sizes: Sizes, computes: list[str] | None = None) -> Report:
 
 
 def _measure(sizes: Sizes, compute: str) -> dict[str, Any]:
-    args = [] if compute == "local" else ["--compute", compute]
+    # "local", a --compute value (dask-local:2), or serve options for the local provider ("--node-isolation off")
+    args = [] if compute == "local" else compute.split() if compute.startswith("--") else ["--compute", compute]
     with openbatch_server(args) as server:
         client = batchflow.client_for(server)
         batchflow.create_pool(client, "benchpool", sizes.nodes, sizes.slots)

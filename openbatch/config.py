@@ -82,6 +82,10 @@ class Settings:
     # dask: where node directories live on each worker's host ("": dask-local under the data dir,
     # an attached cluster under each worker's local directory).
     dask_node_root: str = ""
+    # local: nodes in namespaces of their own over an overlay of / (node/isolation.py): auto (when
+    # root on Linux and the kernel allows it; what `openbatch serve` defaults to), on (refuse to
+    # start otherwise) or off.
+    node_isolation: str = "off"
     # dask: a JSON file naming more clusters (schedulers or cluster managers) that pools choose by
     # their metadata ``openbatch.cluster`` (compute/dask_cluster.py load_clusters).
     dask_clusters: str = ""

@@ -69,8 +69,13 @@ class LiveServer:
             "--batch-port", str(self.batch_port),
             *self.extra_args,
         ]
+        env = {**os.environ, **self.env}
+        if "--node-isolation" not in self.extra_args and "OPENBATCH_NODE_ISOLATION" not in env:
+            # Test servers' nodes share the host (tasks reach the test's files, pids are the host's),
+            # unless a test asks for isolated nodes (docs/compute.md) or the environment does.
+            cmd += ["--node-isolation", "off"]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

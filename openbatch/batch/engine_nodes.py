@@ -212,7 +212,9 @@ class EngineNodes(EngineCore):
         try:
             slots = int((prt.doc.get("taskSlotsPerNode") if prt else None) or 1)
             info = await self.compute.create_node(node.account, node.pool_id, node.node_id, certificates, slots=slots,
-                                                  cluster=cluster_of(prt.doc) if prt else "")
+                                                  cluster=cluster_of(prt.doc) if prt else "",
+                                                  users=(prt.doc.get("userAccounts") if prt else None) or [],
+                                                  inter_node=bool(prt and prt.doc.get("enableInterNodeCommunication")))
         except OSError as exc:
             node.busy = ""
             self.node_unusable(node, f"The node could not be created: {exc}")

@@ -34,6 +34,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Self-hosted 
                   context_settings={"help_option_names": ["-h", "--help"]},
                   pretty_exceptions_show_locals=False)  # locals may hold an account key
 
+class NodeIsolation(StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -109,6 +115,11 @@ def serve(
         "--dask-node-root", envvar="OPENBATCH_DASK_NODE_ROOT", metavar="DIR",
         help="dask: where node directories live on each worker's host (default: dask-local under the data "
              "dir, otherwise under each worker's local directory).")] = "",
+    node_isolation: Annotated[NodeIsolation, typer.Option(
+        "--node-isolation", envvar="OPENBATCH_NODE_ISOLATION",
+        help="local: each node in its own mount, UTS and PID namespaces over an overlay of / (needs root on "
+             "Linux): auto (when possible), on (refuse to start otherwise), off. See docs/compute.md.")
+    ] = NodeIsolation.auto,
     dask_clusters: Annotated[str, typer.Option(
         "--dask-clusters", envvar="OPENBATCH_DASK_CLUSTERS", metavar="FILE",
         help="dask: a JSON file naming more clusters (schedulers, or cluster managers such as SSHCluster) "
@@ -155,7 +166,7 @@ def serve(
                             max_connections_per_client=max_connections_per_client, test_clock=test_clock,
                             https=https, cert_file=str(cert or ""), key_file=str(key_file or ""), oauth=oauth,
                             compute=compute, dask_node_root=dask_node_root, dask_clusters=dask_clusters,
-                            ui=ui, ui_actions=ui_actions)
+                            ui=ui, ui_actions=ui_actions, node_isolation=node_isolation.value)
         if compute != "local":
             try:  # lazy: Dask loads only when asked for
                 from openbatch.compute.dask_cluster import load_clusters, parse_target

@@ -147,12 +147,15 @@ class ComputeProvider(Protocol):
     # Nodes.
     async def create_node(self, account: str, pool_id: str, node_id: str,
                           certificates: Sequence[NodeCertificate] | None = None, slots: int = 1,
-                          cluster: str = "") -> NodeInfo:
+                          cluster: str = "", users: Sequence[Doc] | None = None,
+                          inter_node: bool = False) -> NodeInfo:
         """Make the node exist (idempotent: an existing node directory is kept, as after a restart) and,
         when ``certificates`` is given, install them in place of what the node had (node/certs.py).
         ``slots``: the pool's taskSlotsPerNode (a provider whose machines declare slots only picks one
         that has that many). ``cluster``: the cluster the pool names (its metadata ``openbatch.cluster``,
-        "" none); OSError for one this provider does not have."""
+        "" none); OSError for one this provider does not have. ``users``: the pool's userAccounts, made
+        accounts of the node where the provider can (node/accounts.py); a run whose ``user_identity``
+        names one runs as it. ``inter_node``: the pool's enableInterNodeCommunication."""
         ...
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:

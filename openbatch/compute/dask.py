@@ -149,7 +149,8 @@ class DaskProvider:
 
     async def create_node(self, account: str, pool_id: str, node_id: str,
                           certificates: Sequence[NodeCertificate] | None = None, slots: int = 1,
-                          cluster: str = "", users: Sequence[Doc] | None = None) -> NodeInfo:
+                          cluster: str = "", users: Sequence[Doc] | None = None,
+                          inter_node: bool = False) -> NodeInfo:
         claim = self._claims.get(node_id)
         if claim is None:
             chosen = self.clusters.get(cluster or DEFAULT)

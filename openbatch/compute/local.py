@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from openbatch.common.sas import generate_container_sas
-from openbatch.compute.base import NodeEvents, NodeFile, NodeInfo, RunOutcome, RunSpec
+from openbatch.compute.base import Doc, NodeEvents, NodeFile, NodeInfo, RunOutcome, RunSpec
 from openbatch.compute.nodefiles import OpenNodeFile
 from openbatch.compute.nodehost import NodeHost, kill_processes_under, relative_task_dir
 from openbatch.config import Settings
@@ -39,7 +39,7 @@ class LocalProvider:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.root = settings.data_dir / "nodes"
-        self.host = NodeHost(self.root, batch_url=settings.batch_url,
+        self.host = NodeHost(self.root, batch_url=settings.batch_url, isolation=settings.node_isolation,
                              auto_storage=lambda account, name: auto_storage_url(settings, account, name))
 
     async def start(self) -> None:
@@ -55,11 +55,11 @@ class LocalProvider:
 
     async def create_node(self, account: str, pool_id: str, node_id: str,
                           certificates: Sequence[NodeCertificate] | None = None, slots: int = 1,
-                          cluster: str = "") -> NodeInfo:
+                          cluster: str = "", users: Sequence[Doc] | None = None, inter_node: bool = False) -> NodeInfo:
         if cluster:
             raise OSError(f"the pool names the cluster {cluster!r} (metadata openbatch.cluster), but this server "
                           "runs nodes on its own machine (--compute local)")
-        root = await self.host.create_node(pool_id, node_id, certificates)
+        root = await self.host.create_node(pool_id, node_id, certificates, users, inter_node)
         return NodeInfo(ip_address="127.0.0.1", root=str(root))
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:

@@ -34,12 +34,14 @@ from openbatch.compute.base import (
     JOB_RELEASE,
     START_TASK,
     TASK,
+    Doc,
     FileAccessError,
     NodeGone,
     RunOutcome,
     RunSpec,
 )
 from openbatch.compute.dirs import DirMaker, TaskDirs
+from openbatch.compute.machines import Machines
 from openbatch.compute.nodefiles import NodeFiles
 from openbatch.node import identity, safefs, trust
 from openbatch.node.apppkg import PackageError, Packages
@@ -89,8 +91,9 @@ class NodeHost:
     """
 
     def __init__(self, root: Path, *, batch_url: str, node_ip: str = "127.0.0.1",
-                 auto_storage: AutoStorage | None = None):
+                 auto_storage: AutoStorage | None = None, isolation: str = "off"):
         self.root = root
+        self.machines = Machines(root, isolation)  # node namespaces (isolation: off | on | auto) and accounts
         self.batch_url = batch_url
         self.node_ip = node_ip
         self.auto_storage = auto_storage
@@ -107,8 +110,11 @@ class NodeHost:
         self.root.mkdir(parents=True, exist_ok=True)
         if identity.is_root():
             _open_the_way(self.root)
-        if not kill_leftovers:
-            return
+        if kill_leftovers:
+            self._kill_leftovers()
+        await asyncio.to_thread(self.machines.start)
+
+    def _kill_leftovers(self) -> None:
         killed = kill_processes_under(self.root)
         if killed:
             log.info("killed %d processes left over from a previous run", killed)
@@ -121,6 +127,7 @@ class NodeHost:
         shared with other hosts' agents) only under this host's own nodes."""
         for node in self._nodes.values():
             self._kill_node(node)
+        self.machines.stop()
         for root in [self.root] if whole_root else [n.layout.root for n in self._nodes.values()]:
             kill_processes_under(root)
         if self._client is not None:
@@ -142,9 +149,11 @@ class NodeHost:
     def _node(self, node_id: str) -> _Node | None:
         return self._nodes.get(node_id)
 
-    async def create_node(self, pool_id: str, node_id: str,
-                          certificates: Sequence[NodeCertificate] | None = None) -> Path:
-        """Make the node's directory (kept if it exists) and know the node; its root."""
+    async def create_node(self, pool_id: str, node_id: str, certificates: Sequence[NodeCertificate] | None = None,
+                          users: Sequence[Doc] | None = None, inter_node: bool = False) -> Path:
+        """Make the node's directory (kept if it exists), its namespaces when isolated (not for a pool
+        with ``inter_node`` communication yet: its multi-instance tasks cross nodes on the host), the
+        pool's ``users`` (userAccounts) on it, and know the node; its root."""
         if not NODE_ID.match(node_id):
             raise OSError(f"invalid node id {node_id!r}")
         layout = NodeLayout(self.root / node_id)
@@ -156,6 +165,7 @@ class NodeHost:
         node = self._nodes.get(node_id)
         if node is None:
             self._nodes[node_id] = _Node(pool_id, layout)
+        await self.machines.boot(pool_id, node_id, layout.root, users, isolate=not inter_node)
         return layout.root
 
     async def restart_node(self, pool_id: str, node_id: str, reimage: bool) -> None:
@@ -163,8 +173,10 @@ class NodeHost:
         root = self.root / node_id if node is None else node.layout.root
         if node is not None:
             self._kill_node(node)
+        self.machines.halt(node_id)
         kill_processes_under(root)
         if reimage and NODE_ID.match(node_id):
+            await self.machines.reimage(node_id)
             await asyncio.to_thread(shutil.rmtree, root, True)
         await self.create_node(pool_id, node_id)
 
@@ -173,6 +185,7 @@ class NodeHost:
         if node is not None:
             self._kill_node(node)
         if NODE_ID.match(node_id):
+            await self.machines.remove(node_id)
             root = self.root / node_id
             kill_processes_under(root)
             await asyncio.to_thread(shutil.rmtree, root, True)
@@ -231,7 +244,7 @@ class NodeHost:
     async def _run(self, node: _Node, spec: RunSpec, flight: _Flight, started: float,
                    auto_storage: Callable[[str], str] | None) -> RunOutcome:
         layout = node.layout
-        user = identity.resolve_user(spec.elevation)
+        user = self.machines.user_for(spec.node_id, spec.user_identity) or identity.resolve_user(spec.elevation)
         owner = identity.owner_of(user)
         task_dir, dirs = await self._prepare(node, spec, owner)
         try:
@@ -244,7 +257,8 @@ class NodeHost:
             if flight.killed:
                 return RunOutcome(None, started, time.time(), killed=True)
             proc = await start_process(spec.command_line, cwd=dirs.wd, env=env, stdout=dirs.stdout,
-                                       stderr=dirs.stderr, user=user, end_session=spec.kind == TASK)
+                                       stderr=dirs.stderr, user=user, end_session=spec.kind == TASK,
+                                       namespace=self.machines.namespace(spec.node_id))
         finally:
             dirs.close()
         flight.proc = proc

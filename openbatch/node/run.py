@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from openbatch.node.failure import TaskFailure
 from openbatch.node.identity import UserSpec, needs_switch
@@ -303,17 +304,29 @@ def _spawn_error(exc: OSError, argv: list[str], cwd: Path, env: Mapping[str, str
     return CommandError("CommandLaunchFailed", f"The program {argv[0]!r} cannot be started: {exc.strerror}")
 
 
-# Helpers starting processes as other accounts, one per (event loop, uid, gid).
-_spawners: dict[tuple[int, int, int], Spawner] = {}
-_broken: set[tuple[int, int]] = set()
+class Namespace(Protocol):
+    """An isolated node's namespaces (node/isolation.py's NodeNamespace): where its processes start."""
+
+    @property
+    def key(self) -> int: ...
+
+    def fds(self) -> list[int]: ...
+
+    def enter_argv(self, argv: list[str]) -> list[str]: ...
+
+
+# Helpers starting processes as other accounts, one per (event loop, uid, gid, node namespace or 0).
+_spawners: dict[tuple[int, int, int, int], Spawner] = {}
+_broken: set[tuple[int, int, int]] = set()
 USE_SPAWNER = hasattr(os, "pidfd_open")
 
 
-def _spawner_for(user: UserSpec) -> Spawner | None:
-    if not USE_SPAWNER or (user.uid, user.gid) in _broken:
+def _spawner_for(user: UserSpec, namespace: Namespace | None = None) -> Spawner | None:
+    ns_key = namespace.key if namespace is not None else 0
+    if not USE_SPAWNER or (user.uid, user.gid, ns_key) in _broken:
         return None
     loop = asyncio.get_running_loop()
-    key = (id(loop), user.uid, user.gid)
+    key = (id(loop), user.uid, user.gid, ns_key)
     spawner = _spawners.get(key)
     if spawner is not None and spawner.alive and spawner.loop is loop:
         return spawner
@@ -322,27 +335,30 @@ def _spawner_for(user: UserSpec) -> Spawner | None:
             del _spawners[other_key]
             other.close()
     if spawner is not None and not spawner.ever_spawned:  # died before doing anything: do not retry
-        _broken.add((user.uid, user.gid))
+        _broken.add((user.uid, user.gid, ns_key))
         return None
     try:
-        _spawners[key] = spawner = Spawner(user.uid, user.gid)
+        _spawners[key] = spawner = Spawner(user.uid, user.gid, namespace.fds() if namespace is not None else ())
     except OSError:
-        _broken.add((user.uid, user.gid))
+        _broken.add((user.uid, user.gid, ns_key))
         return None
     return spawner
 
 
-def close_spawners() -> None:
-    """Stop every helper (each kills what it started). For a server shutting down."""
-    for spawner in _spawners.values():
-        spawner.close()
-    _spawners.clear()
+def close_spawners(namespace: int | None = None) -> None:
+    """Stop every helper (each kills what it started), for a server shutting down; or (``namespace``)
+    the helpers inside one node namespace, for a node whose namespace is gone."""
+    for key, spawner in list(_spawners.items()):
+        if namespace is None or key[3] == namespace:
+            del _spawners[key]
+            spawner.close()
 
 
 async def _start_via_spawner(
-    user: UserSpec, argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int, end_session: bool
+    user: UserSpec, argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int, end_session: bool,
+    namespace: Namespace | None = None,
 ) -> RunningProcess | None:
-    spawner = _spawner_for(user)
+    spawner = _spawner_for(user, namespace)
     if spawner is None:
         return None
     started = time.time()
@@ -364,17 +380,27 @@ async def start_process(
     stderr: int,
     user: UserSpec | None,
     end_session: bool = False,
+    namespace: Namespace | None = None,
 ) -> RunningProcess:
     """Start ``command_line`` in ``cwd`` with exactly ``env``; CommandError if it cannot start.
 
     ``stdout``/``stderr`` are descriptors of the task's files (the caller's to close). With
     ``end_session`` whatever the process leaves running in its group and session is killed when
     it ends. A bare program name is looked up on PATH by exec as the account running it.
+    ``namespace``: the process starts inside an isolated node's namespaces (by its spawner helper,
+    else under ``nsenter``), as ``user`` or else as the server's own account.
     """
     argv = split_command_line(command_line)
     switch = user if needs_switch(user) else None
     try:
-        if switch is not None:
+        if namespace is not None:
+            account = user or UserSpec(name="", uid=os.geteuid(), gid=os.getegid(), is_admin=False)
+            helped = await _start_via_spawner(account, argv, cwd, env, stdout, stderr, end_session, namespace)
+            if helped is not None:
+                return helped
+            argv = namespace.enter_argv(_switched(argv, switch) if switch is not None else argv)
+            switch = None
+        elif switch is not None:
             helped = await _start_via_spawner(switch, argv, cwd, env, stdout, stderr, end_session)
             if helped is not None:
                 return helped
@@ -387,13 +413,17 @@ async def start_process(
     return _LocalProcess(popen, started, end_session)
 
 
+def _switched(argv: list[str], user: UserSpec) -> list[str]:
+    """``argv`` run as ``user`` under setpriv (dropping to the account, then exec)."""
+    return [_setpriv() or "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--", *argv]
+
+
 def _popen(
     argv: list[str], cwd: Path, env: Mapping[str, str], out: int, err: int, user: UserSpec | None
 ) -> subprocess.Popen[bytes]:
     if user is not None:
-        setpriv = _setpriv()
-        if setpriv is not None:
-            argv = [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--", *argv]
+        if _setpriv() is not None:
+            argv = _switched(argv, user)
         else:
             return subprocess.Popen(
                 argv, stdin=_devnull(), stdout=out, stderr=err, cwd=cwd, env=env, start_new_session=True,

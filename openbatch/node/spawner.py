@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE = 1 << 17  # a request bigger than this (a huge environment) is started the slow way
@@ -59,7 +59,9 @@ class SpawnFailed(OSError):
 class Spawner:
     """The server's side: one helper for one account, bound to the running event loop."""
 
-    def __init__(self, uid: int, gid: int):
+    def __init__(self, uid: int, gid: int, namespaces: Sequence[int] = ()):
+        """``namespaces``: descriptors of namespaces the helper joins (``setns``, in that order) before it
+        drops to the account, so that what it starts runs in them (an isolated node, node/isolation.py)."""
         self.uid = uid
         self.gid = gid
         self.loop = self._loop = asyncio.get_running_loop()
@@ -71,8 +73,9 @@ class Spawner:
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", HELPER_MODULE, str(uid), str(gid), str(child.fileno()), str(os.getpid())],
-                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                [sys.executable, "-m", HELPER_MODULE, str(uid), str(gid), str(child.fileno()), str(os.getpid()),
+                 *(str(fd) for fd in namespaces)],
+                pass_fds=[child.fileno(), *namespaces], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
                 env={k: v for k, v in os.environ.items() if k in _HELPER_ENV},
             )
         finally:
@@ -410,9 +413,21 @@ def _end_with_server(server: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
 def helper_main(args: list[str]) -> int:
-    uid, gid, fd, server = (int(a) for a in args)
+    uid, gid, fd, server, *namespaces = (int(a) for a in args)
     sock = socket.socket(fileno=fd)
+    for ns in namespaces:  # still root, still one thread: join the node's namespaces
+        _setns(ns)
+        os.close(ns)
+    if namespaces:
+        os.chdir("/")
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
