@@ -79,6 +79,9 @@ class EngineMulti(EngineCore):
     def queue_multi(self, job: JobRt, qt: QueuedTask, doc: Doc) -> None:
         """A task is queued: a multi-instance one asks the scheduler for its nodes."""
         qt.instances = instances_of(doc)
+        # What an earlier attempt's subtasks were (running when the server was killed, say) is no
+        # more: the next attempt lists its own (saved with the task by whoever queues it).
+        doc.pop("_subtasks", None)
         if qt.instances and job.sched.pool is not None:
             pool = self.pools.get(job.sched.pool)
             sp = self.scheduler.pools.get(job.sched.pool)

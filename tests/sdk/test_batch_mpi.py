@@ -19,6 +19,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.batch.models._models import BatchNodeRebootOptions  # not exported by 15.1
+from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from tests.helpers.pools import make_pool
@@ -72,6 +73,8 @@ def hello_url(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> s
 def _task(task_id: str, url: str, instances: int = 3) -> m.BatchTaskCreateOptions:
     return m.BatchTaskCreateOptions(
         id=task_id, command_line=MPIRUN, environment_settings=AS_ROOT,
+        # A hung mpirun ends as a failed task whose stderr says what happened, not as a test timeout.
+        constraints=m.BatchTaskConstraints(max_wall_clock_time=dt.timedelta(seconds=60)),
         multi_instance_settings=m.MultiInstanceSettings(
             number_of_instances=instances,
             coordination_command_line="/bin/sh -c 'echo coordinating on $AZ_BATCH_NODE_ID "
@@ -89,7 +92,7 @@ def test_mpi_hello_world_on_three_nodes(client: BatchClient, server: LiveServer,
     client.create_job(m.BatchJobCreateOptions(id="mpijob", pool_info=m.BatchPoolInfo(pool_id="mpi")))
     client.create_task("mpijob", _task("hello", hello_url))
     task = wait_for(lambda: (t := client.get_task("mpijob", "hello")).state == "completed" and t,
-                    "the MPI task to complete", timeout=120)
+                    "the MPI task to complete", timeout=150)
     stdout = b"".join(client.download_task_file("mpijob", "hello", "stdout.txt")).decode()
     info = task.execution_info
     stderr = b"".join(client.download_task_file("mpijob", "hello", "stderr.txt")).decode()
@@ -167,3 +170,23 @@ def test_terminate_and_node_reboot_end_a_multi_instance_task_on_every_node(clien
         retry_count=0, requeue_count=0)).requeue_count == 1, "the task requeued")
     wait_for(partial(_running_everywhere, client, "mi2job", "again"), "the requeued task running again", timeout=60)
     client.terminate_task("mi2job", "again")
+
+
+def test_multi_instance_task_survives_kill_9(fresh_server: LiveServer) -> None:
+    """After a kill -9 of the server the running multi-instance task is requeued once and runs again
+    on two nodes; the subtasks listed are the new attempt's, never the dead server's."""
+    client = BatchClient(fresh_server.batch_url, AzureNamedKeyCredential(fresh_server.account, fresh_server.key))
+    make_pool(client, "mik", nodes=2, enable_inter_node_communication=True)
+    client.create_job(m.BatchJobCreateOptions(id="mikjob", pool_info=m.BatchPoolInfo(pool_id="mik")))
+    client.create_task("mikjob", _sleeper("long"))
+    before = wait_for(partial(_running_everywhere, client, "mikjob", "long"), "the task running on both nodes")
+    fresh_server.kill()
+    fresh_server.start()
+    client = BatchClient(fresh_server.batch_url, AzureNamedKeyCredential(fresh_server.account, fresh_server.key))
+    after = wait_for(partial(_running_everywhere, client, "mikjob", "long"), "the task running again", timeout=60)
+    info = client.get_task("mikjob", "long").execution_info
+    assert info is not None and info.requeue_count == 1
+    assert after[0].start_time is not None and before[0].start_time is not None
+    assert after[0].start_time > before[0].start_time
+    client.terminate_task("mikjob", "long")
+    wait_for(partial(_completed, client, "mikjob", "long"), "the task to complete")
