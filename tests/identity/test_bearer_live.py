@@ -216,6 +216,10 @@ def test_bearer_over_plain_http(server: LiveServer) -> None:
     response = httpx.get(f"{server.blob_url}?comp=list", headers={"Authorization": f"Bearer {token}",
                                                                     "x-ms-version": "2023-11-03"})
     assert response.status_code == 403 and "requires HTTPS" in response.text
+    batch_token, _ = IdentityService(server.data_dir).issuer.issue("o", "c", "https://batch.core.windows.net/")
+    response = httpx.get(f"{server.batch_url}/pools", params={"api-version": "2024-07-01.20.0"},
+                         headers={"Authorization": f"Bearer {batch_token}"})
+    assert response.status_code == 403 and "requires HTTPS" in response.json()["values"][0]["value"]
 
 
 class _Static:

@@ -89,7 +89,8 @@ class BatchService:
         from openbatch.batch.wire import versions
 
         handler, params, req.operation = self.router.match(req.method, req.raw_path)
-        req.account = authenticate(self.ctx, req.method, req.headers, req.raw_path, req.query_pairs)
+        req.account = authenticate(self.ctx, req.method, req.headers, req.raw_path, req.query_pairs,
+                                   secure=req.base_url.startswith("https:"))
         text = req.query.get("api-version")
         if not text:
             raise e.MissingRequiredQueryParameter(

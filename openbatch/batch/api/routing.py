@@ -177,10 +177,16 @@ def _path_params(raw: dict[str, str]) -> dict[str, str]:
 
 
 def authenticate(ctx: BatchContext, method: str, headers: dict[str, str], raw_path: str,
-                 query_pairs: list[tuple[str, str]]) -> str:
-    """The account a SharedKey request is signed by (or a bearer token acts on), or AuthenticationFailed."""
+                 query_pairs: list[tuple[str, str]], secure: bool = True) -> str:
+    """The account a SharedKey request is signed by (or a bearer token acts on, over HTTPS only:
+    ``secure``), or AuthenticationFailed."""
     value = headers.get("authorization")
     if value and value[:7].lower() == "bearer ":
+        if not secure:
+            raise e.AuthenticationFailed(
+                "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
+                "correctly including the signature.",
+                {"AuthenticationErrorDetail": "Authentication with bearer tokens requires HTTPS (serve with --https)."})
         return authenticate_bearer(ctx, headers, value[7:].strip())
     if not value:
         raise e.AuthenticationFailed(
