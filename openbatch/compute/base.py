@@ -170,6 +170,16 @@ class ComputeProvider(Protocol):
         """Whether the node can still run work (its directory exists)."""
         ...
 
+    async def node_user(self, pool_id: str, node_id: str, mode: str, name: str, user: Doc) -> None:
+        """``mode`` add / update / delete a user account on the node (``user``: isAdmin, password,
+        sshPublicKey, expiry as YYYY-MM-DD). FileExistsError (add: exists), KeyError (no such user),
+        OSError (the provider cannot)."""
+        ...
+
+    async def remote_login(self, pool_id: str, node_id: str) -> tuple[str, int]:
+        """(address, port) of an SSH server for the node; OSError when there is none."""
+        ...
+
     # Work.
     async def run(self, spec: RunSpec) -> RunOutcome: ...
 

@@ -212,6 +212,12 @@ class DaskProvider:
         claim = self._claims.get(node_id)
         return claim is not None and claim.address is not None
 
+    async def node_user(self, pool_id: str, node_id: str, mode: str, name: str, user: Doc) -> None:
+        raise OSError("node user accounts are made by the local provider only (docs/compute.md)")
+
+    async def remote_login(self, pool_id: str, node_id: str) -> tuple[str, int]:
+        raise OSError("remote login is offered by the local provider's isolated nodes only (docs/compute.md)")
+
     # --- work ----------------------------------------------------------------------------------
 
     def _auto_urls(self, spec: RunSpec) -> dict[str, str]:

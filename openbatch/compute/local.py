@@ -71,6 +71,12 @@ class LocalProvider:
     def node_ok(self, node_id: str) -> bool:
         return self.host.node_ok(node_id)
 
+    async def node_user(self, pool_id: str, node_id: str, mode: str, name: str, user: Doc) -> None:
+        await self.host.machines.node_user(pool_id, node_id, mode, name, user)
+
+    async def remote_login(self, pool_id: str, node_id: str) -> tuple[str, int]:
+        return await self.host.machines.remote_login(node_id)
+
     # --- work ----------------------------------------------------------------------------------
 
     async def run(self, spec: RunSpec) -> RunOutcome:

@@ -114,8 +114,10 @@ class Machines:
         pool_id = self._pools.pop(node_id, None)
         if pool_id is None or any(p.lower() == pool_id.lower() for p in self._pools.values()):
             return
-        for name in sorted(self._host_accounts.pop(pool_id.lower(), set())):
-            await asyncio.to_thread(accounts.remove, name)
+        made = self._host_accounts.pop(pool_id.lower(), set())
+        if made or identity.is_root():
+            for name in sorted(made | set(accounts.host_accounts_of(pool_id))):
+                await asyncio.to_thread(accounts.remove, name)
 
     # --- node users and remote login ---------------------------------------------------------------
 

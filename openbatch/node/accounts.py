@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pwd
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,9 +90,19 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def host_prefix(pool_id: str) -> str:
+    return f"p{hashlib.sha1(pool_id.lower().encode()).hexdigest()[:6]}-"
+
+
 def host_name(pool_id: str, name: str) -> str:
-    """The host account of a pool account on a node that is not isolated."""
-    return f"p{hashlib.sha1(pool_id.lower().encode()).hexdigest()[:6]}-{name}"[:32]
+    """The host account of a pool account (or node user) on a node that is not isolated."""
+    return (host_prefix(pool_id) + name)[:32]
+
+
+def host_accounts_of(pool_id: str) -> list[str]:
+    """The host accounts made for a pool (by their prefix; also those a previous server made)."""
+    prefix = host_prefix(pool_id)
+    return sorted(entry.pw_name for entry in pwd.getpwall() if entry.pw_name.startswith(prefix))
 
 
 def ensure(account: PoolAccount, system_name: str, enter: Callable[[list[str]], list[str]] | None = None) -> UserSpec:

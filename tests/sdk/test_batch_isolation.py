@@ -20,6 +20,7 @@ import pytest
 from azure.batch import BatchClient
 from azure.batch import models as m
 from azure.batch.models._models import BatchNodeRebootOptions, BatchNodeReimageOptions  # not exported by 15.1
+from azure.core.exceptions import HttpResponseError
 
 from openbatch.node import isolation
 from tests.helpers.pools import make_pool
@@ -162,3 +163,39 @@ def test_reimage_wipes_the_nodes_own_changes_and_reboot_keeps_them(client: Batch
     assert task.execution_info is not None and task.execution_info.exit_code != 0
     assert not Path("/etc/openbatch-test-marker").exists()
     client.begin_delete_pool("iso-reimage", polling_interval=POLL).result(timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists(),
+                    reason="remote login needs openssh-server on the host")
+@pytest.mark.skipif(shutil.which("ssh") is None or shutil.which("ssh-keygen") is None, reason="needs openssh-client")
+def test_node_users_and_remote_login_over_ssh(client: BatchClient, tmp_path: Path) -> None:
+    (node,) = make_pool(client, "iso-ssh", nodes=1)
+    assert node.id is not None
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = (tmp_path / "id.pub").read_text().strip()
+    client.create_node_user("iso-ssh", node.id, m.BatchNodeUserCreateOptions(name="carol", ssh_public_key=public))
+    with pytest.raises(HttpResponseError) as exists:
+        client.create_node_user("iso-ssh", node.id, m.BatchNodeUserCreateOptions(name="carol", password="x1!Aaaaa"))
+    assert exists.value.status_code == 409 and exists.value.error is not None
+    assert exists.value.error.code == "NodeUserExists"
+    login = client.get_node_remote_login_settings("iso-ssh", node.id)
+    assert login.remote_login_ip_address == "127.0.0.1" and login.remote_login_port
+
+    def ssh(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ssh", "-i", str(key), "-p", str(login.remote_login_port), "-o", "BatchMode=yes",
+                               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                               "-o", "ConnectTimeout=10", "carol@127.0.0.1", command],
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    done = ssh("hostname; id -un")
+    assert done.stdout.split() == [isolation.hostname_of(node.id), "carol"], done.stderr
+    # PUT replaces the account's properties: without a key, the key no longer lets anyone in.
+    client.replace_node_user("iso-ssh", node.id, "carol", m.BatchNodeUserReplaceOptions(password="n3w!Passw0rd"))
+    assert ssh("true").returncode != 0
+    client.delete_node_user("iso-ssh", node.id, "carol")
+    with pytest.raises(HttpResponseError) as gone:
+        client.delete_node_user("iso-ssh", node.id, "carol")
+    assert gone.value.status_code == 404 and gone.value.error is not None
+    assert gone.value.error.code == "NodeUserNotFound"
+    client.begin_delete_pool("iso-ssh", polling_interval=POLL).result(timeout=60)

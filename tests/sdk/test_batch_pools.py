@@ -6,6 +6,8 @@ the node tests at the end need the engine to create nodes for a pool's targets.
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +20,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest, HttpResponse
 
+from openbatch.node import accounts
 from tests.helpers import batchraw
 from tests.helpers.waiting import wait_for
 
@@ -319,9 +322,25 @@ def test_unsupported_node_operations(client: BatchClient, node_pool: str) -> Non
         container_url="http://127.0.0.1/c?sig=x", start_time=datetime(2024, 1, 1, tzinfo=UTC)))
     assert (status, code) == (409, "OperationInvalidForCurrentState")
     assert list(client.list_node_extensions(node_pool, node_id)) == []
-    status, body = raw(client, "POST", f"/pools/{node_pool}/nodes/{node_id}/users",
-                       b'{"name": "u", "password": "p"}')
-    assert (status, body["code"]) == (409, "OperationInvalidForCurrentState")
+
+
+
+def test_node_users_on_a_node_that_is_not_isolated(client: BatchClient, node_pool: str) -> None:
+    """As root, a node user of a node sharing the host is a host account under the pool's prefix
+    (docs/compute.md); otherwise the server cannot make one and says so."""
+    node_id = list(client.list_nodes(node_pool))[0].id
+    status, body = raw(client, "POST", f"/pools/{node_pool}/nodes/{node_id}/users", b'{"name": "u", "password": "p"}')
+    if os.geteuid() != 0:
+        assert (status, body["code"]) == (409, "OperationInvalidForCurrentState")
+        return
+    assert status == 201, body
+    host_name = accounts.host_name(node_pool, "u")
+    assert pwd.getpwnam(host_name).pw_dir == f"/home/{host_name}"
+    assert raw(client, "POST", f"/pools/{node_pool}/nodes/{node_id}/users", b'{"name": "u"}')[1]["code"] == \
+        "NodeUserExists"
+    assert raw(client, "DELETE", f"/pools/{node_pool}/nodes/{node_id}/users/u")[0] == 200
+    assert raw(client, "DELETE", f"/pools/{node_pool}/nodes/{node_id}/users/u")[1]["code"] == "NodeUserNotFound"
+    assert host_name not in {entry.pw_name for entry in pwd.getpwall()}
 
 
 def test_resize_and_remove_nodes(client: BatchClient) -> None:

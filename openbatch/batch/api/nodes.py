@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from openbatch.batch.api.pools import body_of, page_args, page_response, query_filter
-from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, entity, no_content
-from openbatch.batch.domain import nodes
+from openbatch.batch.api.routing import BatchRequest, BatchResponse, Route, dumps, entity, no_content
+from openbatch.batch.domain import node_users, nodes
 from openbatch.batch.domain.common import Doc
 from openbatch.batch.wire import odata
 
@@ -78,16 +78,32 @@ async def deallocate(req: BatchRequest) -> BatchResponse:
 
 
 async def remote_login_settings(req: BatchRequest) -> BatchResponse:
-    nodes.refuse(req.ctx, req.account, *_ids(req), "remote login")
+    address, port = await node_users.remote_login(req.ctx, req.account, *_ids(req))
+    body = {"odata.metadata": f"{req.base_url}/$metadata#Microsoft.Azure.Batch.Protocol.Entities."
+                              "ComputeNodeGetRemoteLoginSettingsResult",
+            "remoteLoginIPAddress": address, "remoteLoginPort": port}
+    return BatchResponse(200, dumps(body))
 
 
 async def remote_desktop(req: BatchRequest) -> BatchResponse:
     nodes.refuse(req.ctx, req.account, *_ids(req), "remote desktop")
 
 
-async def node_user(req: BatchRequest) -> BatchResponse:
-    await body_of(req, optional=True)
-    nodes.refuse(req.ctx, req.account, *_ids(req), "managing node user accounts")
+async def add_node_user(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req)
+    await node_users.add_user(req.ctx, req.account, *_ids(req), body)
+    return no_content(201, location=f"{_location(req)}/users/{body.get('name', '')}")
+
+
+async def update_node_user(req: BatchRequest) -> BatchResponse:
+    body = await body_of(req)
+    await node_users.update_user(req.ctx, req.account, *_ids(req), req.params["userName"], body)
+    return no_content(200, location=f"{_location(req)}/users/{req.params['userName']}")
+
+
+async def delete_node_user(req: BatchRequest) -> BatchResponse:
+    await node_users.delete_user(req.ctx, req.account, *_ids(req), req.params["userName"])
+    return no_content(200)
 
 
 async def upload_logs(req: BatchRequest) -> BatchResponse:
@@ -118,9 +134,9 @@ ROUTES: list[Route] = [
     Route("POST", f"{_NODE}/deallocate", deallocate),
     Route("GET", f"{_NODE}/remoteloginsettings", remote_login_settings),
     Route("GET", f"{_NODE}/rdp", remote_desktop),
-    Route("POST", f"{_NODE}/users", node_user),
-    Route("PUT", f"{_NODE}/users/{{userName}}", node_user),
-    Route("DELETE", f"{_NODE}/users/{{userName}}", node_user),
+    Route("POST", f"{_NODE}/users", add_node_user),
+    Route("PUT", f"{_NODE}/users/{{userName}}", update_node_user),
+    Route("DELETE", f"{_NODE}/users/{{userName}}", delete_node_user),
     Route("POST", f"{_NODE}/uploadbatchservicelogs", upload_logs),
     Route("GET", f"{_NODE}/extensions", list_extensions),
     Route("GET", f"{_NODE}/extensions/{{extensionName}}", get_extension),

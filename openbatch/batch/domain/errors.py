@@ -84,6 +84,8 @@ AutoScaleNotEnabled = _error("AutoScaleNotEnabled", "")
 AutoScaleEnabled = _error("AutoScaleEnabled", "")
 OperationInvalidForCurrentState = _error("OperationInvalidForCurrentState", "")
 FileBeingUsed = _error("FileBeingUsed", "")
+NodeUserExists = _error("NodeUserExists", "Adding a node user account that exists.")
+NodeUserNotFound = _error("NodeUserNotFound", "Updating or deleting a node user account that does not exist (404).")
 CertificateExists = _error("CertificateExists", "")
 InvalidApplicationPackageReferences = _error("InvalidApplicationPackageReferences", "A pool names a package that "
                                              "does not exist or is not active (409, as the spec says).")

@@ -12,6 +12,8 @@ _STATUS: dict[str, int] = {
     e.RequestBodyTooLarge.code: 413,
     e.MethodNotAllowed.code: 405,
     e.CertificateNotFound.code: 404,
+    e.NodeUserNotFound.code: 404,
+    e.NodeUserExists.code: 409,
     **{cls.code: 409 for cls in (e.CertificateExists, e.CertificateBeingDeleted, e.CertificateStateActive,
                                  e.InvalidApplicationPackageReferences, e.ApplicationPackageAlreadyExists,
                                  e.ApplicationPackageBlobNotFound)},
