@@ -88,11 +88,6 @@ class DaskProvider:
             return spec.node_root or self.settings.dask_node_root
         return str(self.settings.data_dir / "nodes") if spec.local else None
 
-    @property
-    def cluster(self) -> Cluster:
-        """The default cluster (``--compute``)."""
-        return self.clusters[DEFAULT]
-
     # --- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
