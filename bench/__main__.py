@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute", action="append", default=[], metavar="PROVIDER",
                         help="tasks: also measure this --compute (e.g. dask-local:2) beside the local provider, "
                              "or the local provider with other serve options (--compute='--node-isolation off')")
+    parser.add_argument("--tasks", type=int, default=None, metavar="N", help="scale: tasks in the job (default 100,000)")
     args = parser.parse_args(argv)
     names = ["spawn", "tasks", "blob", "scale", "quickstart", "load"] if args.name == "all" else [args.name]
     for name in names:
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "blob":
             report = blob.run(blob.SMOKE if args.smoke else blob.Sizes(), with_azurite=not args.no_azurite)
         elif name == "scale":
-            report = scale.run(scale.SMOKE if args.smoke else scale.Sizes())
+            sizes = scale.SMOKE if args.smoke else scale.Sizes()
+            report = scale.run(scale.Sizes(args.tasks) if args.tasks else sizes)
         elif name == "load":
             report = load.run(load.SMOKE if args.smoke else load.Sizes())
         else:

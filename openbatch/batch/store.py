@@ -42,6 +42,35 @@ CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (account, job, state, seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Task counts kept as the tasks change, by SQLite itself: Get Task Counts (and the dashboard, the
+# autoscale variables) read a handful of rows however many tasks a job has.
+_COUNTS = """
+CREATE TABLE task_counts (
+    account TEXT NOT NULL, job TEXT NOT NULL, state TEXT NOT NULL, result TEXT NOT NULL,
+    tasks INTEGER NOT NULL, slots INTEGER NOT NULL,
+    PRIMARY KEY (account, job, state, result)
+);
+CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+    INSERT OR IGNORE INTO task_counts VALUES (NEW.account, NEW.job, NEW.state, NEW.result, 0, 0);
+    UPDATE task_counts SET tasks = tasks + 1, slots = slots + NEW.slots
+        WHERE account = NEW.account AND job = NEW.job AND state = NEW.state AND result = NEW.result;
+END;
+CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET tasks = tasks - 1, slots = slots - OLD.slots
+        WHERE account = OLD.account AND job = OLD.job AND state = OLD.state AND result = OLD.result;
+END;
+CREATE TRIGGER task_counts_update AFTER UPDATE OF state, result, slots ON tasks
+WHEN OLD.state != NEW.state OR OLD.result != NEW.result OR OLD.slots != NEW.slots BEGIN
+    UPDATE task_counts SET tasks = tasks - 1, slots = slots - OLD.slots
+        WHERE account = OLD.account AND job = OLD.job AND state = OLD.state AND result = OLD.result;
+    INSERT OR IGNORE INTO task_counts VALUES (NEW.account, NEW.job, NEW.state, NEW.result, 0, 0);
+    UPDATE task_counts SET tasks = tasks + 1, slots = slots + NEW.slots
+        WHERE account = NEW.account AND job = NEW.job AND state = NEW.state AND result = NEW.result;
+END;
+INSERT INTO task_counts SELECT account, job, state, result, COUNT(*), SUM(slots) FROM tasks
+    GROUP BY account, job, state, result;
+"""
+
 
 def _load(blob: bytes) -> Doc:
     doc: Doc = orjson.loads(blob)
@@ -65,6 +94,8 @@ class BatchStore:
         self.db.execute("PRAGMA cache_size=-16000")
         self.db.executescript(_SCHEMA)
         self._add_count_columns()
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'task_counts'").fetchone() is None:
+            self.db.executescript("BEGIN;" + _COUNTS + "COMMIT;")  # a data dir from before: counted once
         self.db.commit()
         self._cache: dict[tuple[str, str, str], dict[str, Doc]] = {}
         for kind, account, parent, key, blob in self.db.execute(
@@ -180,6 +211,7 @@ class BatchStore:
 
     def delete_job_tasks(self, account: str, job_id: str) -> None:
         self.db.execute("DELETE FROM tasks WHERE account = ? AND job = ?", (account, job_id.lower()))
+        self.db.execute("DELETE FROM task_counts WHERE account = ? AND job = ?", (account, job_id.lower()))
 
     def page_tasks(
         self, account: str, job_id: str, *, after_seq: int = 0, state: str | None = None, limit: int = 1000,
@@ -206,17 +238,15 @@ class BatchStore:
         return [_load(r[0]) for r in cur]
 
     def task_state_counts(self, account: str, job_id: str) -> dict[str, int]:
-        return dict(
-            self.db.execute(
-                "SELECT state, COUNT(*) FROM tasks WHERE account = ? AND job = ? GROUP BY state",
-                (account, job_id.lower()),
-            ).fetchall()
-        )
+        counts: dict[str, int] = {}
+        for state, _, number, _ in self.task_count_rows(account, job_id):
+            counts[state] = counts.get(state, 0) + number
+        return counts
 
     def task_count_rows(self, account: str, job_id: str) -> list[tuple[str, str, int, int]]:
         """(state, result, number of tasks, slots they take) per state and result of a job's tasks."""
         return self.db.execute(
-            "SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE account = ? AND job = ? GROUP BY state, result",
+            "SELECT state, result, tasks, slots FROM task_counts WHERE account = ? AND job = ? AND tasks > 0",
             (account, job_id.lower()),
         ).fetchall()
 

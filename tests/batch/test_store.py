@@ -41,3 +41,28 @@ def test_a_data_dir_from_before_the_count_columns_is_migrated(tmp_path):
     assert sorted(store.task_count_rows("acct", "job")) == [("completed", "success", 1, 2), ("running", "", 1, 1)]
     assert store.get_task("acct", "job", "T1") == docs[0]
     store.close()
+
+
+def test_counts_follow_every_change_and_survive_a_reopen(tmp_path):
+    path = tmp_path / "batch.db"
+    store = BatchStore(path)
+    store.insert_tasks("acct", "j", [_task(store, f"t{i}", "active", slots=2) for i in range(5)])
+    store.insert_tasks("acct", "other", [_task(store, "x", "active")])
+    store.update_tasks([("acct", "j", _task(store, "t0", "running", slots=2)),
+                        ("acct", "j", _task(store, "t1", "completed", "success", slots=2)),
+                        ("acct", "j", _task(store, "t2", "active", slots=4))])  # slots changed, state kept
+    store.update_task("acct", "j", _task(store, "t3", "active", slots=2))  # nothing a count sees changed
+    store.delete_task("acct", "j", "t4")
+    expected = [("active", "", 2, 6), ("completed", "success", 1, 2), ("running", "", 1, 2)]
+    assert sorted(store.task_count_rows("acct", "j")) == expected
+    assert store.task_state_counts("acct", "j") == {"active": 2, "completed": 1, "running": 1}
+    store.close()
+    store = BatchStore(path)
+    assert sorted(store.task_count_rows("acct", "j")) == expected
+    grouped = store.db.execute("SELECT state, result, COUNT(*), SUM(slots) FROM tasks WHERE job = 'j' "
+                               "GROUP BY state, result ORDER BY state").fetchall()
+    assert grouped == expected  # the kept counts are what counting the rows gives
+    store.delete_job_tasks("acct", "j")
+    assert store.task_count_rows("acct", "j") == []
+    assert store.task_count_rows("acct", "other") == [("active", "", 1, 1)]
+    store.close()
