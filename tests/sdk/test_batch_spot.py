@@ -15,6 +15,7 @@ from tests.helpers.pools import IMAGE
 from tests.helpers.server import LiveServer
 from tests.helpers.waiting import wait_for
 
+TEST_CLOCK = True  # the module's server runs on the test clock (autoscale samples on demand)
 # Runs at once on a dedicated node, for a minute on a Spot one.
 SPOT_SLEEPS = "/bin/sh -c 'test \"$AZ_BATCH_NODE_IS_DEDICATED\" = true || sleep 60'"
 
@@ -76,3 +77,20 @@ def test_random_preemption_rate_of_a_pool(client: BatchClient) -> None:
     wait_for(lambda: _nodes(client, "chaos").get(False, None) is not None
              and _nodes(client, "chaos")[False].state == "preempted", "the Spot node to be preempted", timeout=30)
     assert _nodes(client, "chaos")[True].state == "idle"
+
+
+def test_preempted_node_count_in_autoscale_formulas(client: BatchClient, server: LiveServer) -> None:
+    """$PreemptedNodeCount samples count the pool's Spot nodes in state preempted."""
+    client.create_pool(m.BatchPoolCreateOptions(
+        id="scaled", vm_size="standard_d2s_v3", virtual_machine_configuration=IMAGE, enable_auto_scale=True,
+        auto_scale_formula="$TargetDedicatedNodes = 0; $TargetLowPriorityNodes = 2;",
+        metadata=[m.BatchMetadataItem(name="openbatch.spotRestoreSeconds", value="-1")]))
+    wait_for(lambda: len(n := list(client.list_nodes("scaled"))) == 2 and all(x.state == "idle" for x in n),
+             "two Spot nodes idle")
+    victim = next(iter(client.list_nodes("scaled"))).id
+    assert victim is not None
+    ok(server, "node", "preempt", "scaled", victim)
+    server.advance_clock(60)  # two samples taken after the preemption
+    run = client.evaluate_pool_auto_scale("scaled", m.BatchPoolEvaluateAutoScaleOptions(
+        auto_scale_formula="$TargetLowPriorityNodes = 2; $gone = max($PreemptedNodeCount.GetSample(1));"))
+    assert run.error is None and run.results is not None and "$gone=1" in run.results, run.results
