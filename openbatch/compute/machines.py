@@ -10,7 +10,9 @@ is isolated, else prefixed host accounts that go with the pool's last node on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import pwd
 import shutil
 import socket
 import subprocess
@@ -43,6 +45,7 @@ class Machines:
         self._accounts: dict[str, dict[str, UserSpec]] = {}  # node id -> account name (lower case) -> account
         self._pools: dict[str, str] = {}  # node id -> pool id
         self._host_accounts: dict[str, set[str]] = {}  # pool id (lower case) -> host accounts made for it
+        self._host_lock = asyncio.Lock()
 
     def start(self) -> None:
         """Decide whether nodes are isolated (``auto``: when this host can); OSError for ``on`` when it cannot."""
@@ -76,8 +79,14 @@ class Machines:
             self._ns[node_id] = ns = await asyncio.to_thread(isolation.start_namespace, self.root, node_id,
                                                              node_root, hide)
         if users is not None and identity.is_root():
-            self._accounts[node_id] = await asyncio.to_thread(self._make_accounts, pool_id, ns,
-                                                              accounts.accounts_of(users))
+            # One at a time: nodes sharing the host make the same host accounts (and useradd locks
+            # /etc/passwd); an isolated node's are its own, made in parallel with other nodes'.
+            if ns is None:
+                async with self._host_lock:
+                    made = await asyncio.to_thread(self._make_accounts, pool_id, ns, accounts.accounts_of(users))
+            else:
+                made = await asyncio.to_thread(self._make_accounts, pool_id, ns, accounts.accounts_of(users))
+            self._accounts[node_id] = made
 
     def _make_accounts(self, pool_id: str, ns: NodeNamespace | None,
                        wanted: list[accounts.PoolAccount]) -> dict[str, UserSpec]:
@@ -117,6 +126,8 @@ class Machines:
         made = self._host_accounts.pop(pool_id.lower(), set())
         if made or identity.is_root():
             for name in sorted(made | set(accounts.host_accounts_of(pool_id))):
+                with contextlib.suppress(KeyError):  # its tasks' helper: userdel refuses an account in use
+                    close_spawners(uid=pwd.getpwnam(name).pw_uid)
                 await asyncio.to_thread(accounts.remove, name)
 
     # --- node users and remote login ---------------------------------------------------------------
@@ -129,10 +140,12 @@ class Machines:
             raise OSError("node user accounts need the server to run as root")
         ns = self._ns.get(node_id)
         system_name = name if ns is not None else accounts.host_name(pool_id, name)
-        await asyncio.to_thread(
-            accounts.node_user, mode, system_name, admin=bool(user.get("isAdmin")), expiry=str(user.get("expiry", "")),
-            password=str(user.get("password") or ""), ssh_public_key=str(user.get("sshPublicKey") or ""),
-            enter=ns.enter_argv if ns is not None else None)
+        async with self._host_lock:
+            await asyncio.to_thread(
+                accounts.node_user, mode, system_name, admin=bool(user.get("isAdmin")),
+                expiry=str(user.get("expiry", "")),
+                password=str(user.get("password") or ""), ssh_public_key=str(user.get("sshPublicKey") or ""),
+                enter=ns.enter_argv if ns is not None else None)
         if ns is None and mode == "add":
             self._host_accounts.setdefault(pool_id.lower(), set()).add(system_name)
 

@@ -345,11 +345,12 @@ def _spawner_for(user: UserSpec, namespace: Namespace | None = None) -> Spawner 
     return spawner
 
 
-def close_spawners(namespace: int | None = None) -> None:
+def close_spawners(namespace: int | None = None, uid: int | None = None) -> None:
     """Stop every helper (each kills what it started), for a server shutting down; or (``namespace``)
-    the helpers inside one node namespace, for a node whose namespace is gone."""
+    the helpers inside one node namespace, for a node whose namespace is gone; or (``uid``) those of
+    an account about to be deleted."""
     for key, spawner in list(_spawners.items()):
-        if namespace is None or key[3] == namespace:
+        if (namespace is None or key[3] == namespace) and (uid is None or key[1] == uid):
             del _spawners[key]
             spawner.close()
 
