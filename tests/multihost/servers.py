@@ -47,7 +47,9 @@ class Openbatch:
 
 def start_openbatch(host: Host, data_dir: Path, *flags: str, address: str | None = None) -> Openbatch:
     """Serve on ``host`` with ``flags`` (``--host`` etc.) on the default ports; ready when both listen."""
-    proc = host.popen([sys.executable, "-m", "openbatch", "serve", "--data-dir", str(data_dir), *flags], "openbatch")
+    # Nodes share their host (--node-isolation off): the tests check that tasks see that host's name.
+    proc = host.popen([sys.executable, "-m", "openbatch", "serve", "--data-dir", str(data_dir),
+                       "--node-isolation", "off", *flags], "openbatch")
     server = Openbatch(host, proc, address or host.address)
     for port in (DEFAULT_BLOB_PORT, DEFAULT_BATCH_PORT):
         host.wait_listening(port, proc, address=server.address)
