@@ -202,9 +202,9 @@ class EngineTasks(EngineCore):
         job = self.jobs.get(run.job) if run.job else None
         job_doc = job.doc if job else {}
         pool = self.pools.get(node.pool)
+        level, identity = ex.elevation_of(doc.get("userIdentity"), (pool.doc if pool else {}).get("userAccounts"))
         packages, bad_package = applications.run_packages(self.ctx, node.account, pool.doc if pool else None,
                                                           doc.get("applicationPackageReferences"))
-        level, identity = ex.elevation_of(doc.get("userIdentity"), (pool.doc if pool else {}).get("userAccounts"))
         return RunSpec(
             kind=TASK, key=run.key, account=node.account, pool_id=node.pool_id, node_id=node.node_id,
             command_line=str(doc.get("commandLine", "")), job_id=str(job_doc.get("id", "")),

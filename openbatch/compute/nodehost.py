@@ -102,10 +102,10 @@ class NodeHost:
         self._base_env = dict(os.environ)
         self._dirs = DirMaker()
         self._env_cache: dict[tuple[object, ...], tuple[dict[str, str], tuple[str, ...]]] = {}
+        self._packages = Packages()
 
     # --- life cycle ----------------------------------------------------------------------------
 
-        self._packages = Packages()
     async def start(self, kill_leftovers: bool = True) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if identity.is_root():
